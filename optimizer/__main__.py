@@ -1,0 +1,61 @@
+"""``python -m optimizer recipe=int8``: compose the recipe, run it, print the table, exit with its code.
+
+Exit codes: 0 every gate passed; 1 a step failed; 2 the recipe or its inputs are wrong
+(nothing ran); 3 no variant met the recipe's constraints."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from optimizer.config import OptimizerConfig, register_schema
+from optimizer.errors import EXIT_RECIPE, OptimizerError
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+register_schema()
+
+
+def _check_recipe_choice(argv) -> None:
+    """Name the available recipes in one line when ``recipe=`` names none of them."""
+    available = sorted(p.stem for p in (RECIPES / "recipe").glob("*.yaml"))
+    for arg in argv:
+        if arg.startswith("recipe="):
+            for name in arg.split("=", 1)[1].split(","):
+                if name and name not in available:
+                    print(f"error: unknown recipe {name!r}; available: {', '.join(available)}", file=sys.stderr)
+                    sys.exit(EXIT_RECIPE)
+
+
+@hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="config")
+def main(dcfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from optimizer.console import console
+
+    hc = HydraConfig.get()
+    recipe = hc.runtime.choices.get("recipe", "custom")
+    try:
+        cfg: OptimizerConfig = OmegaConf.to_object(dcfg)
+        from optimizer.pipeline import run
+        from optimizer.report import table
+
+        summary = run(cfg, Path(hc.runtime.output_dir), recipe)
+    except OptimizerError as e:
+        console.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        sys.exit(e.exit_code)
+    console.print(table(summary))
+    for w in summary["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    for name, why in summary["gate_failures"].items():
+        console.print(f"[red]gate:[/red] {name}: {'; '.join(why)}", highlight=False)
+    chosen = summary["chosen"] or "none"
+    console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}",
+                  highlight=False)
+    sys.exit(summary["exit_code"])
+
+
+if __name__ == "__main__":
+    _check_recipe_choice(sys.argv[1:])
+    main()

@@ -1,0 +1,47 @@
+"""Artifact: the frozen record of one model file and its metadata."""
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+SIDECAR = "artifact.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path  # the model file
+    format: str  # "torch", "onnx" or "tensorrt"
+    id: str = ""  # content address; set by the pipeline
+    parent: Optional[str] = None  # id of the artifact this one was made from
+    step: str = "source"  # recipe step label that made it
+    meta: Mapping[str, Any] = field(default_factory=dict)  # inherited from the parent, then updated
+
+    def evolve(self, **changes: Any) -> "Artifact":
+        """A copy with ``changes`` applied; ``meta`` is merged into the parent's meta."""
+        meta = {**self.meta, **changes.pop("meta", {})}
+        return replace(self, meta=meta, **changes)
+
+    def save(self, directory: Path) -> Path:
+        """Write ``artifact.json`` into ``directory`` (the path stored relative to it when inside)."""
+        directory = Path(directory)
+        record = asdict(self)
+        path = Path(self.path)
+        try:
+            record["path"] = str(path.resolve().relative_to(directory.resolve()))
+        except ValueError:
+            record["path"] = str(path)
+        sidecar = directory / SIDECAR
+        tmp = sidecar.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, sidecar)
+        return sidecar
+
+    @classmethod
+    def load(cls, directory: Path) -> "Artifact":
+        """Read the artifact recorded in ``directory/artifact.json``."""
+        directory = Path(directory)
+        record = json.loads((directory / SIDECAR).read_text())
+        path = Path(record.pop("path"))
+        return cls(path=path if path.is_absolute() else directory / path, **record)

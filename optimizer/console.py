@@ -1,0 +1,23 @@
+"""The one rich console and progress bars used for long work (training, calibration, timing)."""
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+
+console = Console(width=None if Console().is_terminal else 160)  # results, on stdout
+_progress_console = Console(stderr=True)
+
+
+@contextmanager
+def progress(description: str, total: float) -> Iterator:
+    """A progress bar; yields ``advance(n=1)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=_progress_console, transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

@@ -1,0 +1,37 @@
+"""Typed errors. User mistakes raise a subclass of OptimizerError whose message names the
+thing to fix; ``__main__`` prints it in one or two lines and exits with ``exit_code``."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a pass or variant failed at run time (also Hydra's own composition errors)
+EXIT_RECIPE = 2  # the recipe or its inputs are wrong; nothing was run
+EXIT_GATE = 3  # everything ran, but no variant met the recipe's constraints
+
+
+class OptimizerError(Exception):
+    """Base of every error the tool raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+
+class RecipeError(OptimizerError):
+    """The recipe, an override, a model/data source or an input file is wrong."""
+
+    exit_code = EXIT_RECIPE
+
+
+class PassError(OptimizerError):
+    """A pass failed while running; names the step."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(f"step '{step}': {message}")
+        self.step = step
+
+
+class ParityError(PassError):
+    """A produced model disagrees numerically with its source beyond tolerance."""
+
+
+class GateError(OptimizerError):
+    """The recipe's constraints were not met by any variant."""
+
+    exit_code = EXIT_GATE

@@ -1,0 +1,85 @@
+"""Evaluate and benchmark every variant, one after the other, reusing cached measurements.
+
+Measurements are keyed by the artifact id, the evaluation and benchmark settings, the
+hardware entry and the host's CPU, so a re-run on the same machine measures nothing again."""
+
+import gc
+import os
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from optimizer.benchmark import benchmark, peak_memory
+from optimizer.cache import Cache, content_key
+from optimizer.console import progress
+from optimizer.data import Splits
+from optimizer.evaluate import metrics, predict
+from optimizer.runtimes import load
+
+
+def host() -> Dict[str, str]:
+    """What identifies this machine's speed: CPU model and count, architecture."""
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cpus": str(os.cpu_count()), "machine": platform.machine()}
+
+
+def _key(cfg, splits: Splits) -> str:
+    bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
+    return content_key("measure", bench, asdict(cfg.evaluation), asdict(cfg.hardware), host(), splits.fingerprint())
+
+
+def _eval_set(cfg, splits: Splits):
+    n = cfg.evaluation.max_samples or len(splits.evaluation_y)
+    return splits.evaluation_x[:n], splits.evaluation_y[:n]
+
+
+def measure(variants: List, splits: Splits, cfg, cache: Cache) -> Dict[str, Dict]:
+    """``{variant name: {"evaluation", "benchmark", "peak_memory_mb", "reused"}}`` for ok variants."""
+    key = "measure-" + _key(cfg, splits)[:24]
+    x, y = _eval_set(cfg, splits)
+    ok = [v for v in variants if v.status == "ok"]
+    results = {v.name: cache.read_json(v.artifact.id, key) if cfg.benchmark.reuse else None for v in ok}
+    todo = [v for v in ok if results[v.name] is None]
+    if not todo:
+        return {name: {**r, "reused": True} for name, r in results.items()}
+    reference = _logits(variants[0], x, cfg) if variants[0].status == "ok" else None
+    steps = len(todo) * len(cfg.benchmark.batch_sizes)
+    with progress("benchmarking", steps) as advance:
+        for v in todo:
+            record = _measure_one(v, x, y, reference, cfg, advance)
+            cache.write_json(v.artifact.id, key, record)
+            results[v.name] = {**record, "reused": False}
+    for name, r in results.items():
+        r.setdefault("reused", True)
+    return results
+
+
+def _logits(v, x: np.ndarray, cfg) -> np.ndarray:
+    session = load(v.artifact, cfg.hardware)
+    try:
+        return predict(session, x, cfg.evaluation.batch_size)
+    finally:
+        session.close()
+
+
+def _measure_one(v, x, y, reference, cfg, advance) -> Dict:
+    gc.collect()
+    with peak_memory() as mem:
+        session = load(v.artifact, cfg.hardware)
+        logits = predict(session, x, cfg.evaluation.batch_size)
+        timings = benchmark(session, x, cfg.benchmark, advance)
+        session.close()
+        del session
+    gc.collect()
+    ev = metrics(logits, y, None if v.name == "reference" else reference)
+    return {"evaluation": ev, "benchmark": timings, **mem}

@@ -1,0 +1,1 @@
+"""One module per pass; each registers itself with ``optimizer.registry.register``."""

@@ -1,0 +1,181 @@
+"""plan -> run passes (cache hit? load : run) -> evaluate + benchmark -> select -> summary."""
+
+import contextlib
+import time
+import traceback
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from optimizer.artifact import Artifact
+from optimizer.cache import Cache, content_key, versions
+from optimizer.errors import OptimizerError, PassError, RecipeError
+from optimizer.registry import Context, PassSpec, load_passes
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str  # the recipe's key for this step
+    spec: PassSpec
+    config: Any  # instance of spec.config_cls
+
+
+def source_format(source: str) -> str:
+    return "onnx" if str(source).endswith(".onnx") else "torch"
+
+
+def _typed(cls: type, params: Mapping, where: str) -> Any:
+    """``params`` merged into ``cls``'s schema; every mistake names ``where.<key>``."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), dict(params)))
+    except ConfigKeyError as e:
+        keys = ", ".join(f.name for f in fields(cls))
+        raise RecipeError(f"{where}.{e.key}: unknown key (valid keys: {keys})") from None
+    except ValidationError as e:
+        raise RecipeError(f"{where}.{e.key}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # the dataclass's own __post_init__ checks
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def plan(cfg) -> List[Step]:
+    """Validate the whole recipe without loading a model: pass types, parameters, formats."""
+    from omegaconf import OmegaConf
+
+    check_settings(cfg)
+    passes = load_passes()
+    fmt = source_format(cfg.model.source)
+    steps = []
+    for label, entry in (cfg.passes or {}).items():
+        where = f"passes.{label}"
+        if entry is None:  # a step removed with an override such as passes.fuse=null
+            continue
+        entry = OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise RecipeError(f"{where}: needs a 'type', one of: {', '.join(sorted(passes))}")
+        spec = passes.get(entry["type"])
+        if spec is None:
+            raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
+        config = _typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        if spec.takes != fmt:
+            raise RecipeError(
+                f"{where}: pass '{spec.name}' takes a {spec.takes} model but the step before it makes {fmt}; "
+                f"reorder the passes"
+            )
+        fmt = spec.makes
+        steps.append(Step(str(label), spec, config))
+    return steps
+
+
+def check_settings(cfg) -> None:
+    """Numeric settings outside their domain, named by key."""
+    bad = [b for b in cfg.benchmark.batch_sizes if int(b) <= 0]
+    if bad or not cfg.benchmark.batch_sizes:
+        raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")
+    if cfg.evaluation.batch_size <= 0:
+        raise RecipeError(f"evaluation.batch_size must be positive, got {cfg.evaluation.batch_size}")
+    if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
+        raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
+
+
+@dataclass
+class Variant:
+    """One model the run produced (or the reference), and what is known about it."""
+
+    name: str
+    chain: List[str]
+    artifact: Optional[Artifact] = None
+    status: str = "ok"  # ok | failed | skipped
+    ran: bool = False  # the pass executed in this run (false: cache hit)
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+
+def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict, out_dir: Path) -> List[Variant]:
+    """Run every step, reusing cache entries; a failed step marks the rest of the chain skipped."""
+    variants = [Variant("reference", [], source)]
+    art: Optional[Artifact] = source
+    chain: List[str] = []
+    for step in steps:
+        chain = chain + [step.label]
+        v = Variant(step.label, chain)
+        variants.append(v)
+        if art is None:
+            v.status, v.error = "skipped", "an earlier step failed"
+            continue
+        key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint(),
+                          ctx_base["hardware"].device.value, versions())
+        cached = cache.get(key)
+        t0 = time.perf_counter()
+        try:
+            if cached is None:
+                parent = art
+                # libraries print tables and banners to stdout; keep them in the run's log instead
+                with open(out_dir / f"{step.label}.log", "w") as log, contextlib.redirect_stdout(log):
+                    cached = cache.put(key, lambda d: step.spec.fn(parent, step.config, Context(d, step.label, **ctx_base))
+                                       .evolve(parent=parent.id, step=step.label))
+                v.ran = True
+        except Exception as e:
+            err = e if isinstance(e, OptimizerError) else PassError(step.label, f"{type(e).__name__}: {e}")
+            log = out_dir / f"{step.label}.error.txt"
+            log.write_text("".join(traceback.format_exception(e)))
+            v.status, v.error, art = "failed", f"{err} (traceback: {log.name})", None
+            continue
+        finally:
+            v.seconds = time.perf_counter() - t0
+        v.artifact = art = cached
+    return variants
+
+
+def run(cfg, out_dir: Path, recipe: str) -> Dict:
+    """Run the recipe ``cfg`` end to end; write and return the summary."""
+    from optimizer.data import load_splits
+    from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+    from optimizer.measure import host, measure
+    from optimizer.models import load_source
+    from optimizer.report import compare, variant_record, write_summary
+    from optimizer.select import choose, pareto, violations
+
+    steps = plan(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = Cache(cfg.cache_dir)
+    splits = load_splits(cfg.data, cfg.seed)
+    source = load_source(cfg.model, splits, cache, cfg.seed)
+    variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
+    measured = measure(variants, splits, cfg, cache)
+    records = [variant_record(v, measured.get(v.name), cfg.hardware.price_per_hour) for v in variants]
+    warnings = compare(records)
+    for r in records:
+        r["violations"] = violations(r, cfg.constraints)
+    front = pareto(records)
+    for r in records:
+        r["pareto"] = r["name"] in front
+    chosen = choose(records, cfg.objective)
+    failed = [v.name for v in variants if v.status == "failed"]
+    code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
+    summary = {
+        "recipe": recipe,
+        "description": cfg.description,
+        "status": {EXIT_OK: "passed", EXIT_GATE: "gate_failed", EXIT_FAILED: "failed"}[code],
+        "exit_code": code,
+        "chosen": chosen["name"] if chosen else None,
+        "objective": cfg.objective.value,
+        "constraints": asdict(cfg.constraints),
+        "gate_failures": {r["name"]: r["violations"] for r in records if r["violations"]},
+        "failed_steps": failed,
+        "passes_run": sum(v.ran for v in variants),
+        "passes_cached": sum(1 for v in variants[1:] if v.status == "ok" and not v.ran),
+        "warnings": warnings,
+        "model": {"source": cfg.model.source, "name": cfg.model.name},
+        "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value, "host": host()},
+        "benchmark_batch_sizes": [int(b) for b in cfg.benchmark.batch_sizes],
+        "variants": records,
+        "output_dir": str(out_dir),
+        "cache_dir": str(cache.root),
+        "versions": versions(),
+    }
+    summary["summary_path"] = str(write_summary(summary, out_dir))
+    return summary

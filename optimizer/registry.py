@@ -1,0 +1,62 @@
+"""The pass registry: ``@register(name, ConfigCls, takes=, makes=)``.
+
+Every module under ``optimizer/passes/`` is imported by ``load_passes``, so adding a pass
+touches no other file."""
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict
+
+if TYPE_CHECKING:
+    from optimizer.config import HardwareConfig
+    from optimizer.data import Splits
+
+FORMATS = ("torch", "onnx", "tensorrt")
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    name: str
+    config_cls: type
+    fn: Callable
+    takes: str  # artifact format the pass accepts
+    makes: str  # artifact format the pass produces
+
+
+PASSES: Dict[str, PassSpec] = {}
+
+
+def register(name: str, config_cls: type, *, takes: str, makes: str) -> Callable:
+    """Register ``fn(artifact, config, ctx) -> Artifact`` as pass ``name``."""
+    if takes not in FORMATS or makes not in FORMATS:
+        raise ValueError(f"pass {name}: formats must be among {FORMATS}")
+
+    def wrap(fn: Callable) -> Callable:
+        if name in PASSES and PASSES[name].fn is not fn:
+            raise ValueError(f"pass {name!r} registered twice")
+        PASSES[name] = PassSpec(name, config_cls, fn, takes, makes)
+        return fn
+
+    return wrap
+
+
+def load_passes() -> Dict[str, PassSpec]:
+    """Import every module of ``optimizer.passes`` (cheap: heavy imports sit inside the passes)."""
+    from optimizer import passes
+
+    for info in pkgutil.iter_modules(passes.__path__):
+        importlib.import_module(f"{passes.__name__}.{info.name}")
+    return PASSES
+
+
+@dataclass
+class Context:
+    """What a pass may use besides its input artifact and config."""
+
+    out_dir: "Path"  # empty directory the pass writes its files into
+    step: str  # the recipe's label for this step, for error messages
+    data: "Splits"  # train / calibration / evaluation splits
+    hardware: "HardwareConfig"  # target machine: device, cores, threads
+    seed: int = 0  # seed for anything random

@@ -1,0 +1,90 @@
+"""The run's record: ``summary.json`` and the terminal table."""
+
+import json
+from pathlib import Path
+from typing import Dict, List
+
+from optimizer.cache import write_atomic
+
+
+def variant_record(v, m: Dict, price_per_hour) -> Dict:
+    """Everything known about one variant, as it goes into summary.json."""
+    from optimizer.cost import price
+
+    rec = {"name": v.name, "chain": v.chain, "status": v.status, "ran": v.ran, "seconds": round(v.seconds, 3)}
+    if v.error:
+        rec["error"] = v.error
+    if v.artifact is not None:
+        a = v.artifact
+        rec.update(artifact_id=a.id, parent_id=a.parent, format=a.format, path=str(a.path),
+                   precision=a.meta.get("precision", "fp32"), size_bytes=Path(a.path).stat().st_size)
+        rec["meta"] = {k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")}
+    if m:
+        rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
+        if "peak_memory_mb" in m:
+            rec["peak_memory_mb"] = m["peak_memory_mb"]
+        largest = m["benchmark"][max(m["benchmark"], key=int)]
+        rec["cost"] = price(price_per_hour, largest["throughput"])
+    return rec
+
+
+def compare(records: List[Dict]) -> List[str]:
+    """Fill accuracy drop and speed-up vs the reference; return warnings for slow-downs."""
+    ref = records[0] if records and "benchmark" in records[0] else None
+    warnings = []
+    for r in records:
+        if "evaluation" not in r or ref is None:
+            continue
+        r["evaluation"]["accuracy_drop"] = ref["evaluation"]["accuracy"] - r["evaluation"]["accuracy"]
+        r["speedup"] = {bs: t["throughput"] / ref["benchmark"][bs]["throughput"]
+                        for bs, t in r["benchmark"].items() if bs in ref["benchmark"]}
+        slow = {bs: s for bs, s in r["speedup"].items() if s < 0.95}
+        if slow and r is not ref:
+            worst = min(slow, key=slow.get)
+            warnings.append(f"{r['name']} ({r.get('precision')}) is slower than the reference: "
+                            f"{slow[worst]:.2f}x its throughput at batch {worst}")
+    return warnings
+
+
+def write_summary(summary: Dict, out_dir: Path) -> Path:
+    path = Path(out_dir) / "summary.json"
+    write_atomic(path, json.dumps(summary, indent=2, default=str).encode())
+    return path
+
+
+def _fmt(x, spec=".2f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def table(summary: Dict):
+    """A rich table: one row per variant."""
+    from rich.table import Table
+
+    sizes = summary["benchmark_batch_sizes"]
+    t = Table(title=f"recipe {summary['recipe']} on {summary['hardware']['name']}", header_style="bold")
+    for col in ["variant", "precision", "status", "acc %", "Δacc"]:
+        t.add_column(col)
+    for bs in sizes:
+        t.add_column(f"p50/p99 ms b{bs}", justify="right")
+    for col in [f"samples/s b{sizes[-1]}", f"speed-up b{sizes[-1]}", "size KB", "$/1M"]:
+        t.add_column(col, justify="right")
+    for r in summary["variants"]:
+        ev, bench = r.get("evaluation", {}), r.get("benchmark", {})
+        name = r["name"] + (" ★" if r["name"] == summary.get("chosen") else "")
+        speed = r.get("speedup", {}).get(str(sizes[-1]))
+        speed_txt = _fmt(speed, ".2f") + "x" if speed is not None else "-"
+        if speed is not None and speed < 0.95:
+            speed_txt = f"[red]{speed_txt}[/red]"
+        status = r["status"] if r["status"] != "ok" else ("ran" if r["ran"] else "cached")
+        status = "source" if not r["chain"] and r["status"] == "ok" else status
+        row = [name, r.get("precision", "-"), status, _fmt(ev.get("accuracy")), _fmt(0.0 - ev["accuracy_drop"] + 0.0, "+.2f")
+               if "accuracy_drop" in ev else "-"]
+        for bs in sizes:
+            b = bench.get(str(bs))
+            row.append(f"{b['p50_ms']:.2f}/{b['p99_ms']:.2f}" if b else "-")
+        last = bench.get(str(sizes[-1]), {})
+        row += [_fmt(last.get("throughput"), ".0f"), speed_txt,
+                _fmt(r["size_bytes"] / 1024, ".0f") if "size_bytes" in r else "-",
+                _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")]
+        t.add_row(*row)
+    return t

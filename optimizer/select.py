@@ -1,0 +1,63 @@
+"""Constraints, the accuracy/latency Pareto front, and the choice of the variant to ship."""
+
+from typing import Dict, List, Optional
+
+from optimizer.config import ConstraintsConfig, Objective
+
+
+def latency_p99(v: Dict) -> Optional[float]:
+    """p99 latency at batch size 1 (or the smallest batch measured), in ms."""
+    bench = v.get("benchmark") or {}
+    if not bench:
+        return None
+    return bench[min(bench, key=int)]["p99_ms"]
+
+
+def throughput(v: Dict) -> Optional[float]:
+    """Throughput at the largest batch size measured, in samples/s."""
+    bench = v.get("benchmark") or {}
+    return bench[max(bench, key=int)]["throughput"] if bench else None
+
+
+def violations(v: Dict, c: ConstraintsConfig) -> List[str]:
+    """Every constraint variant ``v`` fails, as short sentences."""
+    if v.get("status") != "ok":
+        return [f"variant {v.get('status')}"]
+    out = []
+    drop = v["evaluation"].get("accuracy_drop", 0.0)
+    if c.max_accuracy_drop is not None and drop > c.max_accuracy_drop:
+        out.append(f"accuracy drop {drop:.2f} > {c.max_accuracy_drop} points")
+    p99 = latency_p99(v)
+    if c.max_p99_ms is not None and p99 is not None and p99 > c.max_p99_ms:
+        out.append(f"p99 {p99:.2f} ms > {c.max_p99_ms} ms")
+    cost = v.get("cost", {}).get("cost_per_million")
+    if c.max_cost_per_million is not None:
+        if cost is None:
+            out.append("no cost figure (hardware.price_per_hour is not set)")
+        elif cost > c.max_cost_per_million:
+            out.append(f"cost ${cost:.4f}/1M > ${c.max_cost_per_million}/1M")
+    return out
+
+
+def pareto(variants: List[Dict]) -> List[str]:
+    """Names of the variants no other beats on both accuracy (higher) and p99 (lower)."""
+    pts = [(v["name"], v["evaluation"]["accuracy"], latency_p99(v)) for v in variants
+           if v.get("status") == "ok" and latency_p99(v) is not None]
+    front = []
+    for name, acc, lat in pts:
+        dominated = any(a >= acc and p <= lat and (a > acc or p < lat) for _, a, p in pts)
+        if not dominated:
+            front.append(name)
+    return front
+
+
+def choose(variants: List[Dict], objective: Objective) -> Optional[Dict]:
+    """The best variant among those with no violations, by ``objective``."""
+    ok = [v for v in variants if v.get("status") == "ok" and not v.get("violations")]
+    if not ok:
+        return None
+    if objective == Objective.throughput:
+        return max(ok, key=lambda v: throughput(v) or 0.0)
+    if objective == Objective.p99:
+        return min(ok, key=lambda v: latency_p99(v) or float("inf"))
+    return min(ok, key=lambda v: v.get("cost", {}).get("cost_per_million", float("inf")))
