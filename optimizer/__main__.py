@@ -11,20 +11,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from optimizer.config import OptimizerConfig, register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
-
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+from optimizer.recipes import RECIPES, available
 
 register_schema()
 
 
 def _check_recipe_choice(argv) -> None:
     """Name the available recipes in one line when ``recipe=`` names none of them."""
-    available = sorted(p.stem for p in (RECIPES / "recipe").glob("*.yaml"))
+    names = available()
     for arg in argv:
         if arg.startswith("recipe="):
             for name in arg.split("=", 1)[1].split(","):
-                if name and name not in available:
-                    print(f"error: unknown recipe {name!r}; available: {', '.join(available)}", file=sys.stderr)
+                if name and name not in names:
+                    print(f"error: unknown recipe {name!r}; available: {', '.join(names)}", file=sys.stderr)
                     sys.exit(EXIT_RECIPE)
 
 

@@ -1,0 +1,57 @@
+"""Shared fixtures. One cache directory per test session, so the built-in model is trained once
+and every test that needs it reuses it; tests never touch the user's ~/.cache."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Small settings that keep each recipe run to seconds on 2 cores.
+FAST = [
+    "benchmark.batch_sizes=[1,8]",
+    "benchmark.min_repeats=10",
+    "benchmark.max_seconds=0.3",
+    "benchmark.pause_seconds=0.05",
+    "benchmark.warmup_seconds=0.05",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["OPTIMIZER_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def splits():
+    from optimizer.config import DataConfig
+    from optimizer.data import load_splits
+
+    return load_splits(DataConfig())
+
+
+@pytest.fixture(scope="session")
+def builtin(cache_dir, splits):
+    """The built-in reference artifact, trained once per test session."""
+    from optimizer.cache import Cache
+    from optimizer.config import ModelConfig
+    from optimizer.models import load_source
+
+    return load_source(ModelConfig(), splits, Cache(cache_dir), seed=0)
+
+
+def run_cli(args, cache_dir: Path, out_dir: Path, timeout: int = 600):
+    """``python -m optimizer <args>`` in a subprocess; returns (exit code, output, summary or None)."""
+    env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "optimizer", *args, f"hydra.run.dir={out_dir}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    summary = out_dir / "summary.json"
+    return proc.returncode, proc.stdout + proc.stderr, json.loads(summary.read_text()) if summary.exists() else None
