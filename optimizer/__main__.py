@@ -18,7 +18,11 @@ register_schema()
 
 def _check_recipe_choice(argv) -> None:
     """Name the available recipes in one line when ``recipe=`` names none of them."""
-    names = available()
+    names = set(available())
+    for flag, value in zip(argv, argv[1:]):
+        if flag in ("--config-dir", "-cd"):  # a user's own recipes beside the built-in ones
+            names |= {p.stem for p in (Path(value) / "recipe").glob("*.yaml")}
+    names = sorted(names)
     for arg in argv:
         if arg.startswith("recipe="):
             for name in arg.split("=", 1)[1].split(","):
@@ -31,8 +35,12 @@ def _check_recipe_choice(argv) -> None:
 def main(dcfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from rich.markup import escape
+
     from optimizer.console import console
 
+    global _started
+    _started = True
     hc = HydraConfig.get()
     recipe = hc.runtime.choices.get("recipe", "custom")
     try:
@@ -42,19 +50,25 @@ def main(dcfg: DictConfig) -> None:
 
         summary = run(cfg, Path(hc.runtime.output_dir), recipe)
     except OptimizerError as e:
-        console.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     console.print(table(summary))
     for w in summary["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     for name, why in summary["gate_failures"].items():
-        console.print(f"[red]gate:[/red] {name}: {'; '.join(why)}", highlight=False)
+        console.print(f"[red]gate:[/red] {name}: {escape('; '.join(why))}", highlight=False)
     chosen = summary["chosen"] or "none"
     console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}",
                   highlight=False)
     sys.exit(summary["exit_code"])
 
 
+_started = False  # set once Hydra has composed the recipe and handed it to main()
+
 if __name__ == "__main__":
     _check_recipe_choice(sys.argv[1:])
-    main()
+    try:
+        main()
+    except SystemExit as e:
+        # Hydra exits 1 on a composition error (bad override, missing key): that is a recipe error
+        sys.exit(EXIT_RECIPE if e.code == 1 and not _started else e.code)

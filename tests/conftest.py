@@ -49,8 +49,15 @@ def builtin(cache_dir, splits):
 def run_cli(args, cache_dir: Path, out_dir: Path, timeout: int = 600):
     """``python -m optimizer <args>`` in a subprocess; returns (exit code, output, summary or None)."""
     env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    flags, overrides, args = [], [], list(args)
+    while args:  # Hydra's argparse wants flags (and their values) before the overrides
+        arg = args.pop(0)
+        if arg.startswith("-"):
+            flags += [arg] + ([args.pop(0)] if arg in ("--cfg", "-c", "--config-dir", "-cd") else [])
+        else:
+            overrides.append(arg)
     proc = subprocess.run(
-        [sys.executable, "-m", "optimizer", *args, f"hydra.run.dir={out_dir}"],
+        [sys.executable, "-m", "optimizer", *flags, *overrides, f"hydra.run.dir={out_dir}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     summary = out_dir / "summary.json"

@@ -1,0 +1,65 @@
+"""Timing statistics, and that one variant's timings do not depend on what ran before it."""
+
+import numpy as np
+import pytest
+
+from optimizer.benchmark import batch_of, summarize, time_calls, window_cv
+from optimizer.config import BenchmarkConfig, HardwareConfig
+
+
+def test_summarize_percentiles():
+    lat = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    s = summarize(lat, batch=4)
+    assert s["calls"] == 100 and s["batch_size"] == 4
+    assert s["p50_ms"] == pytest.approx(50.5) and s["p99_ms"] == pytest.approx(99.01)
+    assert s["p90_ms"] == pytest.approx(90.1) and s["p95_ms"] == pytest.approx(95.05)
+    assert s["throughput"] == pytest.approx(4 * 100 / sum(lat))
+    assert s["cv"] == pytest.approx(np.std(np.arange(1, 101)) / 50.5)
+
+
+def test_window_cv_needs_two_windows():
+    assert window_cv([1.0] * 15) == float("inf")
+    assert window_cv([1.0] * 20) == 0.0
+    assert window_cv([1.0] * 10 + [2.0] * 10) == pytest.approx(1 / 3)
+
+
+def test_batch_of_repeats_real_samples():
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    b = batch_of(x, 7)
+    assert b.shape == (7, 2) and b.flags["C_CONTIGUOUS"]
+    assert np.array_equal(b[3:6], x)
+
+
+def test_time_calls_stops_when_stable():
+    cfg = BenchmarkConfig(pause_seconds=0, warmup_seconds=0, min_repeats=20, max_seconds=5, target_cv=0.5)
+    calls = []
+    lat = time_calls(lambda: calls.append(1), cfg)
+    assert len(lat) == 20 and len(calls) == 21  # one untimed warm-up call, then 20 timed
+
+
+def test_same_variant_alone_and_among_others(builtin, splits, tmp_path):
+    """The exported model timed alone and right after torch and a second ORT session agree within 25 %."""
+    from optimizer.passes.onnx_export import ExportConfig, onnx_export
+    from optimizer.registry import Context
+    from optimizer.runtimes import load
+
+    hw = HardwareConfig()
+    art = onnx_export(builtin, ExportConfig(), Context(tmp_path, "export", splits, hw))
+    cfg = BenchmarkConfig(min_repeats=60, max_seconds=1.0, target_cv=0.02)
+    x = batch_of(splits.evaluation_x, 8)
+
+    def p50(session):
+        return summarize(time_calls(lambda: session(x), cfg), 8)["p50_ms"]
+
+    alone = []
+    among = []
+    for _ in range(2):
+        s = load(art, hw)
+        alone.append(p50(s))
+        s.close()
+        torch_session, other = load(builtin, hw), load(art, hw)
+        p50(torch_session), p50(other)  # busy the thread pools right before
+        s = load(art, hw)
+        among.append(p50(s))
+    ratio = min(among) / min(alone)
+    assert 0.75 < ratio < 1.25, (alone, among)
