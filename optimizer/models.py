@@ -2,7 +2,8 @@
 ``pkg.mod:fn``, an ONNX file, or a saved torch program (``torch.export`` ``.pt2``).
 
 A torch artifact is a state dict plus the factory that builds its module, so it loads with
-``torch.load(weights_only=True)``; a ``.pt2`` program loads with ``torch.export.load``."""
+``torch.load(weights_only=True)``; a pruned one (``meta["pruned"]``) also stores its layers' new
+shapes, to which the factory's module is resized. A ``.pt2`` program loads with ``torch.export.load``."""
 
 from pathlib import Path
 from typing import Any, Dict
@@ -47,8 +48,10 @@ def digits_resnet(width: int = 32, num_classes: int = 10, in_channels: int = 1):
     )
 
 
-def train(module, splits: Splits, epochs: int, seed: int, lr: float = 3e-3, label: str = "training"):
-    """Train ``module`` in place on the train split (Adam, cosine schedule, ±2 px shifts)."""
+def train(module, splits: Splits, epochs: int, seed: int, lr: float = 3e-3, label: str = "training", loss=None):
+    """Train ``module`` in place on the train split (Adam, cosine schedule, ±2 px shifts).
+
+    ``loss(logits, inputs, labels)`` replaces the cross-entropy (distillation adds a teacher term)."""
     import torch
 
     from optimizer.console import progress
@@ -65,9 +68,10 @@ def train(module, splits: Splits, epochs: int, seed: int, lr: float = 3e-3, labe
             for idx in torch.randperm(len(x), generator=gen).split(64):
                 dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
                 xb = torch.roll(x[idx], shifts=(dx, dy), dims=(2, 3))
-                loss = torch.nn.functional.cross_entropy(module(xb), y[idx])
+                out = module(xb)
+                err = loss(out, xb, y[idx]) if loss else torch.nn.functional.cross_entropy(out, y[idx])
                 opt.zero_grad()
-                loss.backward()
+                err.backward()
                 opt.step()
                 sched.step()
                 advance()
@@ -76,11 +80,52 @@ def train(module, splits: Splits, epochs: int, seed: int, lr: float = 3e-3, labe
 
 def torch_artifact(module, directory: Path, factory: str, kwargs: Dict[str, Any], meta: Dict[str, Any]) -> Artifact:
     """Save ``module``'s state dict in ``directory`` as a torch artifact built by ``factory``."""
+    path = Path(directory) / "model.pt"
+    save_module(module, path, pruned=bool(meta.get("pruned")))
+    return Artifact(path=path, format="torch", meta={"factory": factory, "kwargs": dict(kwargs), **meta})
+
+
+def save_module(module, path: Path, pruned: bool = False) -> None:
+    """Save ``module``'s state dict; a pruned module also saves its layers' plain attributes
+    (``out_channels``, ``num_features``, ...), so its factory's module can be reshaped to it.
+
+    torch-pruning's own ``tp.state_dict`` pickles whole submodules (``_modules``), which
+    ``torch.load(weights_only=True)`` refuses; tensors, numbers and strings load safely."""
     import torch
 
-    path = Path(directory) / "model.pt"
-    torch.save(module.state_dict(), path)
-    return Artifact(path=path, format="torch", meta={"factory": factory, "kwargs": dict(kwargs), **meta})
+    state = module.state_dict()
+    if pruned:
+        state = {"state_dict": state, "attributes": _plain_attributes(module)}
+    torch.save(state, path)
+
+
+def _plain_attributes(module) -> Dict[str, Dict[str, Any]]:
+    plain = (int, float, bool, str, type(None))
+
+    def ok(v):
+        return isinstance(v, plain) or (isinstance(v, (tuple, list)) and all(isinstance(i, plain) for i in v))
+
+    return {name: {k: v for k, v in sub.__dict__.items() if not k.startswith("_") and k != "training" and ok(v)}
+            for name, sub in module.named_modules()}
+
+
+def _reshape(module, payload: Dict[str, Any]):
+    """Give ``module`` (as its factory built it) the pruned layer shapes recorded in ``payload``."""
+    import torch
+
+    state, attributes = payload["state_dict"], payload["attributes"]
+    for name, sub in module.named_modules():
+        for attr, value in attributes.get(name, {}).items():
+            setattr(sub, attr, value)
+        prefix = f"{name}." if name else ""
+        for table in (sub._parameters, sub._buffers):
+            for key, tensor in table.items():
+                saved = state.get(prefix + key)
+                if tensor is not None and saved is not None and saved.shape != tensor.shape:
+                    empty = torch.empty_like(saved)
+                    table[key] = torch.nn.Parameter(empty, tensor.requires_grad) if table is sub._parameters else empty
+    module.load_state_dict(state)
+    return module
 
 
 def load_module(art: Artifact):
@@ -92,9 +137,7 @@ def load_module(art: Artifact):
     module = resolve(art.meta["factory"], "model factory")(**art.meta.get("kwargs", {}))
     state = torch.load(art.path, weights_only=True, map_location="cpu")
     if art.meta.get("pruned"):
-        import torch_pruning as tp
-
-        tp.load_state_dict(module, state_dict=state)
+        _reshape(module, state)
     else:
         module.load_state_dict(state)
     return module.eval()
