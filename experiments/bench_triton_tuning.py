@@ -1,0 +1,104 @@
+"""Tuned config.pbtxt vs Triton's untuned default, on the same real server, in the same run.
+
+The tuned repository is what ``python -m optimizer recipe=int8`` emits. The untuned one is the
+same model with Triton's defaults: no dynamic_batching, one instance, ONNX Runtime's own thread
+count (the tuned intra/inter-op parameters removed). Both are served on the smoke-test server
+(``optimizer.triton.server``; the python-backend swap when no ONNX Runtime backend is installed)
+and load-tested with one-sample gRPC requests at concurrency 8; rounds alternate
+untuned/tuned so drift on a shared machine hits both. Prints requests/s, p99 and the ratio.
+
+    python experiments/bench_triton_tuning.py [--repository DIR] [--rounds 3] [--requests 2000]
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FAST = ["benchmark.batch_sizes=[1,8]", "benchmark.min_repeats=20", "benchmark.max_seconds=0.5",
+        "tracking.enabled=false"]
+
+
+def emitted_repository(work: Path) -> Path:
+    """Run the default int8 recipe once (cached artifacts are reused) and return its repository."""
+    out = work / "run"
+    subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", *FAST, f"hydra.run.dir={out}"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out / "model_repository"
+
+
+def untuned_copy(repository: Path, into: Path) -> Path:
+    """The same model with Triton's defaults: no dynamic batching, one instance, default threads."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    shutil.copytree(repository, into)
+    for path in into.glob("*/config.pbtxt"):
+        c = text_format.Parse(path.read_text(), mc.ModelConfig())
+        c.ClearField("dynamic_batching")
+        for g in c.instance_group:
+            g.count = 1
+        for key in ("intra_op_thread_count", "inter_op_thread_count"):
+            if key in c.parameters:
+                del c.parameters[key]
+        path.write_text(text_format.MessageToString(c))
+    return into
+
+
+def measure(repository: Path, concurrency: int, requests: int, seconds: float) -> dict:
+    from optimizer.serve_check import check_repository
+
+    record = check_repository(repository, None, None, [concurrency], requests, seconds)
+    if not record["passed"]:
+        raise SystemExit(f"server check failed: {record['error']}")
+    (m,) = record["models"].values()
+    return {**m["load"][0], "ready_seconds": m["ready_seconds"], "max_abs_diff": m["max_abs_diff"],
+            "server": record["server"], "swapped": record["platform_swapped"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repository", type=Path, default=None, help="an emitted model_repository (default: emit one)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--sla-ms", type=float, default=50.0, help="serving.p99_ms of the recipe (default recipe: 50)")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        tuned = a.repository or emitted_repository(work)
+        untuned = untuned_copy(tuned, work / "untuned")
+        print("tuned config.pbtxt:\n" + next(tuned.glob("*/config.pbtxt")).read_text())
+        runs = {"untuned": [], "tuned": []}
+        for r in range(a.rounds):
+            for name, repo in (("untuned", untuned), ("tuned", tuned)):
+                m = measure(repo, a.concurrency, a.requests, a.seconds)
+                runs[name].append(m)
+                print(f"round {r + 1} {name:>7}: {m['requests_per_s']:8.1f} req/s  p50 {m['p50_ms']:.2f} ms  "
+                      f"p99 {m['p99_ms']:.2f} ms  ({m['requests']} requests, READY {m['ready_seconds']:.2f} s)")
+        med = {k: statistics.median(x["requests_per_s"] for x in v) for k, v in runs.items()}
+        p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in runs.items()}
+        print(f"server: {runs['tuned'][0]['server']}" + ("  [platform swapped to the python backend]"
+                                                         if runs["tuned"][0]["swapped"] else ""))
+        print(f"median requests/s at concurrency {a.concurrency}: "
+              f"untuned {med['untuned']:.1f}, tuned {med['tuned']:.1f}")
+        print(f"median p99: untuned {p99['untuned']:.2f} ms, tuned {p99['tuned']:.2f} ms (SLA {a.sla_ms} ms: "
+              f"{'within' if p99['tuned'] <= a.sla_ms else 'MISSED'})")
+        rounds = [t["requests_per_s"] / u["requests_per_s"] for u, t in zip(runs["untuned"], runs["tuned"])]
+        print(f"ratio tuned/untuned per round: {', '.join(f'{r:.2f}x' for r in rounds)}; "
+              f"median {statistics.median(rounds):.2f}x")
+        print(f"ratio of the medians tuned/untuned: {med['tuned'] / med['untuned']:.2f}x (target ≥ 1.3x)")
+        print(json.dumps({"ratio": med["tuned"] / med["untuned"], "round_ratios": rounds,
+                          "median_rps": med, "median_p99_ms": p99}))
+
+
+if __name__ == "__main__":
+    main()

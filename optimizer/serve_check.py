@@ -1,0 +1,184 @@
+"""``python -m optimizer.serve_check <model_repository>``: serve an emitted repository on a real
+tritonserver (127.0.0.1), wait for READY, send the stored evaluation inputs over HTTP, compare the
+answers with the reference outputs, and run a short bounded load test over gRPC.
+
+Exit code 0 when every model answered within tolerance, 1 otherwise, 2 when no server is found."""
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+TOLERANCE = 1e-4  # same model.onnx, same runtime: only thread-order float differences are expected
+
+
+def _reference(model_dir: Path):
+    ref = np.load(model_dir / "reference.npz")
+    inputs = {k[3:]: ref[k] for k in ref.files if k.startswith("in.")}
+    outputs = {k[4:]: ref[k] for k in ref.files if k.startswith("out.")}
+    return inputs, outputs
+
+
+def _tensors(module, arrays: Dict[str, np.ndarray]):
+    out = []
+    for name, a in arrays.items():
+        t = module.InferInput(name, list(a.shape), module.np_to_triton_dtype(a.dtype))
+        t.set_data_from_numpy(a)
+        out.append(t)
+    return out
+
+
+def compare(url: str, model: str, inputs: Dict[str, np.ndarray], expected: Dict[str, np.ndarray],
+            chunk: int) -> float:
+    """Max |served - expected| over every output, sending the inputs over HTTP ``chunk`` samples at a time."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(url)
+    try:
+        n = len(next(iter(inputs.values())))
+        step = chunk if chunk > 0 else n
+        worst = 0.0
+        for i in range(0, n, step):
+            part = {k: np.ascontiguousarray(v[i:i + step]) for k, v in inputs.items()}
+            result = client.infer(model, _tensors(http, part))
+            for name, want in expected.items():
+                got = result.as_numpy(name)
+                if got is None or got.shape != want[i:i + step].shape:
+                    raise ValueError(f"output {name!r}: got shape {None if got is None else got.shape}, "
+                                     f"expected {want[i:i + step].shape}")
+                worst = max(worst, float(np.max(np.abs(got - want[i:i + step]))))
+        return worst
+    finally:
+        client.close()
+
+
+def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: int, max_requests: int,
+              max_seconds: float) -> Dict:
+    """Keep ``concurrency`` one-sample gRPC requests in flight; bounded by count and time. Client-side numbers."""
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(url)
+    inputs = _tensors(grpc, sample)
+    slots, lock, latencies, errors = threading.Semaphore(concurrency), threading.Lock(), [], []
+
+    def done(start):
+        def callback(result, error):
+            with lock:
+                (errors.append(str(error)) if error else latencies.append(time.perf_counter() - start))
+            slots.release()
+        return callback
+
+    for _ in range(min(concurrency * 2, max_requests)):  # warm-up, not counted
+        client.infer(model, inputs)
+    sent, t0 = 0, time.perf_counter()
+    while sent < max_requests and time.perf_counter() - t0 < max_seconds:
+        slots.acquire()
+        client.async_infer(model, inputs, callback=done(time.perf_counter()))
+        sent += 1
+    for _ in range(concurrency):  # wait for the requests in flight
+        slots.acquire()
+    elapsed = time.perf_counter() - t0
+    client.close()
+    ms = np.asarray(latencies) * 1e3
+    return {"concurrency": concurrency, "requests": sent, "errors": len(errors), "seconds": round(elapsed, 3),
+            "requests_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3) if len(ms) else None,
+            "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else None,
+            **({"first_error": errors[0]} if errors else {})}
+
+
+def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[float] = None,
+                     concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 200,
+                     max_seconds: float = 5.0, install=None) -> Dict:
+    """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from optimizer.triton.server import ServerError, find_server, serve
+
+    if triton_cfg is not None:
+        concurrency, max_requests = triton_cfg.smoke_concurrency, triton_cfg.smoke_requests
+        max_seconds = triton_cfg.smoke_seconds
+    install = install or find_server()
+    record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
+                    "notes": [], "models": {}}
+    server, notes, tmp = serve(Path(repository), install)
+    record["notes"] = notes
+    try:
+        for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
+            config = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
+            m: Dict = {"ready_seconds": round(server.wait_ready(config.name), 3)}
+            record["models"][config.name] = m
+            inputs, expected = _reference(cfg_path.parent)
+            m["max_abs_diff"] = compare(server.http_url, config.name, inputs, expected, config.max_batch_size)
+            m["samples"] = len(next(iter(inputs.values())))
+            one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
+            m["load"] = [load_test(server.grpc_url, config.name, one, c, max_requests, max_seconds)
+                         for c in concurrency]
+            if sla_p99_ms is not None:
+                m["sla_p99_ms"] = sla_p99_ms
+                m["within_sla"] = all(r["p99_ms"] is not None and r["p99_ms"] <= sla_p99_ms for r in m["load"])
+        problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {TOLERANCE}" for n, m in record["models"].items()
+                    if m["max_abs_diff"] > TOLERANCE]
+        problems += [f"{n}: {r['errors']} failed requests at concurrency {r['concurrency']} ({r['first_error']})"
+                     for n, m in record["models"].items() for r in m["load"] if r["errors"]]
+        if not record["models"]:
+            problems.append(f"no model directory with a config.pbtxt under {repository}")
+        record["passed"], record["error"] = not problems, "; ".join(problems) or None
+    except (ServerError, ValueError) as e:
+        record["error"] = str(e)
+    except Exception as e:  # the client's own errors (InferenceServerException) name the model and the cause
+        record["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
+
+
+def _print(record: Dict) -> None:
+    print(f"server: {record['server']}")
+    for note in record["notes"]:
+        print(f"note: {note}")
+    for name, m in record["models"].items():
+        print(f"{name}: READY in {m['ready_seconds']:.2f} s; max |diff| vs reference "
+              f"{m.get('max_abs_diff', float('nan')):.3g} over {m.get('samples', 0)} samples")
+        for r in m.get("load", []):
+            print(f"  concurrency {r['concurrency']:>2}: {r['requests_per_s']:>8.1f} req/s  "
+                  f"p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  ({r['requests']} requests, {r['errors']} errors)")
+    print("passed" if record["passed"] else f"FAILED: {record['error']}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from optimizer.errors import OptimizerError
+
+    p = argparse.ArgumentParser(prog="python -m optimizer.serve_check", description=__doc__.splitlines()[0])
+    p.add_argument("repository", type=Path, help="the emitted model_repository directory")
+    p.add_argument("--concurrency", default="1,2,4,8", help="load-test concurrency levels, comma-separated")
+    p.add_argument("--requests", type=int, default=200, help="requests per concurrency level at most")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds per concurrency level at most")
+    p.add_argument("--sla-ms", type=float, default=None, help="p99 SLA to check the load test against")
+    p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
+    a = p.parse_args(argv)
+    if not a.repository.is_dir():
+        print(f"error: {a.repository} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        record = check_repository(a.repository, None, a.sla_ms, [int(c) for c in a.concurrency.split(",")],
+                                  a.requests, a.seconds)
+    except OptimizerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    _print(record)
+    if a.json:
+        a.json.write_text(json.dumps(record, indent=2))
+    return 0 if record["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The pipeline's last stage: tune the chosen variant on this machine, emit its Triton repository,
+optionally smoke-test it on a real server. ``pipeline.run`` calls ``preflight`` and ``deploy``."""
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from optimizer.cache import Cache, content_key
+from optimizer.errors import RecipeError
+from optimizer.triton import emit
+from optimizer.triton.tune import Tuning, sweep_sizes, tune
+
+REFERENCE_SAMPLES = 64  # evaluation samples stored with the repository for serve_check
+
+
+def repository_dir(cfg, out_dir: Path) -> Path:
+    return Path(cfg.triton.repository).expanduser() if cfg.triton.repository else Path(out_dir) / "model_repository"
+
+
+def preflight(cfg, out_dir: Path) -> None:
+    """Serving, cost and repository settings checked before anything runs (RecipeError, exit 2)."""
+    from optimizer.cost import check
+
+    check(cfg)
+    s = cfg.serving
+    if s.p99_ms <= 0 or s.overhead_ms < 0:
+        raise RecipeError(f"serving.p99_ms must be positive and serving.overhead_ms ≥ 0, "
+                          f"got {s.p99_ms} and {s.overhead_ms}")
+    if s.max_batch_cap < 1 or s.queue_delay_cap_us < 0 or any(t < 0 for t in s.thread_options) or not s.thread_options:
+        raise RecipeError("serving.max_batch_cap must be ≥ 1, serving.queue_delay_cap_us ≥ 0, "
+                          "serving.thread_options a non-empty list of thread counts ≥ 0")
+    if not cfg.triton.emit:
+        return
+    emit.check_name(cfg.model.name)
+    emit.check_target(repository_dir(cfg, out_dir), cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite)
+    if cfg.triton.smoke_test:
+        from optimizer.triton.server import find_server
+
+        find_server()  # raises a RecipeError saying how to provision one
+
+
+def thread_counts(cfg) -> List[int]:
+    cores = cfg.hardware.cores
+    if cfg.hardware.device.value == "cuda":
+        return [cfg.hardware.intra_op_threads or cores]
+    return sorted({min(t or cores, cores) for t in cfg.serving.thread_options}, reverse=True)
+
+
+def sweep(cfg, art, pool: np.ndarray, cache: Cache) -> Dict[int, List[Dict]]:
+    """``{threads: curve}``: one instance timed at 1, 2, 4, ... samples per call; cached per artifact."""
+    from optimizer.benchmark import batch_of, summarize, time_calls
+    from optimizer.console import progress
+    from optimizer.measure import host
+    from optimizer.runtimes import load
+
+    sizes, counts = sweep_sizes(cfg.serving.max_batch_cap), thread_counts(cfg)
+    bench = {k: v for k, v in asdict(cfg.benchmark).items() if k not in ("reuse", "batch_sizes")}
+    name = "tune-" + content_key(sizes, counts, bench, asdict(cfg.hardware), host())[:24]
+    cached = cache.read_json(art.id, name) if cfg.benchmark.reuse else None
+    if cached is not None:
+        return {int(t): c for t, c in cached.items()}
+    curves = {}
+    with progress("tuning sweep", len(sizes) * len(counts)) as advance:
+        for t in counts:
+            session = load(art, replace(cfg.hardware, intra_op_threads=t))
+            try:
+                curves[t] = []
+                for bs in sizes:
+                    x = batch_of(pool, bs)
+                    curves[t].append(summarize(time_calls(lambda: session(x), cfg.benchmark), bs))
+                    advance()
+            finally:
+                session.close()
+    cache.write_json(art.id, name, {str(t): c for t, c in curves.items()})
+    return curves
+
+
+def reference(path: Path, io: Dict, x: np.ndarray, hw) -> Dict[str, np.ndarray]:
+    """Evaluation inputs and the model's own answers (ONNX Runtime), keyed ``in.<name>`` / ``out.<name>``."""
+    from optimizer.runtimes import ort_session
+
+    sess = ort_session(path, hw)
+    feeds = {io["inputs"][0]["name"]: np.ascontiguousarray(x)}
+    outs = sess.run([o["name"] for o in io["outputs"]], feeds)
+    return {**{f"in.{k}": v for k, v in feeds.items()},
+            **{f"out.{o['name']}": v for o, v in zip(io["outputs"], outs)}}
+
+
+def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path) -> Dict:
+    """Tune, emit and (optionally) smoke-test the chosen variant; the summary's ``triton`` block.
+
+    ``gate`` is set when the SLA cannot be met even at batch 1: nothing is emitted then."""
+    from optimizer.cost import price
+    from optimizer.triton.report import tuning_markdown
+
+    art = next(v.artifact for v in variants if v.name == chosen["name"])
+    if art.format not in emit.PLATFORMS:
+        return {"emitted": False, "reason": f"no Triton template for a {art.format} model (variant {chosen['name']}); "
+                                            f"add an onnx_export step"}
+    pool = splits.evaluation_x[:max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)]
+    gpu = cfg.hardware.device.value == "cuda"
+    tuning: Tuning = tune(sweep(cfg, art, pool, cache), cfg.serving.p99_ms, cfg.hardware.cores, gpu,
+                          cfg.serving.queue_delay_cap_us, cfg.serving.overhead_ms)
+    info: Dict = {"emitted": False, "variant": chosen["name"], "tuning": tuning.to_dict()}
+    if not tuning.feasible:
+        return {**info, "gate": tuning.reason, "reason": tuning.reason}
+    info["cost"] = price(cfg.hardware.price_per_hour, tuning.throughput, cfg.serving)
+    io = emit.model_io(art.path)
+    values = tuning.to_dict()
+    config = emit.build_config(cfg.model.name, art.format, io, values, gpu)
+    repo = repository_dir(cfg, out_dir)
+    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite)
+    record = {"variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
+              "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
+    md = tuning_markdown(cfg, record, config)
+    ref = reference(art.path, io, pool[:REFERENCE_SAMPLES], cfg.hardware)
+    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref)
+    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores)
+    if problems:
+        raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
+    info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
+                values=_values(config))
+    if cfg.triton.smoke_test:
+        from optimizer.serve_check import check_repository
+
+        info["smoke_test"] = check_repository(repo, cfg.triton, sla_p99_ms=cfg.serving.p99_ms)
+        if not info["smoke_test"]["passed"]:
+            info["failed"] = f"smoke test: {info['smoke_test']['error']}"
+    return info
+
+
+def _values(config) -> Dict:
+    """The tuned fields as written, for summary.json."""
+    return {"max_batch_size": config.max_batch_size,
+            "preferred_batch_size": list(config.dynamic_batching.preferred_batch_size),
+            "max_queue_delay_microseconds": config.dynamic_batching.max_queue_delay_microseconds,
+            "instance_group": [{"kind": "KIND_GPU" if g.kind == 1 else "KIND_CPU", "count": g.count}
+                               for g in config.instance_group],
+            "parameters": {k: v.string_value for k, v in config.parameters.items()}}

@@ -1,0 +1,165 @@
+"""Write a Triton model repository: template .pbtxt -> Triton's ModelConfig protobuf -> text_format.
+
+Layout: ``<repository>/<name>/config.pbtxt``, ``<name>/1/model.onnx``, ``<name>/tuning.md`` and
+``tuning.json`` (the tuned values and the measurements behind them), ``<name>/reference.npz``
+(evaluation inputs and the model's answers, for ``python -m optimizer.serve_check``)."""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from optimizer.cache import file_digest, write_atomic
+from optimizer.errors import RecipeError
+
+TEMPLATES = Path(__file__).resolve().parent.parent.parent / "model_repository_templates"
+PLATFORMS = {"onnx": "onnxruntime_onnx"}  # artifact format -> Triton platform (one template each)
+ONNX_TO_TRITON = {  # onnx.TensorProto element type -> Triton data type name
+    1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
+    7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 12: "TYPE_UINT32",
+    13: "TYPE_UINT64", 16: "TYPE_BF16",
+}
+
+
+def check_name(name: str) -> None:
+    """Triton model names become directory names: no path separators, no ``..``."""
+    if not name or "/" in name or "\\" in name or ".." in name or name.startswith("."):
+        raise RecipeError(f"model.name {name!r}: a Triton model name may not be empty, contain '/' or '..', "
+                          f"or start with '.'")
+
+
+def model_io(path: Path) -> Dict[str, List[Dict]]:
+    """Inputs and outputs of an ONNX model: name, Triton type, dims (-1 for dynamic axes)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    try:  # outputs written without a shape get one
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - a model shape inference cannot follow keeps its declared shapes
+        pass
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(v) -> Dict:
+        t = v.type.tensor_type
+        if not t.HasField("shape"):
+            raise RecipeError(f"model input/output {v.name!r} has no known shape; Triton's config needs its dims")
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        if t.elem_type not in ONNX_TO_TRITON:
+            raise RecipeError(f"model input/output {v.name!r}: ONNX element type {t.elem_type} has no Triton type")
+        return {"name": v.name, "data_type": ONNX_TO_TRITON[t.elem_type], "dims": dims}
+
+    return {"inputs": [spec(v) for v in model.graph.input if v.name not in inits],
+            "outputs": [spec(v) for v in model.graph.output]}
+
+
+def batchable(io: Dict[str, List[Dict]]) -> bool:
+    """Triton batching needs a dynamic first axis on every input and output."""
+    return all(t["dims"] and t["dims"][0] == -1 for t in io["inputs"] + io["outputs"])
+
+
+def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool):
+    """The ModelConfig protobuf: the platform's template, filled from the model and the tuning."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    platform = PLATFORMS.get(fmt)
+    if platform is None:
+        raise RecipeError(f"no Triton template for a {fmt} model; add an onnx_export step to the recipe")
+    config = text_format.Parse((TEMPLATES / f"{platform}.pbtxt").read_text(), mc.ModelConfig())
+    config.name = name
+    batch = tuning["max_batch_size"] if batchable(io) else 0
+    config.max_batch_size = batch
+    for field, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
+        for t in tensors:
+            entry = getattr(config, field).add()
+            entry.name, entry.data_type = t["name"], mc.DataType.Value(t["data_type"])
+            entry.dims.extend(t["dims"][1:] if batch > 0 else t["dims"])
+    group = config.instance_group.add()
+    group.kind = mc.ModelInstanceGroup.Kind.Value("KIND_GPU" if gpu else "KIND_CPU")
+    group.count = tuning["instances"]
+    if not gpu:
+        config.parameters["intra_op_thread_count"].string_value = str(tuning["threads"])
+    if batch > 0:
+        config.dynamic_batching.preferred_batch_size.append(tuning["preferred_batch_size"])
+        config.dynamic_batching.max_queue_delay_microseconds = tuning["max_queue_delay_us"]
+    warm = config.model_warmup.add()
+    warm.name = f"warmup_batch_{tuning['preferred_batch_size'] if batch > 0 else 1}"
+    warm.batch_size = tuning["preferred_batch_size"] if batch > 0 else 1
+    for t in io["inputs"]:
+        data = warm.inputs[t["name"]]
+        data.data_type = mc.DataType.Value(t["data_type"])
+        data.dims.extend(t["dims"][1:] if batch > 0 else [max(d, 1) for d in t["dims"]])
+        data.zero_data = True
+    return config
+
+
+def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[str]:
+    """Triton's rules that bite people, checked on the file as written (parsed back)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    c = text_format.Parse(Path(config_path).read_text(), mc.ModelConfig())
+    problems = []
+    if c.name != Path(config_path).parent.name:
+        problems.append(f"name {c.name!r} differs from its directory {Path(config_path).parent.name!r}")
+    names = [t.name for t in list(c.input) + list(c.output)]
+    if len(set(names)) != len(names):
+        problems.append(f"input/output names are not unique: {names}")
+    for p in c.dynamic_batching.preferred_batch_size:
+        if p > c.max_batch_size or p < 1:
+            problems.append(f"preferred_batch_size {p} is outside 1..max_batch_size ({c.max_batch_size})")
+    if c.HasField("dynamic_batching") and c.max_batch_size == 0:
+        problems.append("dynamic_batching needs max_batch_size > 0")
+    for w in c.model_warmup:
+        if c.max_batch_size and w.batch_size > c.max_batch_size:
+            problems.append(f"model_warmup {w.name!r} batch_size {w.batch_size} > max_batch_size")
+    if c.max_batch_size > 0 and not batchable(io):
+        problems.append("max_batch_size > 0 but the model has a fixed first axis")
+    for field, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
+        declared = {t.name: (mc.DataType.Name(t.data_type), list(t.dims)) for t in getattr(c, field)}
+        for t in tensors:
+            want = (t["data_type"], t["dims"][1:] if c.max_batch_size > 0 else t["dims"])
+            if declared.get(t["name"]) != want:
+                problems.append(f"{field} {t['name']!r}: config says {declared.get(t['name'])}, model has {want}")
+    threads = int(c.parameters["intra_op_thread_count"].string_value or 0) \
+        if "intra_op_thread_count" in c.parameters else 0
+    for g in c.instance_group:
+        if cores and g.kind == mc.ModelInstanceGroup.KIND_CPU and g.count * max(threads, 1) > cores:
+            problems.append(f"{g.count} CPU instances × {threads} threads exceed {cores} cores")
+    return problems
+
+
+def check_target(repository: Path, name: str, model: Path, overwrite: bool) -> None:
+    """Refuse to write over a repository that holds another model, unless ``overwrite``."""
+    if overwrite or not repository.exists():
+        return
+    others = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != name)
+    existing = repository / name / "1" / "model.onnx"
+    if existing.exists() and model.exists() and file_digest(existing) != file_digest(model):
+        others.append(f"{name} (a different model.onnx)")
+    if others:
+        raise RecipeError(f"triton.repository {str(repository)!r} already holds another model ({', '.join(others)}); "
+                          f"choose another directory or set triton.overwrite=true")
+
+
+def write_repository(repository: Path, name: str, model: Path, config, tuning_md: str, tuning: Dict,
+                     reference: Dict[str, np.ndarray]) -> Path:
+    """Write ``<repository>/<name>/`` in a temporary directory and rename it into place."""
+    from google.protobuf import text_format
+
+    repository.mkdir(parents=True, exist_ok=True)
+    tmp = repository / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "1").mkdir(parents=True)
+    shutil.copyfile(model, tmp / "1" / "model.onnx")
+    (tmp / "config.pbtxt").write_text(text_format.MessageToString(config))
+    (tmp / "tuning.md").write_text(tuning_md)
+    write_atomic(tmp / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())
+    np.savez(tmp / "reference.npz", **reference)
+    final = repository / name
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final

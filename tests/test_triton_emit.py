@@ -1,0 +1,262 @@
+"""The emitted repository: golden config.pbtxt, Triton's schema, validation rules, bad inputs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimizer.errors import RecipeError
+from optimizer.triton import emit
+from tests.conftest import FAST, run_cli
+
+# The default model's interface (what onnx_export writes for the built-in model).
+DEFAULT_IO = {"inputs": [{"name": "input", "data_type": "TYPE_FP32", "dims": [-1, 1, 32, 32]}],
+              "outputs": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [-1, 10]}]}
+TUNING = {"max_batch_size": 32, "preferred_batch_size": 8, "max_queue_delay_us": 2000, "instances": 2, "threads": 1}
+
+GOLDEN = '''name: "digits_resnet"
+platform: "onnxruntime_onnx"
+version_policy {
+  latest {
+    num_versions: 1
+  }
+}
+max_batch_size: 32
+input {
+  name: "input"
+  data_type: TYPE_FP32
+  dims: 1
+  dims: 32
+  dims: 32
+}
+output {
+  name: "logits"
+  data_type: TYPE_FP32
+  dims: 10
+}
+instance_group {
+  count: 2
+  kind: KIND_CPU
+}
+dynamic_batching {
+  preferred_batch_size: 8
+  max_queue_delay_microseconds: 2000
+}
+parameters {
+  key: "inter_op_thread_count"
+  value {
+    string_value: "1"
+  }
+}
+parameters {
+  key: "intra_op_thread_count"
+  value {
+    string_value: "1"
+  }
+}
+model_warmup {
+  name: "warmup_batch_8"
+  batch_size: 8
+  inputs {
+    key: "input"
+    value {
+      data_type: TYPE_FP32
+      dims: 1
+      dims: 32
+      dims: 32
+      zero_data: true
+    }
+  }
+}
+'''
+
+
+def tiny_onnx(path: Path, batch=None) -> Path:
+    """A linear classifier with the default model's interface (``input`` [N,1,32,32] -> ``logits`` [N,10])."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = batch if batch else "N"
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((1024, 10)).astype(np.float32) * 0.05, "w")
+    shape = numpy_helper.from_array(np.array([-1, 1024], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, 1, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [n, 10])], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def tiny_repository(root: Path, tuning=TUNING, name="digits_resnet") -> Path:
+    """A repository written by the emitter for the tiny model, with reference answers from ONNX Runtime."""
+    from optimizer.config import HardwareConfig
+    from optimizer.triton.deploy import reference
+
+    model = tiny_onnx(root / "tiny.onnx")
+    io = emit.model_io(model)
+    config = emit.build_config(name, "onnx", io, tuning, gpu=False)
+    x = np.random.default_rng(1).standard_normal((16, 1, 32, 32)).astype(np.float32)
+    repo = root / "model_repository"
+    emit.write_repository(repo, name, model, config, "# tuning\n", {"tuning": tuning},
+                          reference(model, io, x, HardwareConfig()))
+    return repo
+
+
+def test_model_io_of_the_default_interface(tmp_path):
+    assert emit.model_io(tiny_onnx(tmp_path / "m.onnx")) == DEFAULT_IO
+    fixed = emit.model_io(tiny_onnx(tmp_path / "f.onnx", batch=4))
+    assert fixed["inputs"][0]["dims"] == [4, 1, 32, 32] and not emit.batchable(fixed)
+
+
+def test_golden_config(tmp_path):
+    from google.protobuf import text_format
+
+    config = emit.build_config("digits_resnet", "onnx", DEFAULT_IO, TUNING, gpu=False)
+    assert text_format.MessageToString(config) == GOLDEN
+
+
+def test_written_repository_parses_and_validates(tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    repo = tiny_repository(tmp_path)
+    d = repo / "digits_resnet"
+    assert sorted(p.name for p in d.iterdir()) == ["1", "config.pbtxt", "reference.npz", "tuning.json", "tuning.md"]
+    assert (d / "1" / "model.onnx").read_bytes() == (tmp_path / "tiny.onnx").read_bytes()
+    c = text_format.Parse((d / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert c.max_batch_size == 32 and list(c.dynamic_batching.preferred_batch_size) == [8]
+    assert emit.validate(d / "config.pbtxt", DEFAULT_IO, cores=2) == []
+
+
+def test_fixed_batch_model_gets_no_batching(tmp_path):
+    io = emit.model_io(tiny_onnx(tmp_path / "f.onnx", batch=4))
+    c = emit.build_config("m", "onnx", io, TUNING, gpu=False)
+    assert c.max_batch_size == 0 and not c.HasField("dynamic_batching")
+    assert list(c.input[0].dims) == [4, 1, 32, 32] and c.model_warmup[0].batch_size == 1
+
+
+def test_gpu_config(tmp_path):
+    c = emit.build_config("m", "onnx", DEFAULT_IO, TUNING, gpu=True)
+    assert c.instance_group[0].kind == c.instance_group[0].KIND_GPU and "intra_op_thread_count" not in c.parameters
+
+
+def test_validation_catches_the_rules_that_bite(tmp_path):
+    from google.protobuf import text_format
+
+    c = emit.build_config("m", "onnx", DEFAULT_IO, TUNING, gpu=False)
+    c.dynamic_batching.preferred_batch_size[:] = [64]
+    c.output[0].name = "input"
+    c.output[0].dims[:] = [12]
+    c.instance_group[0].count = 4
+    (tmp_path / "m").mkdir()
+    path = tmp_path / "m" / "config.pbtxt"
+    path.write_text(text_format.MessageToString(c))
+    problems = " | ".join(emit.validate(path, DEFAULT_IO, cores=2))
+    assert "preferred_batch_size 64 is outside 1..max_batch_size (32)" in problems
+    assert "names are not unique" in problems
+    assert "output 'logits'" in problems
+    assert "4 CPU instances × 1 threads exceed 2 cores" in problems
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "../x", "", ".hidden"])
+def test_bad_model_names(name):
+    with pytest.raises(RecipeError, match="model.name"):
+        emit.check_name(name)
+
+
+def test_refuses_a_repository_holding_another_model(tmp_path):
+    repo = tiny_repository(tmp_path)
+    other = tiny_onnx(tmp_path / "other.onnx", batch=2)
+    with pytest.raises(RecipeError, match=r"already holds another model \(digits_resnet \(a different model.onnx\)\)"):
+        emit.check_target(repo, "digits_resnet", other, overwrite=False)
+    with pytest.raises(RecipeError, match="triton.overwrite=true"):
+        emit.check_target(repo, "another_name", other, overwrite=False)
+    emit.check_target(repo, "digits_resnet", tmp_path / "tiny.onnx", overwrite=False)  # same model: a re-run
+    emit.check_target(repo, "another_name", other, overwrite=True)
+
+
+# ---- through the command line -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def emitted(cache_dir, tmp_path_factory, builtin):
+    from optimizer.triton.server import find_server
+
+    out = tmp_path_factory.mktemp("emit") / "run"
+    try:
+        find_server()
+        smoke = ["triton.smoke_test=true", "triton.smoke_requests=50", "triton.smoke_seconds=2",
+                 "triton.smoke_concurrency=[1,4]"]
+    except RecipeError:
+        smoke = []
+    args = ["recipe=int8", *FAST, "triton.emit=true", "serving.target_qps=500", "hardware=aws_c7i_large", "tracking.enabled=false", *smoke]
+    return (*run_cli(args, cache_dir, out), out, bool(smoke))
+
+
+def test_pipeline_emits_a_valid_tuned_repository(emitted):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    code, out, s, run_dir, smoke = emitted
+    assert code == 0, out
+    repo = Path(s["model_repository"])
+    assert repo == run_dir / "model_repository"
+    d = repo / "digits_resnet"
+    c = text_format.Parse((d / "config.pbtxt").read_text(), mc.ModelConfig())
+    t = s["triton"]
+    assert t["emitted"] and t["variant"] == s["chosen"]
+    assert emit.model_io(d / "1" / "model.onnx") == DEFAULT_IO
+    assert emit.validate(d / "config.pbtxt", DEFAULT_IO, cores=2) == []
+    tuning = t["tuning"]
+    assert c.max_batch_size == tuning["max_batch_size"] >= 1
+    assert list(c.dynamic_batching.preferred_batch_size) == [tuning["preferred_batch_size"]]
+    assert 1 <= tuning["preferred_batch_size"] <= tuning["max_batch_size"]
+    assert 0 <= c.dynamic_batching.max_queue_delay_microseconds <= 2000
+    assert c.instance_group[0].count * int(c.parameters["intra_op_thread_count"].string_value) <= 2
+    curve = tuning["curves"][str(tuning["threads"])]
+    fits = [p for p in curve if p["p99_ms"] + tuning["overhead_ms"] <= tuning["sla_p99_ms"]]
+    assert tuning["max_batch_size"] == max(p["batch_size"] for p in fits) or len(fits) < len(curve)
+    md = (d / "tuning.md").read_text()
+    for field in ("max_batch_size", "preferred_batch_size", "max_queue_delay_microseconds", "instance_group",
+                  "intra_op_thread_count", "model_warmup", "per 1M inferences", "replica"):
+        assert field in md, field
+    assert t["cost"]["cost_per_million"] > 0 and t["cost"]["min_replicas"] >= 1
+    for v in s["variants"]:
+        assert "pareto" in v and v["cost"]["cost_per_million"] > 0 and v["cost"]["min_replicas"] >= 1
+    assert "replicas" in out  # the terminal table
+    if smoke:
+        st = t["smoke_test"]
+        assert st["passed"], st
+        assert st["models"]["digits_resnet"]["max_abs_diff"] <= 1e-4
+
+
+def test_a_repository_with_another_model_is_refused(emitted, cache_dir, tmp_path):
+    code, out, s, run_dir, _ = emitted
+    args = ["recipe=int8", *FAST, "triton.emit=true", "model.name=other_model", f"triton.repository={s['model_repository']}"]
+    code, out, _ = run_cli(args, cache_dir, tmp_path / "again")
+    assert code == 2 and "already holds another model (digits_resnet)" in out and "triton.overwrite=true" in out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.name=a/b", "model.name 'a/b'"),
+    ("model.name=..", "model.name '..'"),
+    ("serving.target_qps=0", "serving.target_qps must be positive"),
+    ("objective=cost", "has no price_per_hour"),
+])
+def test_bad_serving_inputs_exit_2(cache_dir, tmp_path, override, message):
+    code, out, _ = run_cli(["recipe=int8", *FAST, "triton.emit=true", override], cache_dir, tmp_path / "bad")
+    assert code == 2 and message in out, out
+    assert "Traceback" not in out
+
+
+def test_unmeetable_sla_fails_the_gate(emitted, cache_dir, tmp_path):
+    # the same hardware as ``emitted``: its measurements and tuning sweep are reused from the cache
+    args = ["recipe=int8", *FAST, "triton.emit=true", "hardware=aws_c7i_large", "serving.p99_ms=0.01", "tracking.enabled=false"]
+    code, out, s = run_cli(args, cache_dir, tmp_path / "sla")
+    assert code == 3, out
+    assert s["status"] == "gate_failed" and s["model_repository"] is None
+    assert "cannot be met even at batch 1" in s["gate_failures"]["triton"][0]
+    assert not (tmp_path / "sla" / "model_repository").exists()
+    assert "serving.p99_ms=0.01 cannot be met" in out

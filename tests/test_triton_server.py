@@ -1,0 +1,122 @@
+"""The smoke test on a real tritonserver (no mocks): start, READY, infer, compare, load, stop.
+
+Skips when no server is installed or provisioned (``python -m optimizer.triton.provision``);
+with ``OPTIMIZER_TRITON_REQUIRED=1`` (CI) a missing server fails instead. Every server runs on
+127.0.0.1 in its own process group, which each test checks is gone afterwards."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from optimizer.errors import RecipeError
+from tests.conftest import ROOT
+from tests.test_triton_emit import TUNING, tiny_repository
+
+
+@pytest.fixture(scope="module")
+def install():
+    from optimizer.triton.server import find_server
+
+    try:
+        return find_server()
+    except RecipeError as e:
+        if os.environ.get("OPTIMIZER_TRITON_REQUIRED") == "1":
+            pytest.fail(f"OPTIMIZER_TRITON_REQUIRED=1 but {e}")
+        pytest.skip(f"no Triton server: {e}")
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_staged_config_is_the_emitted_one_but_the_platform(install, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from optimizer.triton.server import stage
+
+    repo = tiny_repository(tmp_path)
+    notes = stage(repo, install, tmp_path / "staged")
+    emitted = text_format.Parse((repo / "digits_resnet" / "config.pbtxt").read_text(), mc.ModelConfig())
+    staged = text_format.Parse((tmp_path / "staged" / "digits_resnet" / "config.pbtxt").read_text(), mc.ModelConfig())
+    if install.full:
+        assert staged == emitted and notes == []
+    else:
+        assert (staged.platform, staged.backend) == ("", "python")
+        assert "swapped" in notes[0] and (tmp_path / "staged" / "digits_resnet" / "1" / "model.py").exists()
+        staged.backend, staged.platform = "", "onnxruntime_onnx"
+        assert staged == emitted
+
+
+def test_start_ready_infer_compare_stop(install, tmp_path):
+    from optimizer.serve_check import _reference, compare, load_test
+    from optimizer.triton.server import serve
+
+    repo = tiny_repository(tmp_path)
+    server, notes, tmp = serve(repo, install)
+    pgid = server.proc.pid
+    try:
+        ready = server.wait_ready("digits_resnet", timeout=60)
+        assert 0 < ready < 60
+        inputs, expected = _reference(repo / "digits_resnet")
+        diff = compare(server.http_url, "digits_resnet", inputs, expected, chunk=TUNING["max_batch_size"])
+        assert diff <= 1e-4
+        one = {k: v[:1] for k, v in inputs.items()}
+        load = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=40, max_seconds=3)
+        assert load["errors"] == 0 and load["requests"] == 40 and load["requests_per_s"] > 0
+        assert 0 < load["p50_ms"] <= load["p99_ms"]
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert server.proc.poll() is not None and group_gone(pgid)
+
+
+def test_config_error_is_reported_verbatim(install, tmp_path):
+    from optimizer.triton.server import ServerError, serve
+
+    bad = {**TUNING, "preferred_batch_size": 64}  # > max_batch_size 32: Triton refuses the config
+    repo = tiny_repository(tmp_path, tuning=bad)
+    server, _, tmp = serve(repo, install)
+    try:
+        with pytest.raises(ServerError, match="Poll failed for model directory 'digits_resnet'"):
+            server.wait_ready("digits_resnet", timeout=30)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert group_gone(server.proc.pid)
+
+
+def test_serve_check_command_line(install, tmp_path):
+    repo = tiny_repository(tmp_path)
+    args = [str(repo), "--concurrency", "1,4", "--requests", "40", "--seconds", "3", "--sla-ms", "1000",
+            "--json", str(tmp_path / "r.json")]
+    proc = subprocess.run([sys.executable, "-m", "optimizer.serve_check", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "READY in" in proc.stdout and "max |diff| vs reference 0" in proc.stdout and "passed" in proc.stdout
+    if not install.full:
+        assert "swapped for backend python" in proc.stdout
+    import json
+
+    r = json.loads((tmp_path / "r.json").read_text())
+    m = r["models"]["digits_resnet"]
+    assert r["passed"] and m["within_sla"] and [x["concurrency"] for x in m["load"]] == [1, 4]
+
+
+def test_serve_check_reports_a_mismatch(install, tmp_path):
+    from optimizer.serve_check import check_repository
+
+    repo = tiny_repository(tmp_path)
+    ref = dict(np.load(repo / "digits_resnet" / "reference.npz"))
+    ref["out.logits"] = ref["out.logits"] + 1.0  # wrong expected answers
+    np.savez(repo / "digits_resnet" / "reference.npz", **ref)
+    r = check_repository(repo, None, None, [1], 5, 1.0, install=install)
+    assert not r["passed"] and "max diff 1 > 0.0001" in r["error"]

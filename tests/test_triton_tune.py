@@ -1,0 +1,105 @@
+"""Tuning rules on synthetic latency curves: knee, SLA edges, preferred ≤ max, instances, queue delay."""
+
+import pytest
+
+from optimizer.triton.tune import knee, max_batch, queue_delay_us, served, sweep_sizes, tune, tune_curve
+
+
+def curve(per_call_ms, p99_factor=1.5):
+    """Points for batch sizes 1..64 with p50 = per_call_ms(b) and p99 = p99_factor × p50."""
+    pts = []
+    for b in sweep_sizes(64):
+        p50 = per_call_ms(b)
+        pts.append({"batch_size": b, "p50_ms": p50, "p99_ms": p50 * p99_factor, "throughput": b * 1000 / p50,
+                    "calls": 100})
+    return pts
+
+
+# fixed 2 ms per call + 0.1 ms per sample: throughput climbs, then flattens past ~32
+AMORTIZED = curve(lambda b: 2.0 + 0.1 * b)
+
+
+def test_sweep_sizes():
+    assert sweep_sizes(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert sweep_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
+    assert sweep_sizes(1) == [1]
+    with pytest.raises(ValueError):
+        sweep_sizes(0)
+
+
+def test_max_batch_is_the_largest_fitting_prefix():
+    # p99 = 1.5 × (2 + 0.1 b): b=16 -> 5.4 ms, b=32 -> 7.8 ms, b=64 -> 12.6 ms
+    assert max_batch(AMORTIZED, 10.0) == 32
+    at_32 = AMORTIZED[5]["p99_ms"]
+    assert max_batch(AMORTIZED, at_32) == 32  # exactly on the SLA fits
+    assert max_batch(AMORTIZED, at_32 - 0.01) == 16
+    assert max_batch(AMORTIZED, 100.0) == 64
+    assert max_batch(AMORTIZED, 3.0) == 0  # even batch 1 (3.15 ms) misses
+    assert max_batch(AMORTIZED, at_32, overhead_ms=0.5) == 16  # the overhead counts against the SLA
+
+
+def test_a_noisy_fit_after_a_miss_is_not_trusted():
+    noisy = [{**p} for p in AMORTIZED]
+    noisy[2]["p99_ms"] = 50.0  # batch 4 spikes
+    assert max_batch(noisy, 10.0) == 2
+
+
+def test_knee_is_where_throughput_stops_gaining():
+    assert knee(AMORTIZED, 64)["batch_size"] == 64  # 64/8.4 = 7619/s vs 32/5.2 = 6154/s: still +24 %
+    assert knee(AMORTIZED, 16)["batch_size"] == 16  # limited by max_batch_size
+    # 1 ms fixed + 0.25 ms per sample: 16 -> 3200/s, 32 -> 3556/s (+11 %), 64 -> 3765/s (+6 %)
+    saturating = curve(lambda b: 1.0 + 0.25 * b)
+    k = knee(saturating, 64)
+    assert k["batch_size"] == 32
+    assert served(saturating[6], 0) < 1.1 * served(k, 0) and served(k, 0) >= 1.1 * served(saturating[4], 0)
+
+
+def test_knee_stops_at_the_first_plateau_of_a_noisy_curve():
+    noisy = curve(lambda b: 1.0 + 0.25 * b)
+    noisy[3] = {**noisy[3], "p50_ms": 10.0}  # batch 8 stalled: 800/s, less than batch 4
+    assert knee(noisy, 64)["batch_size"] == 4
+
+
+def test_flat_curve_knee_at_one_and_overhead_moves_it():
+    flat = curve(lambda b: 0.3 * b)  # no fixed cost: batching gains nothing in-process
+    assert knee(flat, 64)["batch_size"] == 1
+    # a 0.5 ms per-execution server overhead is amortized by batching: 8 -> 2759/s, 16 -> 3019/s (+9 %)
+    assert knee(flat, 64, overhead_ms=0.5)["batch_size"] == 8
+
+
+def test_queue_delay():
+    assert queue_delay_us(50.0, 10.0, 2000) == 2000  # capped
+    assert queue_delay_us(10.0, 8.0, 5000) == 1000  # half of the 2 ms left
+    assert queue_delay_us(10.0, 12.0, 5000) == 0  # nothing left: never negative
+    assert queue_delay_us(50.0, 10.0, 2000, alone_ms=0.3) == 300  # never longer than running it alone
+    assert tune_curve(AMORTIZED, 100.0, 5000)["max_queue_delay_us"] == 2100  # batch 1 p50: 2.1 ms
+
+
+def test_tune_curve_preferred_never_exceeds_max():
+    for sla in (3.2, 4.0, 6.0, 8.0, 13.0, 100.0):
+        t = tune_curve(AMORTIZED, sla, 2000)
+        assert 1 <= t["preferred_batch_size"] <= t["max_batch_size"]
+    assert tune_curve(AMORTIZED, 3.0, 2000) is None
+
+
+def test_tune_picks_threads_and_instances_by_total_throughput():
+    one_thread = curve(lambda b: 1.0 + 0.2 * b)
+    two_threads = curve(lambda b: 0.8 + 0.15 * b)  # faster per call, but only one instance fits in 2 cores
+    t = tune({2: two_threads, 1: one_thread}, 20.0, cores=2, overhead_ms=0.5)
+    assert t.feasible and t.kind == "KIND_CPU"
+    assert (t.instances, t.threads) == (2, 1)
+    assert t.instances * t.threads <= 2
+    assert t.throughput == pytest.approx(2 * t.throughput_per_instance)
+    assert t.preferred_batch_size <= t.max_batch_size
+    assert set(t.curves) == {"1", "2"}
+
+
+def test_gpu_is_one_gpu_instance():
+    t = tune({4: AMORTIZED}, 20.0, cores=4, gpu=True)
+    assert (t.kind, t.instances) == ("KIND_GPU", 1)
+
+
+def test_sla_missed_at_batch_one():
+    t = tune({2: AMORTIZED, 1: AMORTIZED}, 1.0, cores=2)
+    assert not t.feasible and t.max_batch_size == 0
+    assert "cannot be met even at batch 1" in t.reason and "3.15 ms" in t.reason
