@@ -1,0 +1,106 @@
+"""The run's plots, drawn from the summary dict and written next to ``summary.json``.
+
+Figures are built with ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot and no global
+state), so plotting works headless and inside a Hydra sweep that runs many jobs in one process."""
+
+import io
+from pathlib import Path
+from typing import Dict, List
+
+from optimizer.cache import write_atomic
+from optimizer.select import latency_p99
+
+LATENCY = "latency_vs_batch.png"
+THROUGHPUT = "throughput_vs_batch.png"
+ACCURACY = "accuracy_vs_p99.png"
+
+
+def _measured(summary: Dict) -> List[Dict]:
+    return [v for v in summary["variants"] if v.get("status") == "ok" and v.get("benchmark")]
+
+
+def _curve(v: Dict, key: str):
+    sizes = sorted(v["benchmark"], key=int)
+    return [int(b) for b in sizes], [v["benchmark"][b][key] for b in sizes]
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _batch_axis(ax, sizes: List[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+
+
+def _label(v: Dict, summary: Dict) -> str:
+    star = " ★" if v["name"] == summary.get("chosen") else ""
+    return f"{v['name']} ({v.get('precision', '?')}){star}"
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def latency_plot(summary: Dict, path: Path) -> Path:
+    """p50 (solid) and p99 (dashed) latency against batch size, one colour per variant."""
+    fig, ax = _figure(f"Latency vs batch size — {summary['recipe']}", "batch size", "latency (ms)")
+    for i, v in enumerate(_measured(summary)):
+        sizes, p50 = _curve(v, "p50_ms")
+        _, p99 = _curve(v, "p99_ms")
+        color = f"C{i % 10}"
+        ax.plot(sizes, p50, "o-", color=color, label=f"{_label(v, summary)} p50")
+        ax.plot(sizes, p99, "s--", color=color, alpha=0.7, label=f"{_label(v, summary)} p99")
+    _batch_axis(ax, summary["benchmark_batch_sizes"])
+    ax.set_yscale("log")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def throughput_plot(summary: Dict, path: Path) -> Path:
+    """Samples per second against batch size, one line per variant."""
+    fig, ax = _figure(f"Throughput vs batch size — {summary['recipe']}", "batch size", "throughput (samples/s)")
+    for i, v in enumerate(_measured(summary)):
+        ax.plot(*_curve(v, "throughput"), "o-", color=f"C{i % 10}", label=_label(v, summary))
+    _batch_axis(ax, summary["benchmark_batch_sizes"])
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def accuracy_plot(summary: Dict, path: Path) -> Path:
+    """Accuracy against p99 latency at the smallest batch size; the Pareto front joined and ringed."""
+    variants = [v for v in _measured(summary) if "evaluation" in v]
+    bs = min(summary["benchmark_batch_sizes"])
+    title = f"Accuracy vs p99 latency (batch {bs}) — {summary['recipe']}"
+    fig, ax = _figure(title, "p99 latency (ms)", "accuracy (%)")
+    for i, v in enumerate(variants):
+        x, y = latency_p99(v), v["evaluation"]["accuracy"]
+        ax.scatter([x], [y], s=60, color=f"C{i % 10}", label=_label(v, summary), zorder=3)
+        ax.annotate(v["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize="small")
+    front = sorted((latency_p99(v), v["evaluation"]["accuracy"]) for v in variants if v.get("pareto"))
+    if front:
+        xs, ys = zip(*front)
+        ax.step(xs, ys, where="post", color="black", alpha=0.5, label="Pareto front")
+        ax.scatter(xs, ys, s=200, facecolors="none", edgecolors="black", zorder=4)
+    ax.set_xscale("log")  # latencies of the variants often differ by orders of magnitude
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def write_plots(summary: Dict, out_dir: Path) -> List[str]:
+    """Write the three PNGs into ``out_dir``; return their file names (none when nothing was measured)."""
+    if not _measured(summary):
+        return []
+    out_dir = Path(out_dir)
+    return [p.name for p in (latency_plot(summary, out_dir / LATENCY), throughput_plot(summary, out_dir / THROUGHPUT),
+                             accuracy_plot(summary, out_dir / ACCURACY))]

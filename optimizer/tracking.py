@@ -1,0 +1,294 @@
+"""MLflow tracking: one parent run per recipe run, one child run per variant. The only module that
+imports mlflow, and only inside functions, so ``import optimizer`` never loads it.
+
+Tracking never fails a run: an unreachable server or any MLflow error becomes one console line
+and ``summary["tracking"]["skipped"]``; ``summary.json`` is complete either way."""
+
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from optimizer.artifact import SIDECAR
+
+# Defaults for the MLflow HTTP client while we log: a server that dies mid-run costs seconds,
+# not the minutes of MLflow's own retry schedule. Values the user exported win.
+_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # we print one line, not one per run
+}
+_STATUS = {"ok": "FINISHED", "failed": "FAILED", "skipped": "KILLED"}
+_LATENCY = ("p50", "p90", "p95", "p99")
+MAX_PARAM = 6000  # MLflow's limit on a param value's length
+
+
+def resolve_uri(uri: str, cache_dir: str) -> str:
+    """``uri``, or the default local store: a SQLite file in the shared cache directory."""
+    if uri:
+        return uri
+    root = Path(os.path.expanduser(str(cache_dir))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlruns.db'}"
+
+
+def _artifact_location(uri: str) -> Optional[str]:
+    """For a SQLite store, artifacts go beside the database (MLflow would use ``./mlruns`` of the cwd)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def unreachable(uri: str, timeout: float) -> Optional[str]:
+    """Why the tracking server at ``uri`` cannot be used, or None. Only HTTP(S) servers are probed."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered; authentication or routing problems surface with a clearer message later
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return f"MLflow server {uri} is unreachable ({reason})"
+    return None
+
+
+@contextlib.contextmanager
+def _env(values: Dict[str, str]) -> Iterator[None]:
+    added = [k for k in values if k not in os.environ]
+    os.environ.update({k: values[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
+    """Log the run to MLflow and return what goes into ``summary["tracking"]``; never raises."""
+    from optimizer.console import console
+
+    tc = cfg.tracking
+    if not tc.enabled:
+        return {"skipped": "tracking.enabled=false"}
+    uri = resolve_uri(tc.uri, cfg.cache_dir)
+    t0 = time.perf_counter()
+    why = unreachable(uri, tc.timeout_seconds)
+    if why is None:
+        try:
+            with _env(_ENV):
+                record = _log(cfg, summary, Path(out_dir), uri)
+            record["seconds"] = round(time.perf_counter() - t0, 2)
+            where = record.get("ui") or f"mlflow ui --backend-store-uri {uri}"
+            console.print(f"tracking: run {record['parent_run_id']} in experiment '{tc.experiment}': {where}",
+                          highlight=False, soft_wrap=True)
+            return record
+        except Exception as e:  # recorded in the summary and printed: tracking must not fail the run
+            first = (str(e).strip().splitlines() or [""])[0]
+            why = f"MLflow logging to {uri} failed: {type(e).__name__}: {first}"
+    console.print(f"[yellow]tracking skipped:[/yellow] {why}; the run itself completed and summary.json is written",
+                  highlight=False, soft_wrap=True)
+    return {"skipped": why, "uri": uri, "experiment": tc.experiment, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+# ---------------------------------------------------------------- what is logged (pure functions)
+
+def flatten(prefix: str, value: Any) -> Dict[str, str]:
+    """``{"a.b.c": "value"}`` for nested dicts/dataclasses; lists as JSON, enums by value, None as null."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, dict):
+        out: Dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    if isinstance(value, Enum):
+        value = value.value
+    text = "null" if value is None else json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return {prefix: text[:MAX_PARAM]}
+
+
+def variant_params(cfg, steps: Dict[str, Any], chain: List[str]) -> Dict[str, str]:
+    """Model, data and hardware settings, and the full config of every pass in ``chain``."""
+    out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", cfg.hardware)}
+    for label in chain:
+        step = steps[label]
+        out[f"pass.{label}.type"] = step.spec.name
+        out.update(flatten(f"pass.{label}", step.config))
+    return out
+
+
+def variant_metrics(rec: Dict) -> Tuple[Dict[str, float], List[Tuple[str, float, int]]]:
+    """Flat metrics of one summary record, and the per-batch-size series as ``(key, value, step)``."""
+    flat: Dict[str, float] = {}
+    series: List[Tuple[str, float, int]] = []
+    for k, v in (rec.get("evaluation") or {}).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[k] = float(v)
+    for bs, b in (rec.get("benchmark") or {}).items():
+        values = {f"latency_{p}_ms": b[f"{p}_ms"] for p in _LATENCY}
+        values.update(latency_mean_ms=b["mean_ms"], throughput=b["throughput"])
+        if bs in rec.get("speedup", {}):
+            values["speedup"] = rec["speedup"][bs]
+        for k, v in values.items():
+            flat[f"{k}_b{bs}"] = float(v)
+            series.append((k, float(v), int(bs)))
+    for k in ("peak_memory_mb", "size_bytes", "seconds"):
+        if rec.get(k) is not None:
+            flat["pass_seconds" if k == "seconds" else k] = float(rec[k])
+    if "size_bytes" in rec:
+        flat["size_mb"] = rec["size_bytes"] / 1e6
+    flat.update({k: float(v) for k, v in (rec.get("cost") or {}).items()})
+    return flat, series
+
+
+def variant_tags(rec: Dict, summary: Dict) -> Dict[str, str]:
+    tags = {
+        "recipe": summary["recipe"], "variant": rec["name"], "chain": ">".join(rec["chain"]) or "source",
+        "status": rec["status"], "cached": str(rec["status"] == "ok" and not rec["ran"] and bool(rec["chain"])).lower(),
+        "chosen": str(rec["name"] == summary.get("chosen")).lower(), "pareto": str(bool(rec.get("pareto"))).lower(),
+    }
+    for k in ("artifact_id", "parent_id", "precision", "format", "error"):
+        if rec.get(k) is not None:
+            tags[k] = str(rec[k])
+    if rec.get("violations"):
+        tags["violations"] = "; ".join(rec["violations"])
+    return tags
+
+
+def run_params(cfg) -> Dict[str, str]:
+    """The parent run's params: the settings every variant shares."""
+    out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", cfg.hardware)}
+    out.update(flatten("evaluation", cfg.evaluation))
+    out.update(flatten("benchmark", cfg.benchmark))
+    out.update(flatten("constraints", cfg.constraints))
+    out.update(objective=cfg.objective.value, seed=str(cfg.seed))
+    return out
+
+
+# ---------------------------------------------------------------- talking to MLflow
+
+def _experiment(client, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(uri))
+        except MlflowException:  # another job of a sweep created it first
+            exp = client.get_experiment_by_name(name)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        raise RuntimeError(f"experiment '{name}' is deleted; restore it or choose another tracking.experiment")
+    return exp.experiment_id
+
+
+def _batch(client, run_id: str, metrics: Optional[Dict[str, float]] = None, series=(),
+           params: Optional[Dict[str, str]] = None) -> None:
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    ms = [Metric(k, v, now, 0) for k, v in (metrics or {}).items()] + [Metric(k, v, now, s) for k, v, s in series]
+    client.log_batch(run_id, metrics=ms, params=[Param(k, v) for k, v in (params or {}).items()])
+
+
+def _log_model_files(client, run_id: str, rec: Dict) -> None:
+    """The model file, its ``artifact.json`` and any external-data files beside it, under ``model/``."""
+    path = Path(rec["path"])
+    files = [path] + [p for p in path.parent.glob(f"{path.name}*") if p != path and p.is_file()]
+    if (path.parent / SIDECAR).is_file():
+        files.append(path.parent / SIDECAR)
+    for f in files:
+        client.log_artifact(run_id, str(f), "model")
+
+
+def _log_child(client, exp_id: str, parent_id: str, rec: Dict, summary: Dict, params: Dict, log_models: bool) -> str:
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, **variant_tags(rec, summary)}
+    run_id = client.create_run(exp_id, run_name=f"{summary['recipe']}/{rec['name']}", tags=tags).info.run_id
+    flat, series = variant_metrics(rec)
+    _batch(client, run_id, flat, series, params)
+    if log_models and rec.get("path") and Path(rec["path"]).is_file():
+        _log_model_files(client, run_id, rec)
+    client.set_terminated(run_id, _STATUS.get(rec["status"], "FAILED"))
+    return run_id
+
+
+def _log_parent_files(client, run_id: str, summary: Dict, out_dir: Path) -> None:
+    for name in ("config.yaml", "overrides.yaml"):
+        if (out_dir / ".hydra" / name).is_file():
+            client.log_artifact(run_id, str(out_dir / ".hydra" / name), "recipe")
+    for name in summary.get("plots", []):
+        client.log_artifact(run_id, str(out_dir / name), "plots")
+    for log in sorted(out_dir.glob("*.log")) + sorted(out_dir.glob("*.error.txt")):
+        if log.stat().st_size:
+            client.log_artifact(run_id, str(log), "logs")
+    repo = summary.get("model_repository")
+    if repo and Path(repo).is_dir():
+        client.log_artifacts(run_id, str(repo), "model_repository")
+
+
+def _register(client, cfg, run_id: str, rec: Dict) -> Dict:
+    """The chosen variant's ``model/`` artifacts as a new version of the registered model."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.tracking.registered_model or cfg.model.name
+    try:
+        client.create_registered_model(name, description="variants chosen by optimizer recipes")
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    tags = {k: str(rec[k]) for k in ("artifact_id", "precision", "format") if rec.get(k) is not None}
+    mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, "chain": ">".join(rec["chain"])},
+                                     description=f"variant {rec['name']} ({'>'.join(rec['chain']) or 'source'})",
+                                     await_creation_for=0)  # files are already uploaded; don't poll or log
+    return {"name": name, "version": str(mv.version)}
+
+
+def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
+    from mlflow import MlflowClient
+
+    from optimizer.pipeline import plan
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = cfg.tracking.experiment
+    exp_id = _experiment(client, name, uri)
+    parent_tags = {"recipe": summary["recipe"], "status": summary["status"], "chosen": str(summary["chosen"]),
+                   "objective": summary["objective"], "mlflow.note.content": summary.get("description") or ""}
+    parent_id = client.create_run(exp_id, run_name=summary["recipe"], tags=parent_tags).info.run_id
+    record: Dict[str, Any] = {"uri": uri, "experiment": name, "experiment_id": exp_id, "parent_run_id": parent_id}
+    if uri.startswith(("http://", "https://")):
+        record["ui"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
+    try:
+        steps = {s.label: s for s in plan(cfg)}
+        children = {}
+        for rec in summary["variants"]:
+            params = variant_params(cfg, steps, rec["chain"])
+            children[rec["name"]] = _log_child(client, exp_id, parent_id, rec, summary, params, cfg.tracking.log_models)
+        record["child_run_ids"] = children
+        params = run_params(cfg)
+        for step in steps.values():
+            params[f"pass.{step.label}.type"] = step.spec.name
+            params.update(flatten(f"pass.{step.label}", step.config))
+        metrics = {k: float(summary[k]) for k in ("passes_run", "passes_cached", "exit_code")}
+        _batch(client, parent_id, metrics, params=params)
+        _log_parent_files(client, parent_id, summary, out_dir)
+        if cfg.tracking.register and summary.get("chosen"):
+            chosen = next(r for r in summary["variants"] if r["name"] == summary["chosen"])
+            record["registered"] = _register(client, cfg, children[chosen["name"]], chosen)
+        elif cfg.tracking.register:
+            record["registered"] = {"skipped": "no variant met the recipe's constraints"}
+        client.log_text(parent_id, json.dumps({**summary, "tracking": record}, indent=2, default=str), "summary.json")
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    client.set_terminated(parent_id, "FAILED" if summary["status"] == "failed" else "FINISHED")
+    return record
