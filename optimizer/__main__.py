@@ -51,19 +51,33 @@ def main(dcfg: DictConfig) -> None:
         summary = run(cfg, Path(hc.runtime.output_dir), recipe)
     except OptimizerError as e:
         console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
+        return _finish(hc, e.exit_code)
     console.print(table(summary))
     for w in summary["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     for name, why in summary["gate_failures"].items():
         console.print(f"[red]gate:[/red] {name}: {escape('; '.join(why))}", highlight=False)
+    for r in summary["variants"]:
+        if r["status"] == "failed":
+            console.print(f"[bold red]error:[/bold red] {escape(r['error'])}", highlight=False, soft_wrap=True)
     chosen = summary["chosen"] or "none"
     console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}",
                   highlight=False)
-    sys.exit(summary["exit_code"])
+    _finish(hc, summary["exit_code"])
+
+
+def _finish(hc, code: int) -> None:
+    """Exit with ``code``; under ``-m`` keep the first non-zero code and let Hydra run the next job."""
+    from hydra.types import RunMode
+
+    global _multirun_code
+    if hc.mode != RunMode.MULTIRUN:
+        sys.exit(code)
+    _multirun_code = _multirun_code or code
 
 
 _started = False  # set once Hydra has composed the recipe and handed it to main()
+_multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
     _check_recipe_choice(sys.argv[1:])
@@ -72,3 +86,4 @@ if __name__ == "__main__":
     except SystemExit as e:
         # Hydra exits 1 on a composition error (bad override, missing key): that is a recipe error
         sys.exit(EXIT_RECIPE if e.code == 1 and not _started else e.code)
+    sys.exit(_multirun_code)

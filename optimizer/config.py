@@ -71,6 +71,40 @@ class ConstraintsConfig:
 
 
 @dataclass
+class TrackingConfig:
+    enabled: bool = True  # false: nothing is logged to MLflow (plots and summary.json are still written)
+    uri: str = "${oc.env:MLFLOW_TRACKING_URI,''}"  # "" = sqlite:///<cache_dir>/mlruns.db (offline)
+    experiment: str = "optimizer"  # MLflow experiment that every recipe run (and every sweep job) lands in
+    log_models: bool = True  # upload each variant's model file as an artifact of its child run
+    register: bool = False  # register the chosen variant as a new version of registered_model
+    registered_model: str = ""  # registered model name; "" means model.name
+    timeout_seconds: float = 5.0  # how long the reachability check waits for a tracking server
+
+
+@dataclass
+class ServingConfig:
+    p99_ms: float = 50.0  # SLA: p99 latency of one request through the batcher, in milliseconds
+    target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
+    max_batch_cap: int = 64  # largest batch the tuning sweep tries (1, 2, 4, ... up to this)
+    utilization: float = 0.7  # target utilisation of each replica when sizing replicas
+    burst_factor: float = 2.0  # max replicas cover this multiple of target_qps
+    queue_delay_cap_us: int = 2000  # upper bound on the tuned max_queue_delay_microseconds
+    overhead_ms: float = 0.5  # per-execution server overhead (request handling, copies) that batching amortizes
+    thread_options: List[int] = field(default_factory=lambda: [0, 1])  # intra-op threads per instance; 0 = all cores
+
+
+@dataclass
+class TritonConfig:
+    emit: bool = True  # write a Triton model_repository for the chosen variant
+    repository: str = ""  # where to write it; empty means <run dir>/model_repository
+    overwrite: bool = False  # replace a repository that holds another model
+    smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
+    smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
+    smoke_requests: int = 200  # requests per concurrency level at most
+    smoke_seconds: float = 5.0  # seconds per concurrency level at most
+
+
+@dataclass
 class OptimizerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -80,6 +114,9 @@ class OptimizerConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    triton: TritonConfig = field(default_factory=TritonConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     objective: Objective = Objective.throughput  # how the emitted variant is chosen among those that pass
     cache_dir: str = "${oc.env:OPTIMIZER_CACHE_DIR,'~/.cache/optimizer'}"  # shared by all runs
     seed: int = 0  # seeds training, sampling and calibration draws

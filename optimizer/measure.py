@@ -37,7 +37,9 @@ def host() -> Dict[str, str]:
 
 def _key(cfg, splits: Splits) -> str:
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
-    return content_key("measure", bench, asdict(cfg.evaluation), asdict(cfg.hardware), host(), splits.fingerprint())
+    hw = cfg.hardware  # what changes timings, not the price or the label
+    return content_key("measure", bench, asdict(cfg.evaluation), hw.device.value, hw.cores, hw.intra_op_threads,
+                       host(), splits.fingerprint())
 
 
 def _eval_set(cfg, splits: Splits):

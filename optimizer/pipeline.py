@@ -60,10 +60,9 @@ def plan(cfg) -> List[Step]:
             raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
         config = _typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
         if spec.takes != fmt:
-            raise RecipeError(
-                f"{where}: pass '{spec.name}' takes a {spec.takes} model but the step before it makes {fmt}; "
-                f"reorder the passes"
-            )
+            before = f"the step before it makes {fmt}" if steps else f"model.source gives {fmt}"
+            hint = f"remove it ({where}=null)" if not steps and spec.name == "onnx_export" else "reorder the passes"
+            raise RecipeError(f"{where}: pass '{spec.name}' takes a {spec.takes} model but {before}; {hint}")
         fmt = spec.makes
         steps.append(Step(str(label), spec, config))
     return steps
@@ -76,6 +75,9 @@ def check_settings(cfg) -> None:
         raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")
     if cfg.evaluation.batch_size <= 0:
         raise RecipeError(f"evaluation.batch_size must be positive, got {cfg.evaluation.batch_size}")
+    source = str(cfg.model.source)
+    if source.endswith((".onnx", ".pt2")) and not Path(source).expanduser().is_file():
+        raise RecipeError(f"model.source {source!r}: no such file")
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
         raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
 
@@ -136,9 +138,12 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     from optimizer.measure import host, measure
     from optimizer.models import load_source
     from optimizer.report import compare, variant_record, write_summary
-    from optimizer.select import choose, pareto, violations
+    from optimizer.cost import price
+    from optimizer.select import choose, pareto, throughput, violations
+    from optimizer.triton.deploy import deploy, preflight
 
     steps = plan(cfg)
+    preflight(cfg, out_dir)  # serving, cost and repository settings
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = Cache(cfg.cache_dir)
@@ -149,13 +154,17 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     records = [variant_record(v, measured.get(v.name), cfg.hardware.price_per_hour) for v in variants]
     warnings = compare(records)
     for r in records:
+        r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)
         r["violations"] = violations(r, cfg.constraints)
     front = pareto(records)
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
+    triton = deploy(cfg, chosen, variants, splits, cache, out_dir) if chosen and cfg.triton.emit else {}
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
+    if code == EXIT_OK and (triton.get("gate") or triton.get("failed")):
+        code = EXIT_GATE if triton.get("gate") else EXIT_FAILED
     summary = {
         "recipe": recipe,
         "description": cfg.description,
@@ -164,7 +173,10 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
         "chosen": chosen["name"] if chosen else None,
         "objective": cfg.objective.value,
         "constraints": asdict(cfg.constraints),
-        "gate_failures": {r["name"]: r["violations"] for r in records if r["violations"]},
+        "gate_failures": {**{r["name"]: r["violations"] for r in records if r["violations"]},
+                          **({"triton": [triton["gate"]]} if triton.get("gate") else {})},
+        "model_repository": triton.get("model_repository"),
+        "triton": triton,
         "failed_steps": failed,
         "passes_run": sum(v.ran for v in variants),
         "passes_cached": sum(1 for v in variants[1:] if v.status == "ok" and not v.ran),
@@ -178,4 +190,9 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
         "versions": versions(),
     }
     summary["summary_path"] = str(write_summary(summary, out_dir))
+    from optimizer import plots, tracking
+
+    summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
+    summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
+    write_summary(summary, out_dir)
     return summary

@@ -29,9 +29,14 @@ def variant_record(v, m: Dict, price_per_hour) -> Dict:
 
 
 def compare(records: List[Dict]) -> List[str]:
-    """Fill accuracy drop and speed-up vs the reference; return warnings for slow-downs."""
+    """Fill accuracy drop and speed-up vs the reference; return warnings for slow-downs and
+    those passes recorded in ``meta["warnings"]`` (each once: descendants inherit the meta)."""
     ref = records[0] if records and "benchmark" in records[0] else None
     warnings = []
+    for r in records:
+        for w in r.get("meta", {}).get("warnings", []):
+            if not any(x.endswith(f": {w}") for x in warnings):
+                warnings.append(f"{r['name']}: {w}")
     for r in records:
         if "evaluation" not in r or ref is None:
             continue
@@ -66,7 +71,10 @@ def table(summary: Dict):
         t.add_column(col)
     for bs in sizes:
         t.add_column(f"p50/p99 ms b{bs}", justify="right")
-    for col in [f"samples/s b{sizes[-1]}", f"speed-up b{sizes[-1]}", "size KB", "$/1M"]:
+    qps = (summary.get("triton") or {}).get("cost", {}).get("target_qps") or next(
+        (r["cost"]["target_qps"] for r in summary["variants"] if "target_qps" in r.get("cost", {})), None)
+    for col in [f"samples/s b{sizes[-1]}", f"speed-up b{sizes[-1]}", "size KB", "$/1M"] + (
+            [f"replicas @{qps:g} qps"] if qps else []):
         t.add_column(col, justify="right")
     for r in summary["variants"]:
         ev, bench = r.get("evaluation", {}), r.get("benchmark", {})
@@ -86,5 +94,25 @@ def table(summary: Dict):
         row += [_fmt(last.get("throughput"), ".0f"), speed_txt,
                 _fmt(r["size_bytes"] / 1024, ".0f") if "size_bytes" in r else "-",
                 _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")]
+        if qps:
+            c = r.get("cost", {})
+            row.append(f"{c['min_replicas']}-{c['max_replicas']}" if "min_replicas" in c else "-")
         t.add_row(*row)
+    from rich.text import Text
+
+    t.caption = Text(_triton_caption(summary.get("triton") or {}))  # plain text: paths and errors hold "[...]"
     return t
+
+
+def _triton_caption(tr: Dict) -> str:
+    """One line under the table: where the Triton repository went and its tuned values."""
+    if not tr.get("emitted"):
+        return f"Triton: nothing emitted ({tr['reason']})" if tr.get("reason") else ""
+    v = tr["values"]
+    groups = " + ".join(f"{g['count']}×{g['kind']}" for g in v["instance_group"])
+    line = (f"Triton: {tr['config']} — max_batch_size {v['max_batch_size']}, preferred {v['preferred_batch_size']}, "
+            f"queue delay {v['max_queue_delay_microseconds']} µs, {groups}")
+    smoke = tr.get("smoke_test")
+    if smoke:
+        line += "; smoke test " + ("passed" if smoke["passed"] else f"FAILED: {smoke['error']}")
+    return line

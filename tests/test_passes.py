@@ -8,7 +8,7 @@ from optimizer.config import HardwareConfig
 from optimizer.errors import ParityError
 from optimizer.passes.fuse import FuseConfig, fuse
 from optimizer.passes.onnx_export import ExportConfig, onnx_export, verify
-from optimizer.passes.quantize import Mode, QuantizeConfig, quantize
+from optimizer.passes.quantize import IntType, Mode, QuantizeConfig, quantize
 from optimizer.registry import PASSES, Context, load_passes
 
 
@@ -66,7 +66,7 @@ def test_static_int8_uint8_activations(exported, splits, tmp_path):
 
 
 def test_int8_activations_on_request(exported, splits, tmp_path):
-    art = quantize(exported, QuantizeConfig(calibration_samples=32, activation_type="int8"), _ctx(tmp_path, splits))
+    art = quantize(exported, QuantizeConfig(calibration_samples=32, activation_type=IntType.int8), _ctx(tmp_path, splits))
     assert art.meta["activation_type"] == "int8"
 
 
