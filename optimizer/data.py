@@ -3,7 +3,9 @@
 The built-in data is scikit-learn's bundled digits (8x8 images, no download), upscaled to
 1x32x32. A user can instead name a factory ``pkg.mod:fn`` that returns ``Splits``."""
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Tuple
 
 import numpy as np
@@ -32,9 +34,10 @@ class Splits:
     def num_classes(self) -> int:
         return int(max(self.train_y.max(), self.evaluation_y.max())) + 1
 
+    @cached_property
     def fingerprint(self) -> str:
+        """Content hash of all splits; part of every cache key that depends on the data."""
         from optimizer.cache import content_key
-        import hashlib
 
         h = hashlib.sha256()
         for arr in (self.train_x, self.train_y, self.calibration_x, self.evaluation_x, self.evaluation_y):

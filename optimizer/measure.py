@@ -39,7 +39,7 @@ def _key(cfg, splits: Splits) -> str:
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
     return content_key("measure", bench, asdict(cfg.evaluation), hw.device.value, hw.cores, hw.intra_op_threads,
-                       host(), splits.fingerprint())
+                       host(), splits.fingerprint)
 
 
 def _eval_set(cfg, splits: Splits):

@@ -5,6 +5,7 @@ A torch artifact is a state dict plus the factory that builds its module, so it 
 ``torch.load(weights_only=True)``; a pruned one (``meta["pruned"]``) also stores its layers' new
 shapes, to which the factory's module is resized. A ``.pt2`` program loads with ``torch.export.load``."""
 
+import hashlib
 from pathlib import Path
 from typing import Any, Dict
 
@@ -149,7 +150,7 @@ def _io_meta(splits: Splits) -> Dict[str, Any]:
 
 def _builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
     kwargs = {"width": 32, "num_classes": splits.num_classes, "in_channels": splits.input_shape[0], **cfg.kwargs}
-    key = content_key("builtin", BUILTIN_FACTORY, kwargs, cfg.train_epochs, seed, splits.fingerprint(), versions())
+    key = content_key("builtin", BUILTIN_FACTORY, kwargs, cfg.train_epochs, seed, splits.fingerprint, versions())
 
     def produce(directory: Path) -> Artifact:
         import torch
@@ -175,16 +176,10 @@ def _factory(cfg: ModelConfig, splits: Splits, cache: Cache) -> Artifact:
         raise RecipeError(f"model.source {cfg.source!r} must return a torch.nn.Module, got {type(module).__name__}")
     buf = io.BytesIO()
     torch.save(module.state_dict(), buf)
-    key = content_key("factory", cfg.source, cfg.kwargs, file_digest_bytes(buf.getvalue()), versions())
+    key = content_key("factory", cfg.source, cfg.kwargs, hashlib.sha256(buf.getvalue()).hexdigest(), versions())
     return cache.get(key) or cache.put(
         key, lambda d: torch_artifact(module.eval(), d, cfg.source, cfg.kwargs, _io_meta(splits))
     )
-
-
-def file_digest_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _file(cfg: ModelConfig, splits: Splits) -> Artifact:

@@ -107,7 +107,7 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
         if art is None:
             v.status, v.error = "skipped", "an earlier step failed"
             continue
-        key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint(),
+        key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
                           ctx_base["hardware"].device.value, versions())
         cached = cache.get(key)
         t0 = time.perf_counter()
@@ -133,12 +133,13 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
 
 def run(cfg, out_dir: Path, recipe: str) -> Dict:
     """Run the recipe ``cfg`` end to end; write and return the summary."""
+    from optimizer import plots, tracking
+    from optimizer.cost import price
     from optimizer.data import load_splits
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.measure import host, measure
     from optimizer.models import load_source
     from optimizer.report import compare, variant_record, write_summary
-    from optimizer.cost import price
     from optimizer.select import choose, pareto, throughput, violations
     from optimizer.triton.deploy import deploy, preflight
 
@@ -190,8 +191,6 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
         "versions": versions(),
     }
     summary["summary_path"] = str(write_summary(summary, out_dir))
-    from optimizer import plots, tracking
-
     summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
     write_summary(summary, out_dir)

@@ -26,7 +26,7 @@ def small_teacher(cache_dir: Path, splits):
         module = train(digits_resnet(width=16), splits, epochs=6, seed=0, lr=1e-2, label="training test teacher")
         return torch_artifact(module, directory, BUILTIN_FACTORY, {"width": 16}, {})
 
-    cache, key = Cache(cache_dir), content_key("test teacher", 16, 6, splits.fingerprint())
+    cache, key = Cache(cache_dir), content_key("test teacher", 16, 6, splits.fingerprint)
     return cache.get(key) or cache.put(key, produce)
 
 
