@@ -93,6 +93,10 @@ def accuracy_plot(summary: Dict, path: Path) -> Path:
         ax.step(xs, ys, where="post", color="black", alpha=0.5, label="Pareto front")
         ax.scatter(xs, ys, s=200, facecolors="none", edgecolors="black", zorder=4)
     ax.set_xscale("log")  # latencies of the variants often differ by orders of magnitude
+    from matplotlib.ticker import FormatStrFormatter
+
+    for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis_formatter(FormatStrFormatter("%g"))  # 0.4, 2, 6 rather than 4x10^-1
     ax.legend(fontsize="small")
     return _save(fig, path)
 
