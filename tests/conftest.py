@@ -64,3 +64,41 @@ def run_cli(args, cache_dir: Path, out_dir: Path, timeout: int = 600):
     )
     summary = out_dir / "summary.json"
     return proc.returncode, proc.stdout + proc.stderr, json.loads(summary.read_text()) if summary.exists() else None
+
+
+def small_teacher(cache_dir: Path, splits):
+    """A width-16 built-in model trained 6 epochs, cached for the session (prune and distill tests)."""
+    import torch
+
+    from optimizer.cache import Cache, content_key
+    from optimizer.models import BUILTIN_FACTORY, digits_resnet, torch_artifact, train
+
+    def produce(directory):
+        torch.manual_seed(0)
+        module = train(digits_resnet(width=16), splits, epochs=6, seed=0, lr=1e-2, label="training test teacher")
+        return torch_artifact(module, directory, BUILTIN_FACTORY, {"width": 16}, {})
+
+    cache, key = Cache(cache_dir), content_key("test teacher", 16, 6, splits.fingerprint)
+    return cache.get(key) or cache.put(key, produce)
+
+
+def accuracy(art, splits) -> float:
+    from optimizer.models import load_module, logits
+
+    return float((logits(load_module(art), splits.evaluation_x).argmax(1) == splits.evaluation_y).mean() * 100)
+
+
+def run_pass(name: str, art, splits, tmp_path: Path, **params):
+    from optimizer.config import HardwareConfig
+    from optimizer.pipeline import _typed
+    from optimizer.registry import Context, load_passes
+
+    spec = load_passes()[name]
+    out = tmp_path / name
+    out.mkdir()
+    return spec.fn(art, _typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, HardwareConfig()))
+
+
+@pytest.fixture(scope="session")
+def teacher(cache_dir, splits):
+    return small_teacher(cache_dir, splits)

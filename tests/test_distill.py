@@ -3,13 +3,8 @@ students from a factory; students that do not import or do not match the teacher
 
 import pytest
 
-from tests.conftest import FAST, run_cli
-from tests.test_prune import TINY, accuracy, run_pass, small_teacher
-
-
-@pytest.fixture(scope="module")
-def teacher(cache_dir, splits):
-    return small_teacher(cache_dir, splits)
+from tests.conftest import FAST, accuracy, run_cli, run_pass
+from tests.test_prune import TINY
 
 
 @pytest.fixture(scope="module")
