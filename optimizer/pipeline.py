@@ -152,7 +152,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     source = load_source(cfg.model, splits, cache, cfg.seed)
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     measured = measure(variants, splits, cfg, cache)
-    records = [variant_record(v, measured.get(v.name), cfg.hardware.price_per_hour) for v in variants]
+    records = [variant_record(v, measured.get(v.name)) for v in variants]
     warnings = compare(records)
     for r in records:
         r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)

@@ -7,10 +7,8 @@ from typing import Dict, List
 from optimizer.cache import write_atomic
 
 
-def variant_record(v, m: Dict, price_per_hour) -> Dict:
-    """Everything known about one variant, as it goes into summary.json."""
-    from optimizer.cost import price
-
+def variant_record(v, m: Dict) -> Dict:
+    """Everything known about one variant, as it goes into summary.json (cost is added by the pipeline)."""
     rec = {"name": v.name, "chain": v.chain, "status": v.status, "ran": v.ran, "seconds": round(v.seconds, 3)}
     if v.error:
         rec["error"] = v.error
@@ -23,8 +21,6 @@ def variant_record(v, m: Dict, price_per_hour) -> Dict:
         rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
         if "peak_memory_mb" in m:
             rec["peak_memory_mb"] = m["peak_memory_mb"]
-        largest = m["benchmark"][max(m["benchmark"], key=int)]
-        rec["cost"] = price(price_per_hour, largest["throughput"])
     return rec
 
 
