@@ -106,8 +106,9 @@ def _triton_caption(tr: Dict) -> str:
         return f"Triton: nothing emitted ({tr['reason']})" if tr.get("reason") else ""
     v = tr["values"]
     groups = " + ".join(f"{g['count']}×{g['kind']}" for g in v["instance_group"])
-    line = (f"Triton: {tr['config']} — max_batch_size {v['max_batch_size']}, preferred {v['preferred_batch_size']}, "
-            f"queue delay {v['max_queue_delay_microseconds']} µs, {groups}")
+    batching = (f"preferred {v['preferred_batch_size']}, queue delay {v['max_queue_delay_microseconds']} µs"
+                if v["preferred_batch_size"] else "dynamic batching of what is queued (no preferred size)")
+    line = f"Triton: {tr['config']} — max_batch_size {v['max_batch_size']}, {batching}, {groups}"
     smoke = tr.get("smoke_test")
     if smoke:
         line += "; smoke test " + ("passed" if smoke["passed"] else f"FAILED: {smoke['error']}")

@@ -131,6 +131,16 @@ def test_written_repository_parses_and_validates(tmp_path):
     assert emit.validate(d / "config.pbtxt", DEFAULT_IO, cores=2) == []
 
 
+def test_no_preferred_size_is_tritons_default_batcher():
+    from google.protobuf import text_format
+
+    flat = {**TUNING, "preferred_batch_size": 0, "max_queue_delay_us": 0}
+    text = text_format.MessageToString(emit.build_config("digits_resnet", "onnx", DEFAULT_IO, flat, gpu=False))
+    assert "dynamic_batching {\n}\n" in text  # exactly what Triton's docs recommend starting from
+    assert "preferred_batch_size" not in text and "max_queue_delay" not in text
+    assert 'name: "warmup_batch_1"\n  batch_size: 1\n' in text
+
+
 def test_fixed_batch_model_gets_no_batching(tmp_path):
     io = emit.model_io(tiny_onnx(tmp_path / "f.onnx", batch=4))
     c = emit.build_config("m", "onnx", io, TUNING, gpu=False)
@@ -211,9 +221,16 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
     assert emit.validate(d / "config.pbtxt", DEFAULT_IO, cores=2) == []
     tuning = t["tuning"]
     assert c.max_batch_size == tuning["max_batch_size"] >= 1
-    assert list(c.dynamic_batching.preferred_batch_size) == [tuning["preferred_batch_size"]]
-    assert 1 <= tuning["preferred_batch_size"] <= tuning["max_batch_size"]
-    assert 0 <= c.dynamic_batching.max_queue_delay_microseconds <= 2000
+    assert c.HasField("dynamic_batching")
+    # the built-in model runs no faster per sample in bigger batches on a CPU (its knee is batch 1), so the
+    # batcher just sends what is queued: no preferred size, no delay; a knee above 1 would become the size
+    if tuning["knee_batch_size"] == 1:
+        assert list(c.dynamic_batching.preferred_batch_size) == [] and tuning["preferred_batch_size"] == 0
+        assert c.dynamic_batching.max_queue_delay_microseconds == 0 and c.model_warmup[0].batch_size == 1
+    else:
+        assert list(c.dynamic_batching.preferred_batch_size) == [tuning["preferred_batch_size"]]
+        assert 2 <= tuning["preferred_batch_size"] <= tuning["max_batch_size"]
+        assert 0 <= c.dynamic_batching.max_queue_delay_microseconds <= 2000
     assert c.instance_group[0].count * int(c.parameters["intra_op_thread_count"].string_value) <= 2
     curve = tuning["curves"][str(tuning["threads"])]
     fits = [p for p in curve if p["p99_ms"] + tuning["overhead_ms"] <= tuning["sla_p99_ms"]]

@@ -76,10 +76,28 @@ def test_queue_delay():
 
 
 def test_tune_curve_preferred_never_exceeds_max():
-    for sla in (3.2, 4.0, 6.0, 8.0, 13.0, 100.0):
+    for sla in (4.0, 6.0, 8.0, 13.0, 100.0):
         t = tune_curve(AMORTIZED, sla, 2000)
-        assert 1 <= t["preferred_batch_size"] <= t["max_batch_size"]
+        assert 2 <= t["preferred_batch_size"] == t["knee_batch_size"] <= t["max_batch_size"]
+    only_one = tune_curve(AMORTIZED, 3.2, 2000)  # batch 1 (p99 3.15 ms) fits, batch 2 (3.3 ms) does not
+    assert (only_one["max_batch_size"], only_one["preferred_batch_size"], only_one["max_queue_delay_us"]) == (1, 0, 0)
     assert tune_curve(AMORTIZED, 3.0, 2000) is None
+
+
+def test_no_preferred_size_when_batching_runs_no_faster():
+    # per-sample cost flat in the batch size (the built-in model on a CPU): the knee is batch 1, so
+    # the batcher is not told to wait for a size, and nothing is held in the queue
+    flat = curve(lambda b: 0.3 * b)
+    t = tune_curve(flat, 50.0, 2000, overhead_ms=0.5)
+    assert t["knee_batch_size"] == 1 and t["preferred_batch_size"] == 0 and t["max_queue_delay_us"] == 0
+    assert t["max_batch_size"] == 64
+    assert t["throughput_per_instance"] == pytest.approx(1000 / (0.3 + 0.5))  # capacity counts the overhead
+    # the assumed overhead does not move the preferred size: queueing amortizes it without one
+    assert tune_curve(flat, 50.0, 2000, overhead_ms=5.0)["preferred_batch_size"] == 0
+    # a real in-process gain does: 1 ms fixed + 0.25 ms per sample has its knee at 32
+    gaining = tune_curve(curve(lambda b: 1.0 + 0.25 * b), 50.0, 2000)
+    assert gaining["preferred_batch_size"] == gaining["knee_batch_size"] == 32
+    assert gaining["max_queue_delay_us"] == 1250  # capped by the batch-1 p50 (1.25 ms)
 
 
 def test_tune_picks_threads_and_instances_by_total_throughput():
@@ -90,7 +108,7 @@ def test_tune_picks_threads_and_instances_by_total_throughput():
     assert (t.instances, t.threads) == (2, 1)
     assert t.instances * t.threads <= 2
     assert t.throughput == pytest.approx(2 * t.throughput_per_instance)
-    assert t.preferred_batch_size <= t.max_batch_size
+    assert t.preferred_batch_size == t.knee_batch_size <= t.max_batch_size
     assert set(t.curves) == {"1", "2"}
 
 

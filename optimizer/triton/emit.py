@@ -81,12 +81,14 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool):
     group.count = tuning["instances"]
     if not gpu:
         config.parameters["intra_op_thread_count"].string_value = str(tuning["threads"])
-    if batch > 0:
-        config.dynamic_batching.preferred_batch_size.append(tuning["preferred_batch_size"])
+    if batch > 0:  # no preferred size is Triton's default: batch what is queued, as much as fits
+        config.dynamic_batching.SetInParent()
+        if tuning["preferred_batch_size"] > 0:
+            config.dynamic_batching.preferred_batch_size.append(tuning["preferred_batch_size"])
         config.dynamic_batching.max_queue_delay_microseconds = tuning["max_queue_delay_us"]
     warm = config.model_warmup.add()
-    warm.name = f"warmup_batch_{tuning['preferred_batch_size'] if batch > 0 else 1}"
-    warm.batch_size = tuning["preferred_batch_size"] if batch > 0 else 1
+    warm.batch_size = max(1, tuning["preferred_batch_size"]) if batch > 0 else 1
+    warm.name = f"warmup_batch_{warm.batch_size}"
     for t in io["inputs"]:
         data = warm.inputs[t["name"]]
         data.data_type = mc.DataType.Value(t["data_type"])

@@ -25,21 +25,24 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         "| field | value | rule |", "|---|---|---|",
         f"| max_batch_size | {config.max_batch_size} | largest swept batch whose p99 fits the SLA "
         f"(p99 + overhead; sweep 1, 2, 4, … ≤ {cfg.serving.max_batch_cap}; stops at the first miss) |",
-        f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size)} | the knee: first batch ≤ "
-        f"max_batch_size whose next swept size adds < 10 % served throughput, batch ÷ (p50 + "
-        f"{t['overhead_ms']} ms overhead per execution) ({t['throughput_per_instance']:.0f} samples/s, "
-        f"p99 {t['p99_at_preferred_ms']:.2f} ms) |",
-        f"| dynamic_batching.max_queue_delay_microseconds | {db.max_queue_delay_microseconds} | half the SLA budget "
-        f"left after the p99 at the preferred batch, at most the batch-1 p50 (a request is not held longer than "
-        f"it takes to run alone) and {cfg.serving.queue_delay_cap_us} µs |",
+        f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
+        + (f"the knee: the first batch ≤ max_batch_size whose next swept size adds < 10 % in-process throughput "
+           f"(p99 {t['p99_at_knee_ms']:.2f} ms) |" if db.preferred_batch_size else
+           "none: batch 2 does not run ≥ 10 % faster per sample than batch 1 in-process (the knee is batch 1), so "
+           "the batcher is not told to wait for a size; it sends whatever is queued (Triton's default), which "
+           "already spreads the per-execution overhead when every instance is busy |"),
+        f"| dynamic_batching.max_queue_delay_microseconds | {db.max_queue_delay_microseconds} | "
+        + ("0 without a preferred size (holding a request buys nothing) |" if not db.preferred_batch_size else
+           f"half the SLA budget left after the p99 at the preferred batch, at most the batch-1 p50 (a request is "
+           f"not held longer than it takes to run alone) and {cfg.serving.queue_delay_cap_us} µs |"),
         f"| instance_group | {t['instances']} × {t['kind']} | {t['reason']} |",
         f"| parameters.intra_op_thread_count | {t['threads']} | instances × threads ≤ {hw['cores']} cores |",
         "| parameters.inter_op_thread_count | 1 | one graph at a time per instance (template) |",
         f"| model_warmup | batch {config.model_warmup[0].batch_size}, zero data | first requests do not pay "
         f"ONNX Runtime's lazy initialisation |",
         "", "## Cost and replicas", "",
-        f"Estimated capacity of one server: {t['throughput']:.0f} samples/s "
-        f"({t['instances']} instance(s) at batch {t['preferred_batch_size']}).",
+        f"Estimated capacity of one server: {t['throughput']:.0f} samples/s ({t['instances']} instance(s) at batch "
+        f"{t['knee_batch_size']}, batch ÷ (p50 + {t['overhead_ms']} ms serving overhead per execution)).",
     ]
     if "cost_per_million" in cost:
         lines.append(f"Cost: ${cost['cost_per_million']:.4f} per 1M inferences at ${hw['price_per_hour']}/hour "

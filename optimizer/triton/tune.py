@@ -3,23 +3,29 @@
 A *curve* is a list of points ``{"batch_size", "p50_ms", "p99_ms", ...}`` (what
 ``benchmark.summarize`` returns), one per swept batch size, for one instance at a given
 number of intra-op threads. The in-process sweep does not see what a server adds to every
-execution (request handling, tensor copies); ``overhead_ms`` stands for it, and batching is
-what amortizes it. A point's *served throughput* is ``batch / (p50 + overhead)`` samples/s
-(p50, not the mean: a busy machine's stalls should not move the knee). The rules:
+execution (request handling, tensor copies); ``overhead_ms`` stands for it. A point's *served
+throughput* is ``batch / (p50 + overhead)`` samples/s (p50, not the mean: a busy machine's
+stalls should not move the knee). The rules:
 
 - ``max_batch_size``: the largest swept batch whose p99 + overhead fits the SLA, walking up from 1
   and stopping at the first one that does not (a noisy fit beyond a miss is not trusted).
-- ``preferred_batch_size``: the knee, where served throughput stops gaining: the first batch within
-  ``max_batch_size`` whose next swept size (double it) adds less than ``MIN_GAIN`` (10 %); past it,
-  bigger batches mostly add latency, and a preferred size the traffic rarely fills only makes the
-  batcher wait out its queue delay.
-- ``max_queue_delay_microseconds``: half the SLA budget left after the p99 at the preferred size
-  (the other half absorbs waiting behind a running batch), but never more than the p50 of batch 1
-  (holding a request longer than it takes to run it alone loses to an instance that is free), and
-  at most ``queue_delay_cap_us``. Measured on the smoke server at concurrency 8: delays of 0-500 µs
-  served ~1.8-2.0k req/s, 1000 µs 1.46k, 2000 µs 1.21k.
+- the *knee*: where in-process throughput stops gaining, the first batch within ``max_batch_size``
+  whose next swept size (double it) adds less than ``MIN_GAIN`` (10 %).
+- ``preferred_batch_size``: the knee when it is above 1, else none. A preferred size makes the
+  batcher hold requests until that many have arrived, which pays only when the bigger batch runs
+  faster per sample. The per-execution overhead needs no preferred size: whenever every instance
+  is busy, requests queue and the batcher sends them together. This is Triton's own advice: set
+  a preferred size only when a batch size is markedly faster; otherwise ``dynamic_batching {}``.
+  Measured on the smoke server at concurrency 8 for the built-in model (in-process compute
+  per sample is flat in the batch size): no preferred size and no delay served ~1.46x the untuned
+  default, preferred 8 with a 305 µs delay ~1.2x.
+- ``max_queue_delay_microseconds``: 0 without a preferred size (holding a request buys nothing).
+  With one: half the SLA budget left after the p99 at the preferred size (the other half absorbs
+  waiting behind a running batch), never more than the p50 of batch 1 (holding a request longer
+  than it takes to run it alone loses to an instance that is free), and at most ``queue_delay_cap_us``.
 - instances: ``cores // threads`` CPU instances of ``threads`` intra-op threads each, the thread
-  count whose instances together serve the most samples/s at their preferred batch."""
+  count whose instances together serve the most samples/s at the knee (served throughput, with
+  the overhead: the estimate the cost model uses)."""
 
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -36,13 +42,14 @@ class Tuning:
     reason: str  # one sentence: why these values, or why the SLA cannot be met
     sla_p99_ms: float
     max_batch_size: int = 0
-    preferred_batch_size: int = 0
+    knee_batch_size: int = 0  # where in-process throughput stops gaining
+    preferred_batch_size: int = 0  # the knee when above 1; 0: no preferred size (Triton's default)
     max_queue_delay_us: int = 0
     kind: str = "KIND_CPU"
     instances: int = 1
     threads: int = 1  # intra-op threads per instance
-    p99_at_preferred_ms: float = 0.0
-    throughput_per_instance: float = 0.0  # samples/s of one instance at the preferred batch
+    p99_at_knee_ms: float = 0.0
+    throughput_per_instance: float = 0.0  # served samples/s of one instance at the knee
     throughput: float = 0.0  # samples/s of all instances of one server (the estimate used for cost)
     overhead_ms: float = 0.0  # per-execution serving overhead assumed on top of the in-process timings
     curves: Dict[str, List[Dict]] = field(default_factory=dict)  # threads -> swept curve
@@ -100,11 +107,13 @@ def tune_curve(curve: Sequence[Dict], sla_p99_ms: float, cap_us: int, overhead_m
     mb = max_batch(curve, sla_p99_ms, overhead_ms)
     if mb == 0:
         return None
-    k = knee(curve, mb, overhead_ms)
-    return {"max_batch_size": mb, "preferred_batch_size": k["batch_size"], "p99_at_preferred_ms": k["p99_ms"],
-            "throughput_per_instance": served(k, overhead_ms),
-            "max_queue_delay_us": queue_delay_us(sla_p99_ms, k["p99_ms"] + overhead_ms, cap_us,
-                                                 min(curve, key=lambda p: p["batch_size"])["p50_ms"])}
+    k = knee(curve, mb)  # in-process: the overhead is amortized by queueing, not by a preferred size
+    preferred = k["batch_size"] if k["batch_size"] > 1 else 0
+    delay = queue_delay_us(sla_p99_ms, k["p99_ms"] + overhead_ms, cap_us,
+                           min(curve, key=lambda p: p["batch_size"])["p50_ms"]) if preferred else 0
+    return {"max_batch_size": mb, "knee_batch_size": k["batch_size"], "preferred_batch_size": preferred,
+            "p99_at_knee_ms": k["p99_ms"], "throughput_per_instance": served(k, overhead_ms),
+            "max_queue_delay_us": delay}
 
 
 def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: bool = False,
@@ -126,7 +135,7 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
     total, t, instances, b = max(options, key=lambda o: o[0])
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     reason = (f"{instances} {kind} instance(s) × {t} thread(s): {total:.0f} samples/s at batch "
-              f"{b['preferred_batch_size']} (p99 {b['p99_at_preferred_ms']:.2f} ms), the most of "
+              f"{b['knee_batch_size']} (p99 {b['p99_at_knee_ms']:.2f} ms), the most of "
               f"{len(curves)} thread setting(s) measured")
     return Tuning(True, reason, sla_p99_ms, kind=kind, instances=instances, threads=t, throughput=total,
                   overhead_ms=overhead_ms, curves=named, **b)
