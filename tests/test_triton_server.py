@@ -73,6 +73,9 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
         load = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=40, max_seconds=3)
         assert load["errors"] == 0 and load["requests"] == 40 and load["requests_per_s"] > 0
         assert 0 < load["p50_ms"] <= load["p99_ms"]
+        wrong = load_test(server.grpc_url, "no_such_model", one, concurrency=2, max_requests=6, max_seconds=3)
+        assert wrong["errors"] == wrong["requests"] == 6 and wrong["requests_per_s"] == 0
+        assert "no_such_model" in wrong["first_error"]
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -138,6 +138,23 @@ class Server:
             client.close()
         raise ServerError(f"{model!r} not READY after {timeout:.0f} s: {self.failure()}")
 
+    def cpu_seconds(self) -> Optional[float]:
+        """CPU time (user + system) used so far by the server and its backend stubs (its process group),
+        read from ``/proc``; None where there is no ``/proc``."""
+        if not Path("/proc/self/stat").exists():
+            return None
+        tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            if int(fields[2]) == self.proc.pid:  # fields after the name: state ppid pgrp ... utime(11) stime(12)
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def failure(self) -> str:
         """The log lines that say what went wrong (``Poll failed for model directory …`` verbatim)."""
         lines = self.log().splitlines()
