@@ -5,6 +5,7 @@ answers with the reference outputs, and run a short bounded load test over gRPC.
 Exit code 0 when every model answered within tolerance, 1 otherwise, 2 when no server is found."""
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -70,15 +71,15 @@ def _infer_request(model: str, sample: Dict[str, np.ndarray]) -> bytes:
 
 
 def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: int, max_requests: int,
-              max_seconds: float, server_cpu: Optional[Callable[[], Optional[float]]] = None) -> Dict:
+              max_seconds: float, counters: Optional[Callable[[], Dict[str, float]]] = None) -> Dict:
     """Keep ``concurrency`` one-sample gRPC requests in flight; bounded by count and time. Client-side numbers.
 
     The client shares the machine with the server, so it is kept lean: one asyncio loop, ``concurrency``
     closed-loop workers on one grpc.aio channel, the request serialized once. Every answer is parsed and
     must carry a non-empty tensor for each output. (tritonclient's ``async_infer`` costs ~1.4x the CPU
-    per request; on 2 cores that time is taken from the server under test.) With ``server_cpu`` (the
-    server's CPU seconds so far, ``Server.cpu_seconds``) the record also says where the CPU went:
-    milliseconds of server and of client CPU per answered request."""
+    per request; on 2 cores that time is taken from the server under test.) The record has the client's
+    CPU per answered request; with ``counters`` (``Server.counters``, sampled around the timed part) also
+    the server's, and the average batch the scheduler formed (samples per execution)."""
     import asyncio
 
     import grpc
@@ -115,14 +116,16 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
             await asyncio.gather(*(worker((warm, time.perf_counter())) for _ in range(concurrency)))
             latencies.clear()
             errors.clear()
-            cpu[:] = [server_cpu() if server_cpu else None, time.process_time()]
+            before, client_cpu = counters() if counters else {}, time.process_time()
             sent, t0 = 0, time.perf_counter()
             await asyncio.gather(*(worker((max_requests, t0)) for _ in range(concurrency)))
             elapsed = time.perf_counter() - t0
-            cpu[:] = [None if cpu[0] is None else server_cpu() - cpu[0], time.process_time() - cpu[1]]
+            used["client_cpu_s"] = time.process_time() - client_cpu
+            after = counters() if counters else {}
+            used.update({k: after[k] - before[k] for k in after.keys() & before.keys()})
             return sent, elapsed
 
-    cpu: List[Optional[float]] = []
+    used: Dict[str, float] = {}
     sent, elapsed = asyncio.run(run())
     ms = np.asarray(latencies) * 1e3
     record = {"concurrency": concurrency, "requests": sent, "errors": len(errors), "seconds": round(elapsed, 3),
@@ -130,10 +133,11 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
               "p50_ms": round(float(np.percentile(ms, 50)), 3) if len(ms) else None,
               "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else None,
               **({"first_error": errors[0]} if errors else {})}
-    if latencies:
-        record["client_cpu_ms_per_request"] = round(cpu[1] * 1e3 / len(latencies), 3)
-        if cpu[0] is not None:
-            record["server_cpu_ms_per_request"] = round(cpu[0] * 1e3 / len(latencies), 3)
+    for side in ("server", "client"):
+        if latencies and f"{side}_cpu_s" in used:
+            record[f"{side}_cpu_ms_per_request"] = round(used[f"{side}_cpu_s"] * 1e3 / len(latencies), 3)
+    if used.get("executions"):
+        record["avg_batch"] = round(used["inferences"] / used["executions"], 2)
     return record
 
 
@@ -164,7 +168,7 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
             m["samples"] = len(next(iter(inputs.values())))
             one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
             m["load"] = [load_test(server.grpc_url, config.name, one, c, max_requests, max_seconds,
-                                   server.cpu_seconds) for c in concurrency]
+                                   functools.partial(server.counters, config.name)) for c in concurrency]
             if sla_p99_ms is not None:
                 m["sla_p99_ms"] = sla_p99_ms
                 m["within_sla"] = all(r["p99_ms"] is not None and r["p99_ms"] <= sla_p99_ms for r in m["load"])
@@ -195,6 +199,7 @@ def _print(record: Dict) -> None:
         for r in m.get("load", []):
             print(f"  concurrency {r['concurrency']:>2}: {r['requests_per_s']:>8.1f} req/s  "
                   f"p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  ({r['requests']} requests, {r['errors']} errors)"
+                  + (f"; average batch {r['avg_batch']}" if "avg_batch" in r else "")
                   + (f"; CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
                      f"{r['client_cpu_ms_per_request']} ms" if "server_cpu_ms_per_request" in r else ""))
     print("passed" if record["passed"] else f"FAILED: {record['error']}")

@@ -70,9 +70,13 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
         diff = compare(server.http_url, "digits_resnet", inputs, expected, chunk=TUNING["max_batch_size"])
         assert diff <= 1e-4
         one = {k: v[:1] for k, v in inputs.items()}
-        load = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=40, max_seconds=3)
+        load = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=40, max_seconds=3,
+                         counters=lambda: server.counters("digits_resnet"))
         assert load["errors"] == 0 and load["requests"] == 40 and load["requests_per_s"] > 0
         assert 0 < load["p50_ms"] <= load["p99_ms"]
+        # 40 one-sample requests at concurrency 4: between 1 and 4 samples per execution the batcher ran
+        assert 1.0 <= load["avg_batch"] <= 4.0
+        assert load["server_cpu_ms_per_request"] > 0 and load["client_cpu_ms_per_request"] > 0
         wrong = load_test(server.grpc_url, "no_such_model", one, concurrency=2, max_requests=6, max_seconds=3)
         assert wrong["errors"] == wrong["requests"] == 6 and wrong["requests_per_s"] == 0
         assert "no_such_model" in wrong["first_error"]

@@ -155,6 +155,25 @@ class Server:
                 total += (int(fields[11]) + int(fields[12])) / tick
         return total
 
+    def counters(self, model: str) -> Dict[str, float]:
+        """Cumulative counters a load test differences: the server's CPU seconds (``server_cpu_s``, where
+        there is a ``/proc``) and, from Triton's statistics, ``model``'s inferences (samples) and
+        executions (batches the scheduler ran)."""
+        import tritonclient.grpc as grpc
+
+        out: Dict[str, float] = {}
+        cpu = self.cpu_seconds()
+        if cpu is not None:
+            out["server_cpu_s"] = cpu
+        client = grpc.InferenceServerClient(self.grpc_url)
+        try:
+            stats = client.get_inference_statistics(model).model_stats
+        finally:
+            client.close()
+        out["inferences"] = float(sum(m.inference_count for m in stats))
+        out["executions"] = float(sum(m.execution_count for m in stats))
+        return out
+
     def failure(self) -> str:
         """The log lines that say what went wrong (``Poll failed for model directory …`` verbatim)."""
         lines = self.log().splitlines()
