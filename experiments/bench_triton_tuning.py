@@ -105,8 +105,9 @@ def main() -> None:
             for name, repo in repos.items():
                 m = measure(repo, a.concurrency, a.requests, a.seconds)
                 runs[name].append(m)
-                cpu = (f"; CPU/request server {m['server_cpu_ms_per_request']:.2f} ms, client "
-                       f"{m['client_cpu_ms_per_request']:.2f} ms" if "server_cpu_ms_per_request" in m else "")
+                cpu = (f"; batch {m.get('avg_batch', float('nan')):.2f}; CPU/request server "
+                       f"{m['server_cpu_ms_per_request']:.2f} ms, client {m['client_cpu_ms_per_request']:.2f} ms"
+                       if "server_cpu_ms_per_request" in m else "")
                 print(f"round {r + 1} {name:>{width}}: {m['requests_per_s']:8.1f} req/s  p50 {m['p50_ms']:.2f} ms  "
                       f"p99 {m['p99_ms']:.2f} ms  ({m['requests']} requests, READY {m['ready_seconds']:.2f} s){cpu}",
                       flush=True)

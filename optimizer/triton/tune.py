@@ -17,8 +17,8 @@ stalls should not move the knee). The rules:
   is busy, requests queue and the batcher sends them together. This is Triton's own advice: set
   a preferred size only when a batch size is markedly faster; otherwise ``dynamic_batching {}``.
   Measured on the smoke server at concurrency 8 for the built-in model (in-process compute
-  per sample is flat in the batch size): no preferred size and no delay served ~1.46x the untuned
-  default, preferred 8 with a 305 µs delay ~1.2x.
+  per sample is flat in the batch size): no preferred size and no delay served 1.44x the requests/s
+  of the untuned default, preferred 8 with a 305 µs delay 1.30x (experiments/results/triton_tuning.txt).
 - ``max_queue_delay_microseconds``: 0 without a preferred size (holding a request buys nothing).
   With one: half the SLA budget left after the p99 at the preferred size (the other half absorbs
   waiting behind a running batch), never more than the p50 of batch 1 (holding a request longer
