@@ -101,9 +101,9 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
         async with grpc.aio.insecure_channel(url) as channel:
             infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
 
-            async def worker(budget):
+            async def worker(limit, t0):
                 nonlocal sent
-                while sent < budget[0] and time.perf_counter() - budget[1] < max_seconds:
+                while sent < limit and time.perf_counter() - t0 < max_seconds:
                     sent += 1
                     start = time.perf_counter()
                     try:
@@ -113,12 +113,12 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
                         errors.append(e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e))
 
             warm = min(concurrency * 2, max_requests)  # warm-up, not counted
-            await asyncio.gather(*(worker((warm, time.perf_counter())) for _ in range(concurrency)))
+            await asyncio.gather(*(worker(warm, time.perf_counter()) for _ in range(concurrency)))
             latencies.clear()
             errors.clear()
             before, client_cpu = counters() if counters else {}, time.process_time()
             sent, t0 = 0, time.perf_counter()
-            await asyncio.gather(*(worker((max_requests, t0)) for _ in range(concurrency)))
+            await asyncio.gather(*(worker(max_requests, t0) for _ in range(concurrency)))
             elapsed = time.perf_counter() - t0
             used["client_cpu_s"] = time.process_time() - client_cpu
             after = counters() if counters else {}
