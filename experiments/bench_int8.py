@@ -35,10 +35,10 @@ def timed_run(cache: Path, out: Path):
 
 def alternating(summary, rounds: int, batch: int = 32):
     from optimizer.artifact import Artifact
-    from optimizer.benchmark import batch_of, summarize, time_calls
+    from optimizer.measure.benchmark import batch_of, summarize, time_calls
     from optimizer.config import BenchmarkConfig, HardwareConfig
-    from optimizer.data import DataConfig, load_splits
-    from optimizer.runtimes import load
+    from optimizer.sources.data import DataConfig, load_splits
+    from optimizer.formats import load
 
     hw = HardwareConfig()
     arts = {v["name"]: Artifact.load(Path(v["path"]).parent) for v in summary["variants"] if v["name"] != "reference"}

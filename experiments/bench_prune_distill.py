@@ -25,18 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.benchmark import batch_of
+from optimizer.measure.benchmark import batch_of
 from optimizer.cache import Cache
-from optimizer.evaluate import predict
+from optimizer.measure.evaluate import predict
 from optimizer.pipeline import plan, run_chain
 from optimizer.recipes import compose
-from optimizer.runtimes import load
+from optimizer.formats import load
 
 
 def build(recipe: str):
     """``{step label: artifact}`` of ``recipe`` on the default model, reusing the cache."""
-    from optimizer.data import load_splits
-    from optimizer.models import load_source
+    from optimizer.sources.data import load_splits
+    from optimizer.sources.models import load_source
 
     cfg = compose(recipe)
     cache = Cache(cfg.cache_dir)

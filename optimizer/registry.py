@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Dict
 
 if TYPE_CHECKING:
     from optimizer.config import HardwareConfig
-    from optimizer.data import Splits
+    from optimizer.sources.data import Splits
 
 FORMATS = ("torch", "onnx", "tensorrt")
 

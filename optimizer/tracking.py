@@ -256,7 +256,7 @@ def _register(client, cfg, run_id: str, rec: Dict) -> Dict:
 def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
     from mlflow import MlflowClient
 
-    from optimizer.pipeline import plan
+    from optimizer.plan import plan
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = cfg.tracking.experiment

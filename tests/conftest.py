@@ -33,7 +33,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def splits():
     from optimizer.config import DataConfig
-    from optimizer.data import load_splits
+    from optimizer.sources.data import load_splits
 
     return load_splits(DataConfig())
 
@@ -43,7 +43,7 @@ def builtin(cache_dir, splits):
     """The built-in reference artifact, trained once per test session."""
     from optimizer.cache import Cache
     from optimizer.config import ModelConfig
-    from optimizer.models import load_source
+    from optimizer.sources.models import load_source
 
     return load_source(ModelConfig(), splits, Cache(cache_dir), seed=0)
 
@@ -71,7 +71,7 @@ def small_teacher(cache_dir: Path, splits):
     import torch
 
     from optimizer.cache import Cache, content_key
-    from optimizer.models import BUILTIN_FACTORY, digits_resnet, torch_artifact, train
+    from optimizer.sources.models import BUILTIN_FACTORY, digits_resnet, torch_artifact, train
 
     def produce(directory):
         torch.manual_seed(0)
@@ -83,14 +83,14 @@ def small_teacher(cache_dir: Path, splits):
 
 
 def accuracy(art, splits) -> float:
-    from optimizer.models import load_module, logits
+    from optimizer.sources.models import load_module, logits
 
     return float((logits(load_module(art), splits.evaluation_x).argmax(1) == splits.evaluation_y).mean() * 100)
 
 
 def run_pass(name: str, art, splits, tmp_path: Path, **params):
     from optimizer.config import HardwareConfig
-    from optimizer.pipeline import _typed
+    from optimizer.plan import _typed
     from optimizer.registry import Context, load_passes
 
     spec = load_passes()[name]

@@ -20,7 +20,7 @@ def broken():
 def small_digits():
     """The digits splits with a smaller evaluation split."""
     from optimizer.config import DataConfig
-    from optimizer.data import Splits, digits
+    from optimizer.sources.data import Splits, digits
 
     s = digits(DataConfig(evaluation_fraction=0.1, calibration_size=64))
     return Splits(s.train_x, s.train_y, s.calibration_x, s.evaluation_x, s.evaluation_y)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from optimizer.benchmark import batch_of, summarize, time_calls, window_cv
+from optimizer.measure.benchmark import batch_of, summarize, time_calls, window_cv
 from optimizer.config import BenchmarkConfig, HardwareConfig
 
 
@@ -41,7 +41,7 @@ def test_same_variant_alone_and_among_others(builtin, splits, tmp_path):
     """The exported model timed alone and right after torch and a second ORT session agree within 25 %."""
     from optimizer.passes.onnx_export import ExportConfig, onnx_export
     from optimizer.registry import Context
-    from optimizer.runtimes import load
+    from optimizer.formats import load
 
     hw = HardwareConfig()
     art = onnx_export(builtin, ExportConfig(), Context(tmp_path, "export", splits, hw))

@@ -6,9 +6,9 @@ import torch
 
 from optimizer.cache import Cache
 from optimizer.config import DataConfig, ModelConfig
-from optimizer.data import load_splits
+from optimizer.sources.data import load_splits
 from optimizer.errors import RecipeError
-from optimizer.models import digits_resnet, load_module, load_source, logits
+from optimizer.sources.models import digits_resnet, load_module, load_source, logits
 from tests.conftest import FAST, run_cli
 
 
@@ -45,7 +45,7 @@ def test_factory_errors_name_the_source(splits, tmp_path):
 def test_data_factory():
     s = load_splits(DataConfig(source="tests.factories:small_digits"))
     assert len(s.evaluation_y) == 180 and len(s.calibration_x) == 64
-    with pytest.raises(RecipeError, match="must return optimizer.data.Splits"):
+    with pytest.raises(RecipeError, match="must return optimizer.sources.data.Splits"):
         load_splits(DataConfig(source="tests.factories:tiny_cnn"))
 
 

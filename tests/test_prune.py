@@ -32,7 +32,7 @@ def test_halving_channels_quarters_params_and_macs(pruned):
 def test_pruned_model_loads_safely_with_its_new_shapes(pruned, teacher, splits):
     import torch
 
-    from optimizer.models import load_module
+    from optimizer.sources.models import load_module
 
     torch.load(pruned.path, weights_only=True)  # no pickled modules or classes
     module = load_module(pruned)
@@ -56,10 +56,10 @@ def test_finetuning_recovers_accuracy_on_the_evaluation_split(pruned, teacher, s
 def test_pruned_model_exports_fuses_and_quantizes(pruned, splits, cache_dir, tmp_path):
     from optimizer.cache import Cache
     from optimizer.config import HardwareConfig
-    from optimizer.evaluate import predict
+    from optimizer.measure.evaluate import predict
     from optimizer.pipeline import plan, run_chain
     from optimizer.recipes import compose
-    from optimizer.runtimes import load
+    from optimizer.formats import load
 
     steps = plan(compose("int8"))
     variants = run_chain(steps, pruned.evolve(id="pruned-test-model"), Cache(cache_dir),
@@ -77,7 +77,7 @@ def test_pruned_model_exports_fuses_and_quantizes(pruned, splits, cache_dir, tmp
 def test_global_taylor_pruning_with_sparsity_warns_of_no_speedup(teacher, splits, tmp_path):
     import torch
 
-    from optimizer.models import load_module
+    from optimizer.sources.models import load_module
     from optimizer.report import compare
 
     art = run_pass("prune", teacher, splits, tmp_path, ratio=0.3, round_to=4, importance="taylor",

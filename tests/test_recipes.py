@@ -3,7 +3,7 @@
 import pytest
 
 from optimizer.errors import EXIT_RECIPE, RecipeError
-from optimizer.pipeline import plan
+from optimizer.plan import plan
 from optimizer.recipes import available, compose
 from tests.conftest import run_cli
 

@@ -57,7 +57,7 @@ def test_staged_config_is_the_emitted_one_but_the_platform(install, tmp_path):
 
 
 def test_start_ready_infer_compare_stop(install, tmp_path):
-    from optimizer.serve_check import _reference, compare, load_test
+    from optimizer.triton.serve_check import _reference, compare, load_test
     from optimizer.triton.server import serve
 
     repo = tiny_repository(tmp_path)
@@ -105,7 +105,7 @@ def test_serve_check_command_line(install, tmp_path):
     repo = tiny_repository(tmp_path)
     args = [str(repo), "--concurrency", "1,4", "--requests", "40", "--seconds", "3", "--sla-ms", "1000",
             "--json", str(tmp_path / "r.json")]
-    proc = subprocess.run([sys.executable, "-m", "optimizer.serve_check", *args],
+    proc = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "READY in" in proc.stdout and "max |diff| vs reference 0" in proc.stdout and "passed" in proc.stdout
@@ -119,7 +119,7 @@ def test_serve_check_command_line(install, tmp_path):
 
 
 def test_serve_check_reports_a_mismatch(install, tmp_path):
-    from optimizer.serve_check import check_repository
+    from optimizer.triton.serve_check import check_repository
 
     repo = tiny_repository(tmp_path)
     ref = dict(np.load(repo / "digits_resnet" / "reference.npz"))

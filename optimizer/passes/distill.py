@@ -43,7 +43,7 @@ class DistillConfig:
 def _student(teacher: Artifact, cfg: DistillConfig, step: str):
     """(module, factory, kwargs) of the untrained student."""
     from optimizer.factory import resolve
-    from optimizer.models import BUILTIN_FACTORY
+    from optimizer.sources.models import BUILTIN_FACTORY
 
     if cfg.student:
         try:
@@ -94,7 +94,7 @@ def _profile(module, ctx) -> Dict[str, float]:
     import torch
     import torch_pruning as tp
 
-    from optimizer.models import logits
+    from optimizer.sources.models import logits
 
     macs, params = tp.utils.count_ops_and_params(module, torch.from_numpy(ctx.data.train_x[:1]))
     accuracy = (logits(module.eval(), ctx.data.evaluation_x).argmax(1) == ctx.data.evaluation_y).mean() * 100.0
@@ -106,7 +106,7 @@ def distill(art: Artifact, cfg: DistillConfig, ctx) -> Artifact:
     """Train a student against the incoming model's softened logits; the student is the output."""
     import torch
 
-    from optimizer.models import load_module, save_module, train
+    from optimizer.sources.models import load_module, save_module, train
 
     teacher = load_module(art)
     torch.manual_seed(ctx.seed)  # the student's initial weights

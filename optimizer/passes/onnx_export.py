@@ -57,9 +57,9 @@ def onnx_export(art: Artifact, cfg: ExportConfig, ctx) -> Artifact:
 
     import torch
 
-    from optimizer.models import load_module
+    from optimizer.sources.models import load_module
     from optimizer.onnx_utils import op_counts
-    from optimizer.runtimes import ort_session
+    from optimizer.formats import ort_session
 
     module = load_module(art)
     x = ctx.data.evaluation_x[: cfg.verify_samples]

@@ -140,7 +140,7 @@ def _zeros(module) -> float:
 
 
 def _accuracy(module, ctx) -> float:
-    from optimizer.models import logits
+    from optimizer.sources.models import logits
 
     return float((logits(module.eval(), ctx.data.evaluation_x).argmax(1) == ctx.data.evaluation_y).mean() * 100.0)
 
@@ -152,7 +152,7 @@ def prune(art: Artifact, cfg: PruneConfig, ctx) -> Artifact:
     import torch_pruning as tp
     from torch.nn.utils import prune as tprune
 
-    from optimizer.models import load_module, save_module, train
+    from optimizer.sources.models import load_module, save_module, train
 
     if "factory" not in art.meta:
         raise PassError(ctx.step, "prune needs a model built by a factory (builtin or pkg.mod:fn), not a .pt2 program")

@@ -50,10 +50,10 @@ def thread_counts(cfg) -> List[int]:
 
 def sweep(cfg, art, pool: np.ndarray, cache: Cache) -> Dict[int, List[Dict]]:
     """``{threads: curve}``: one instance timed at 1, 2, 4, ... samples per call; cached per artifact."""
-    from optimizer.benchmark import batch_of, summarize, time_calls
+    from optimizer.measure.benchmark import batch_of, summarize, time_calls
     from optimizer.console import progress
-    from optimizer.measure import host
-    from optimizer.runtimes import load
+    from optimizer.measure.run import host
+    from optimizer.formats import load
 
     sizes, counts = sweep_sizes(cfg.serving.max_batch_cap), thread_counts(cfg)
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k not in ("reuse", "batch_sizes")}
@@ -79,7 +79,7 @@ def sweep(cfg, art, pool: np.ndarray, cache: Cache) -> Dict[int, List[Dict]]:
 
 def reference(path: Path, io: Dict, x: np.ndarray, hw) -> Dict[str, np.ndarray]:
     """Evaluation inputs and the model's own answers (ONNX Runtime), keyed ``in.<name>`` / ``out.<name>``."""
-    from optimizer.runtimes import ort_session
+    from optimizer.formats import ort_session
 
     sess = ort_session(path, hw)
     feeds = {io["inputs"][0]["name"]: np.ascontiguousarray(x)}
@@ -123,7 +123,7 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
                 values=_values(config))
     if cfg.triton.smoke_test:
-        from optimizer.serve_check import check_repository
+        from optimizer.triton.serve_check import check_repository
 
         info["smoke_test"] = check_repository(repo, cfg.triton, sla_p99_ms=cfg.serving.p99_ms)
         if not info["smoke_test"]["passed"]:

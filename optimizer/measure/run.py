@@ -14,12 +14,12 @@ from typing import Dict, List
 
 import numpy as np
 
-from optimizer.benchmark import benchmark, peak_memory
+from optimizer.measure.benchmark import benchmark, peak_memory
 from optimizer.cache import Cache, content_key
 from optimizer.console import progress
-from optimizer.data import Splits
-from optimizer.evaluate import metrics, predict
-from optimizer.runtimes import load
+from optimizer.sources.data import Splits
+from optimizer.measure.evaluate import metrics, predict
+from optimizer.formats import load
 
 
 def host() -> Dict[str, str]:

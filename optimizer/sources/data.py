@@ -76,5 +76,5 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
     except Exception as e:
         raise RecipeError(f"data.source {cfg.source!r} failed: {type(e).__name__}: {e}") from e
     if not isinstance(splits, Splits):
-        raise RecipeError(f"data.source {cfg.source!r} must return optimizer.data.Splits, got {type(splits).__name__}")
+        raise RecipeError(f"data.source {cfg.source!r} must return optimizer.sources.data.Splits, got {type(splits).__name__}")
     return splits

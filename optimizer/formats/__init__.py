@@ -49,7 +49,7 @@ def _onnx(art: Artifact, hw: HardwareConfig) -> Session:
 def _torch(art: Artifact, hw: HardwareConfig) -> Session:
     import torch
 
-    from optimizer.models import load_module
+    from optimizer.sources.models import load_module
 
     torch.set_num_threads(threads(hw))
     device = "cuda" if hw.device == Device.cuda else "cpu"

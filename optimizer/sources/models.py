@@ -14,11 +14,11 @@ import numpy as np
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, file_digest, versions
 from optimizer.config import ModelConfig
-from optimizer.data import Splits
+from optimizer.sources.data import Splits
 from optimizer.errors import RecipeError
 from optimizer.factory import resolve
 
-BUILTIN_FACTORY = "optimizer.models:digits_resnet"
+BUILTIN_FACTORY = "optimizer.sources.models:digits_resnet"
 
 
 def digits_resnet(width: int = 32, num_classes: int = 10, in_channels: int = 1):

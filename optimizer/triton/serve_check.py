@@ -1,4 +1,4 @@
-"""``python -m optimizer.serve_check <model_repository>``: serve an emitted repository on a real
+"""``python -m optimizer.triton.serve_check <model_repository>``: serve an emitted repository on a real
 tritonserver (127.0.0.1), wait for READY, send the stored evaluation inputs over HTTP, compare the
 answers with the reference outputs, and run a short bounded load test over gRPC.
 
@@ -208,7 +208,7 @@ def _print(record: Dict) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     from optimizer.errors import OptimizerError
 
-    p = argparse.ArgumentParser(prog="python -m optimizer.serve_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m optimizer.triton.serve_check", description=__doc__.splitlines()[0])
     p.add_argument("repository", type=Path, help="the emitted model_repository directory")
     p.add_argument("--concurrency", default="1,2,4,8", help="load-test concurrency levels, comma-separated")
     p.add_argument("--requests", type=int, default=200, help="requests per concurrency level at most")

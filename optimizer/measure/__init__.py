@@ -1,0 +1,1 @@
+"""Measuring variants: task metrics and parity (evaluate), timing (benchmark), and the run over all variants."""

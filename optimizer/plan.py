@@ -1,0 +1,78 @@
+"""Plan a recipe: every step's pass, its typed config and the formats along the chain, checked before
+any model is loaded; mistakes raise RecipeError naming ``passes.<step>.<key>``."""
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, List, Mapping
+
+from optimizer.errors import RecipeError
+from optimizer.registry import PassSpec, load_passes
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str  # the recipe's key for this step
+    spec: PassSpec
+    config: Any  # instance of spec.config_cls
+
+
+def source_format(source: str) -> str:
+    return "onnx" if str(source).endswith(".onnx") else "torch"
+
+
+def _typed(cls: type, params: Mapping, where: str) -> Any:
+    """``params`` merged into ``cls``'s schema; every mistake names ``where.<key>``."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), dict(params)))
+    except ConfigKeyError as e:
+        keys = ", ".join(f.name for f in fields(cls))
+        raise RecipeError(f"{where}.{e.key}: unknown key (valid keys: {keys})") from None
+    except ValidationError as e:
+        raise RecipeError(f"{where}.{e.key}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # the dataclass's own __post_init__ checks
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def plan(cfg) -> List[Step]:
+    """Validate the whole recipe without loading a model: pass types, parameters, formats."""
+    from omegaconf import OmegaConf
+
+    check_settings(cfg)
+    passes = load_passes()
+    fmt = source_format(cfg.model.source)
+    steps = []
+    for label, entry in (cfg.passes or {}).items():
+        where = f"passes.{label}"
+        if entry is None:  # a step removed with an override such as passes.fuse=null
+            continue
+        entry = OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise RecipeError(f"{where}: needs a 'type', one of: {', '.join(sorted(passes))}")
+        spec = passes.get(entry["type"])
+        if spec is None:
+            raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
+        config = _typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        if spec.takes != fmt:
+            before = f"the step before it makes {fmt}" if steps else f"model.source gives {fmt}"
+            hint = f"remove it ({where}=null)" if not steps and spec.name == "onnx_export" else "reorder the passes"
+            raise RecipeError(f"{where}: pass '{spec.name}' takes a {spec.takes} model but {before}; {hint}")
+        fmt = spec.makes
+        steps.append(Step(str(label), spec, config))
+    return steps
+
+
+def check_settings(cfg) -> None:
+    """Numeric settings outside their domain, named by key."""
+    bad = [b for b in cfg.benchmark.batch_sizes if int(b) <= 0]
+    if bad or not cfg.benchmark.batch_sizes:
+        raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")
+    if cfg.evaluation.batch_size <= 0:
+        raise RecipeError(f"evaluation.batch_size must be positive, got {cfg.evaluation.batch_size}")
+    source = str(cfg.model.source)
+    if source.endswith((".onnx", ".pt2")) and not Path(source).expanduser().is_file():
+        raise RecipeError(f"model.source {source!r}: no such file")
+    if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
+        raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
