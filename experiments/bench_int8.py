@@ -35,7 +35,8 @@ def timed_run(cache: Path, out: Path):
 
 def alternating(summary, rounds: int, batch: int = 32):
     from optimizer.artifact import Artifact
-    from optimizer.measure.benchmark import batch_of, summarize, time_calls
+    from optimizer.io import batch_of
+    from optimizer.measure.benchmark import summarize, time_calls
     from optimizer.config import BenchmarkConfig, HardwareConfig
     from optimizer.sources.data import DataConfig, load_splits
     from optimizer.formats import load
@@ -44,7 +45,7 @@ def alternating(summary, rounds: int, batch: int = 32):
     arts = {v["name"]: Artifact.load(Path(v["path"]).parent) for v in summary["variants"] if v["name"] != "reference"}
     ref = summary["variants"][0]
     arts["reference"] = Artifact.load(Path(ref["path"]).parent)
-    x = batch_of(load_splits(DataConfig()).evaluation_x, batch)
+    x = batch_of(load_splits(DataConfig()).evaluation, batch)
     cfg = BenchmarkConfig(min_repeats=50, max_seconds=2.0)
     tput = {"reference": [], "quantize": []}
     for _ in range(rounds):

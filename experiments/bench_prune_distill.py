@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.measure.benchmark import batch_of
+from optimizer.io import batch_of
 from optimizer.cache import Cache
 from optimizer.measure.evaluate import predict
 from optimizer.pipeline import plan, run_chain
@@ -84,7 +84,7 @@ def ratio_line(label: str, fast: list, slow: list, target: float) -> str:
 def accuracy(art, splits, hw) -> float:
     session = load(art, hw)
     try:
-        return float((predict(session, splits.evaluation_x, 64).argmax(1) == splits.evaluation_y).mean() * 100)
+        return float((predict(session, splits.evaluation, 64)["logits"].argmax(1) == splits.evaluation_labels).mean() * 100)
     finally:
         session.close()
 
@@ -99,7 +99,7 @@ def main():
     int8, splits, hw = build("int8")
     pruned, _, _ = build("prune50_int8")
     distilled, _, _ = build("distill_int8")
-    x = batch_of(splits.evaluation_x, args.batch)
+    x = batch_of(splits.evaluation, args.batch)
     print(f"host: {os.cpu_count()} CPUs, hardware entry {hw.name} ({hw.cores} cores), batch {args.batch}, "
           f"cache {compose('int8').cache_dir}")
 

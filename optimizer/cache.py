@@ -17,9 +17,11 @@ from optimizer.artifact import SIDECAR, Artifact
 
 
 def versions() -> Dict[str, str]:
-    """Versions of the libraries whose behaviour changes what a pass produces."""
+    """Versions of the libraries whose behaviour changes what a pass produces (each format names its own)."""
+    from optimizer import formats
+
     out = {}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxslim", "torch-pruning"):
+    for dist in sorted({d for name in formats.names() for d in formats.get(name).libraries}):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

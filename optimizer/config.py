@@ -20,18 +20,22 @@ class Objective(str, Enum):
 
 @dataclass
 class ModelConfig:
-    source: str = "builtin"  # "builtin", a factory "pkg.mod:fn", a .onnx file or a torch.export .pt2 file
+    source: str = "builtin"  # "builtin", "builtin:vit_digits", a factory "pkg.mod:fn", "hf:<directory>", a .onnx or .pt2 file
     name: str = "digits_resnet"  # name used in reports and for the emitted Triton model
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
-    train_epochs: int = 12  # epochs used to train the built-in model (once, then cached)
+    train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
+    task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction
 
 
 @dataclass
 class DataConfig:
-    source: str = "digits"  # "digits" (bundled with scikit-learn) or a factory "pkg.mod:fn" returning Splits
+    source: str = "digits"  # "digits" (bundled), "text:<file.jsonl|.csv>" (tokenized), or a factory "pkg.mod:fn" returning Splits
     evaluation_fraction: float = 0.25  # share of the digits data held out for evaluation
     calibration_size: int = 256  # samples of the digits data held out for calibration
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a data factory
+    text_column: str = "text"  # text: the column holding the text
+    label_column: str = "label"  # text: the column holding labels; absent from the file means no labels
+    max_length: int = 128  # text: tokens per sample (padded and truncated to it)
 
 
 @dataclass
@@ -50,6 +54,8 @@ class HardwareConfig:
 class EvaluationConfig:
     batch_size: int = 64  # batch size used to run the evaluation split
     max_samples: int = 0  # evaluate on at most this many samples; 0 means the whole split
+    task: str = "auto"  # classification (accuracy), embedding (no labels), a metric "pkg.mod:fn", or auto (by labels)
+    output: str = ""  # the output the task reads; "" means the model's first output
 
 
 @dataclass
@@ -65,7 +71,9 @@ class BenchmarkConfig:
 
 @dataclass
 class ConstraintsConfig:
-    max_accuracy_drop: Optional[float] = 1.0  # accuracy points a variant may lose vs the reference
+    max_accuracy_drop: Optional[float] = 1.0  # points of the task's headline metric a variant may lose vs the reference
+    min_cosine: Optional[float] = 0.99  # lowest mean cosine of a variant's outputs to the reference's (labels or not)
+    max_abs_diff: Optional[float] = None  # largest |output - reference output| a variant may show; null: not gated
     max_p99_ms: Optional[float] = None  # p99 latency at batch size 1, in milliseconds
     max_cost_per_million: Optional[float] = None  # $ per million inferences (needs a hardware price)
 

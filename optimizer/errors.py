@@ -7,6 +7,16 @@ EXIT_RECIPE = 2  # the recipe or its inputs are wrong; nothing was run
 EXIT_GATE = 3  # everything ran, but no variant met the recipe's constraints
 
 
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """The innermost cause of ``e``, on one line, without terminal colour codes."""
+    import re
+
+    while e.__cause__ is not None and str(e.__cause__).strip():
+        e = e.__cause__
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
 class OptimizerError(Exception):
     """Base of every error the tool raises on purpose."""
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
-from optimizer.errors import OptimizerError, PassError
+from optimizer.errors import OptimizerError, PassError, one_line
 from optimizer.plan import Step, plan
 from optimizer.registry import Context
 
@@ -64,26 +64,56 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
 
 
 def run(cfg, out_dir: Path, recipe: str) -> Dict:
-    """Run the recipe ``cfg`` end to end; write and return the summary."""
-    from optimizer import plots, tracking
-    from optimizer.cost import price
-    from optimizer.sources.data import load_splits
-    from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
-    from optimizer.measure.run import host, measure
-    from optimizer.sources.models import load_source
-    from optimizer.report import compare, variant_record, write_summary
-    from optimizer.select import choose, pareto, throughput, violations
-    from optimizer.triton.deploy import deploy, preflight
+    """Run the recipe ``cfg`` end to end; write and return the summary.
+
+    Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
+    the one-line error) before it propagates."""
+    from optimizer.triton.deploy import preflight
 
     steps = plan(cfg)
     preflight(cfg, out_dir)  # serving, cost and repository settings
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _execute(cfg, steps, out_dir, recipe)
+    except OptimizerError as e:
+        _error_summary(cfg, recipe, out_dir, e)
+        raise
+    except Exception as e:  # a defect, not a user error: keep the traceback, report one line
+        (out_dir / "error.txt").write_text("".join(traceback.format_exception(e)))
+        err = OptimizerError(f"{type(e).__name__}: {one_line(e)} (traceback: {out_dir / 'error.txt'})")
+        _error_summary(cfg, recipe, out_dir, err)
+        raise err from e
+
+
+def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
+    from optimizer.report import write_summary
+
+    write_summary({"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
+                   "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
+                   "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
+                   "versions": versions()}, out_dir)
+
+
+def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
+    from optimizer import formats, plots, tracking
+    from optimizer.cost import price
+    from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+    from optimizer.measure.evaluate import check_outputs, resolve_task
+    from optimizer.measure.run import host, measure
+    from optimizer.report import compare, variant_record, write_summary
+    from optimizer.select import choose, pareto, throughput, violations
+    from optimizer.sources.data import load_splits
+    from optimizer.sources.models import load_source
+    from optimizer.triton.deploy import deploy
+
     cache = Cache(cfg.cache_dir)
-    splits = load_splits(cfg.data, cfg.seed)
+    splits = load_splits(cfg.data, cfg.seed, cfg.model)
+    task = resolve_task(cfg.evaluation.task, splits.has_labels)
     source = load_source(cfg.model, splits, cache, cfg.seed)
+    check_outputs(task, formats.io(source), cfg.evaluation.output)
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
-    measured = measure(variants, splits, cfg, cache)
+    measured = measure(variants, splits, cfg, cache, task)
     records = [variant_record(v, measured.get(v.name)) for v in variants]
     warnings = compare(records)
     for r in records:
@@ -93,6 +123,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
+    warnings += _reference_note(records, chosen)
     triton = deploy(cfg, chosen, variants, splits, cache, out_dir) if chosen and cfg.triton.emit else {}
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
@@ -105,6 +136,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
         "exit_code": code,
         "chosen": chosen["name"] if chosen else None,
         "objective": cfg.objective.value,
+        "task": task,
         "constraints": asdict(cfg.constraints),
         "gate_failures": {**{r["name"]: r["violations"] for r in records if r["violations"]},
                           **({"triton": [triton["gate"]]} if triton.get("gate") else {})},
@@ -114,7 +146,9 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
         "passes_run": sum(v.ran for v in variants),
         "passes_cached": sum(1 for v in variants[1:] if v.status == "ok" and not v.ran),
         "warnings": warnings,
-        "model": {"source": cfg.model.source, "name": cfg.model.name},
+        "model": {"source": cfg.model.source, "name": cfg.model.name, "io": formats.io(source).to_dict()},
+        "data": {"source": cfg.data.source, "inputs": [t.to_dict() for t in splits.inputs()],
+                 "labels": splits.has_labels},
         "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value, "host": host()},
         "benchmark_batch_sizes": [int(b) for b in cfg.benchmark.batch_sizes],
         "variants": records,
@@ -127,3 +161,17 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
     write_summary(summary, out_dir)
     return summary
+
+
+def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
+    """The reference is never emitted (it has no serving format); say so when it measured faster."""
+    from optimizer.select import throughput
+
+    ref = records[0]
+    if not chosen or ref.get("deployable") or throughput(ref) is None or throughput(chosen) is None:
+        return []
+    if throughput(ref) > throughput(chosen):
+        return [f"the {ref.get('format')} reference measured faster than the chosen {chosen['name']} "
+                f"({throughput(ref) / throughput(chosen):.2f}x its throughput) but has no serving format; "
+                f"{chosen['name']} is emitted"]
+    return []

@@ -81,13 +81,14 @@ def accuracy_plot(summary: Dict, path: Path) -> Path:
     """Accuracy against p99 latency at the smallest batch size; the Pareto front joined and ringed."""
     variants = [v for v in _measured(summary) if "evaluation" in v]
     bs = min(summary["benchmark_batch_sizes"])
-    title = f"Accuracy vs p99 latency (batch {bs}) — {summary['recipe']}"
-    fig, ax = _figure(title, "p99 latency (ms)", "accuracy (%)")
+    metric = variants[0]["evaluation"].get("metric", "accuracy") if variants else "accuracy"
+    title = f"{metric} vs p99 latency (batch {bs}) — {summary['recipe']}"
+    fig, ax = _figure(title, "p99 latency (ms)", f"{metric} (%)")
     for i, v in enumerate(variants):
-        x, y = latency_p99(v), v["evaluation"]["accuracy"]
+        x, y = latency_p99(v), v["evaluation"]["score"]
         ax.scatter([x], [y], s=60, color=f"C{i % 10}", label=_label(v, summary), zorder=3)
         ax.annotate(v["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize="small")
-    front = sorted((latency_p99(v), v["evaluation"]["accuracy"]) for v in variants if v.get("pareto"))
+    front = sorted((latency_p99(v), v["evaluation"]["score"]) for v in variants if v.get("pareto"))
     if front:
         xs, ys = zip(*front)
         ax.step(xs, ys, where="post", color="black", alpha=0.5, label="Pareto front")

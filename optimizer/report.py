@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from optimizer.cache import write_atomic
+from optimizer.formats import get
 
 
 def variant_record(v, m: Dict) -> Dict:
@@ -15,7 +16,8 @@ def variant_record(v, m: Dict) -> Dict:
     if v.artifact is not None:
         a = v.artifact
         rec.update(artifact_id=a.id, parent_id=a.parent, format=a.format, path=str(a.path),
-                   precision=a.meta.get("precision", "fp32"), size_bytes=Path(a.path).stat().st_size)
+                   precision=a.meta.get("precision", "fp32"), size_bytes=Path(a.path).stat().st_size,
+                   deployable=get(a.format).triton_platform is not None)
         rec["meta"] = {k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")}
     if m:
         rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
@@ -36,7 +38,8 @@ def compare(records: List[Dict]) -> List[str]:
     for r in records:
         if "evaluation" not in r or ref is None:
             continue
-        r["evaluation"]["accuracy_drop"] = ref["evaluation"]["accuracy"] - r["evaluation"]["accuracy"]
+        ev = r["evaluation"]
+        ev["score_drop"] = ev[f"{ev['metric']}_drop"] = ref["evaluation"]["score"] - ev["score"]
         r["speedup"] = {bs: t["throughput"] / ref["benchmark"][bs]["throughput"]
                         for bs, t in r["benchmark"].items() if bs in ref["benchmark"]}
         slow = {bs: s for bs, s in r["speedup"].items() if s < 0.95}
@@ -53,6 +56,9 @@ def write_summary(summary: Dict, out_dir: Path) -> Path:
     return path
 
 
+_SHORT = {"accuracy": "acc %", "nn_agreement": "NN agree %"}  # headline metric -> column title
+
+
 def _fmt(x, spec=".2f", none="-"):
     return none if x is None else format(x, spec)
 
@@ -63,7 +69,8 @@ def table(summary: Dict):
 
     sizes = summary["benchmark_batch_sizes"]
     t = Table(title=f"recipe {summary['recipe']} on {summary['hardware']['name']}", header_style="bold")
-    for col in ["variant", "precision", "status", "acc %", "Δacc"]:
+    metric = next((r["evaluation"]["metric"] for r in summary["variants"] if "evaluation" in r), "accuracy")
+    for col in ["variant", "precision", "status", _SHORT.get(metric, metric), "Δ", "cosine"]:
         t.add_column(col)
     for bs in sizes:
         t.add_column(f"p50/p99 ms b{bs}", justify="right")
@@ -81,8 +88,9 @@ def table(summary: Dict):
             speed_txt = f"[red]{speed_txt}[/red]"
         status = r["status"] if r["status"] != "ok" else ("ran" if r["ran"] else "cached")
         status = "source" if not r["chain"] and r["status"] == "ok" else status
-        row = [name, r.get("precision", "-"), status, _fmt(ev.get("accuracy")), _fmt(0.0 - ev["accuracy_drop"] + 0.0, "+.2f")
-               if "accuracy_drop" in ev else "-"]
+        row = [name, r.get("precision", "-"), status, _fmt(ev.get("score")),
+               _fmt(0.0 - ev["score_drop"] + 0.0, "+.2f") if "score_drop" in ev else "-",
+               _fmt(ev.get("mean_cosine"), ".4f")]
         for bs in sizes:
             b = bench.get(str(bs))
             row.append(f"{b['p50_ms']:.2f}/{b['p99_ms']:.2f}" if b else "-")

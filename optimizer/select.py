@@ -24,9 +24,17 @@ def violations(v: Dict, c: ConstraintsConfig) -> List[str]:
     if v.get("status") != "ok":
         return [f"variant {v.get('status')}"]
     out = []
-    drop = v["evaluation"].get("accuracy_drop", 0.0)
+    ev = v["evaluation"]
+    drop = ev.get("score_drop", 0.0)
     if c.max_accuracy_drop is not None and drop > c.max_accuracy_drop:
-        out.append(f"accuracy drop {drop:.2f} > {c.max_accuracy_drop} points")
+        out.append(f"{ev.get('metric', 'accuracy')} drop {drop:.2f} > {c.max_accuracy_drop} points")
+    gated = ev.get("parity_gated", True)  # a retrained model (prune, distill) is judged by its task metric
+    cos = ev.get("mean_cosine") if gated else None
+    if c.min_cosine is not None and cos is not None and cos < c.min_cosine:
+        out.append(f"mean cosine to the reference {cos:.4f} < {c.min_cosine} (short by {c.min_cosine - cos:.4f})")
+    diff = ev.get("max_abs_diff") if gated else None
+    if c.max_abs_diff is not None and diff is not None and diff > c.max_abs_diff:
+        out.append(f"max |diff| to the reference {diff:.4g} > {c.max_abs_diff} (over by {diff - c.max_abs_diff:.4g})")
     p99 = latency_p99(v)
     if c.max_p99_ms is not None and p99 is not None and p99 > c.max_p99_ms:
         out.append(f"p99 {p99:.2f} ms > {c.max_p99_ms} ms")
@@ -40,8 +48,8 @@ def violations(v: Dict, c: ConstraintsConfig) -> List[str]:
 
 
 def pareto(variants: List[Dict]) -> List[str]:
-    """Names of the variants no other beats on both accuracy (higher) and p99 (lower)."""
-    pts = [(v["name"], v["evaluation"]["accuracy"], latency_p99(v)) for v in variants
+    """Names of the variants no other beats on both the task's score (higher) and p99 (lower)."""
+    pts = [(v["name"], v["evaluation"]["score"], latency_p99(v)) for v in variants
            if v.get("status") == "ok" and latency_p99(v) is not None]
     front = []
     for name, acc, lat in pts:
@@ -52,8 +60,8 @@ def pareto(variants: List[Dict]) -> List[str]:
 
 
 def choose(variants: List[Dict], objective: Objective) -> Optional[Dict]:
-    """The best variant among those with no violations, by ``objective``."""
-    ok = [v for v in variants if v.get("status") == "ok" and not v.get("violations")]
+    """The best deployable variant (one with a serving format) among those with no violations, by ``objective``."""
+    ok = [v for v in variants if v.get("status") == "ok" and not v.get("violations") and v.get("deployable")]
     if not ok:
         return None
     if objective == Objective.throughput:

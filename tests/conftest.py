@@ -71,21 +71,22 @@ def small_teacher(cache_dir: Path, splits):
     import torch
 
     from optimizer.cache import Cache, content_key
-    from optimizer.sources.models import BUILTIN_FACTORY, digits_resnet, torch_artifact, train
+    from optimizer.sources.builtin import BUILTIN_FACTORY, digits_resnet, train
+    from optimizer.sources.models import probe_meta, torch_artifact
 
     def produce(directory):
         torch.manual_seed(0)
         module = train(digits_resnet(width=16), splits, epochs=6, seed=0, lr=1e-2, label="training test teacher")
-        return torch_artifact(module, directory, BUILTIN_FACTORY, {"width": 16}, {})
+        return torch_artifact(module.eval(), directory, BUILTIN_FACTORY, {"width": 16}, probe_meta(module, splits))
 
-    cache, key = Cache(cache_dir), content_key("test teacher", 16, 6, splits.fingerprint)
+    cache, key = Cache(cache_dir), content_key("test teacher", 16, 6, splits.fingerprint, BUILTIN_FACTORY)
     return cache.get(key) or cache.put(key, produce)
 
 
 def accuracy(art, splits) -> float:
     from optimizer.sources.models import load_module, logits
 
-    return float((logits(load_module(art), splits.evaluation_x).argmax(1) == splits.evaluation_y).mean() * 100)
+    return float((logits(load_module(art), splits.evaluation["input"]).argmax(1) == splits.evaluation_labels).mean() * 100)
 
 
 def run_pass(name: str, art, splits, tmp_path: Path, **params):

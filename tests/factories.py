@@ -23,4 +23,4 @@ def small_digits():
     from optimizer.sources.data import Splits, digits
 
     s = digits(DataConfig(evaluation_fraction=0.1, calibration_size=64))
-    return Splits(s.train_x, s.train_y, s.calibration_x, s.evaluation_x, s.evaluation_y)
+    return Splits(s.train, s.train_labels, s.calibration, s.evaluation, s.evaluation_labels)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from optimizer.measure.benchmark import batch_of, summarize, time_calls, window_cv
-from optimizer.config import BenchmarkConfig, HardwareConfig
+from optimizer.io import batch_of
+from optimizer.measure.benchmark import summarize, time_calls, window_cv
+from optimizer.config import BenchmarkConfig
 
 
 def test_summarize_percentiles():
@@ -25,7 +26,9 @@ def test_window_cv_needs_two_windows():
 
 def test_batch_of_repeats_real_samples():
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
-    b = batch_of(x, 7)
+    b = batch_of({"x": x, "ids": np.arange(3)}, 7)
+    assert b["ids"].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    b = b["x"]
     assert b.shape == (7, 2) and b.flags["C_CONTIGUOUS"]
     assert np.array_equal(b[3:6], x)
 
@@ -35,31 +38,3 @@ def test_time_calls_stops_when_stable():
     calls = []
     lat = time_calls(lambda: calls.append(1), cfg)
     assert len(lat) == 20 and len(calls) == 21  # one untimed warm-up call, then 20 timed
-
-
-def test_same_variant_alone_and_among_others(builtin, splits, tmp_path):
-    """The exported model timed alone and right after torch and a second ORT session agree within 25 %."""
-    from optimizer.passes.onnx_export import ExportConfig, onnx_export
-    from optimizer.registry import Context
-    from optimizer.formats import load
-
-    hw = HardwareConfig()
-    art = onnx_export(builtin, ExportConfig(), Context(tmp_path, "export", splits, hw))
-    cfg = BenchmarkConfig(min_repeats=60, max_seconds=1.0, target_cv=0.02)
-    x = batch_of(splits.evaluation_x, 8)
-
-    def p50(session):
-        return summarize(time_calls(lambda: session(x), cfg), 8)["p50_ms"]
-
-    alone = []
-    among = []
-    for _ in range(2):
-        s = load(art, hw)
-        alone.append(p50(s))
-        s.close()
-        torch_session, other = load(builtin, hw), load(art, hw)
-        p50(torch_session), p50(other)  # busy the thread pools right before
-        s = load(art, hw)
-        among.append(p50(s))
-    ratio = min(among) / min(alone)
-    assert 0.75 < ratio < 1.25, (alone, among)

@@ -25,9 +25,9 @@ def test_half_width_student_learns_from_the_teacher(student, teacher, splits):
 
 
 def test_student_from_a_factory(teacher, splits, tmp_path):
-    art = run_pass("distill", teacher, splits, tmp_path, student="optimizer.sources.models:digits_resnet",
+    art = run_pass("distill", teacher, splits, tmp_path, student="optimizer.sources.builtin:digits_resnet",
                    student_kwargs={"width": 4}, epochs=1)
-    assert art.meta["factory"] == "optimizer.sources.models:digits_resnet" and art.meta["kwargs"] == {"width": 4}
+    assert art.meta["factory"] == "optimizer.sources.builtin:digits_resnet" and art.meta["kwargs"] == {"width": 4}
     assert art.meta["student_params"] < art.meta["teacher_params"] / 10
     assert 0.0 <= accuracy(art, splits) <= 100.0  # loads back from its own factory
 
@@ -35,9 +35,9 @@ def test_student_from_a_factory(teacher, splits, tmp_path):
 def test_student_with_another_output_shape_fails_naming_both(teacher, splits, tmp_path):
     from optimizer.errors import PassError
 
-    with pytest.raises(PassError, match=r"^step 'distill': student 'optimizer.sources.models:digits_resnet' outputs shape "
+    with pytest.raises(PassError, match=r"^step 'distill': student 'optimizer.sources.builtin:digits_resnet' outputs shape "
                                         r"\(2, 5\) but the teacher outputs \(2, 10\)$"):
-        run_pass("distill", teacher, splits, tmp_path, student="optimizer.sources.models:digits_resnet",
+        run_pass("distill", teacher, splits, tmp_path, student="optimizer.sources.builtin:digits_resnet",
                  student_kwargs={"num_classes": 5}, epochs=1)
 
 
@@ -55,10 +55,10 @@ def test_student_that_does_not_import_fails_at_plan_time(student, line, cache_di
 
 
 def test_student_shape_mismatch_on_the_command_line(cache_dir, tmp_path):
-    code, out, summary = run_cli(["recipe=distill_int8", "passes.distill.student=optimizer.sources.models:digits_resnet",
+    code, out, summary = run_cli(["recipe=distill_int8", "passes.distill.student=optimizer.sources.builtin:digits_resnet",
                                   "+passes.distill.student_kwargs.num_classes=5", *TINY, *FAST], cache_dir, tmp_path)
     assert code == 1
-    assert ("error: step 'distill': student 'optimizer.sources.models:digits_resnet' outputs shape (2, 5) but the teacher "
+    assert ("error: step 'distill': student 'optimizer.sources.builtin:digits_resnet' outputs shape (2, 5) but the teacher "
             "outputs (2, 10) (traceback: distill.error.txt)") in out.splitlines()
     assert "Traceback" not in out
     assert summary["failed_steps"] == ["distill"]

@@ -8,22 +8,23 @@ from optimizer.cache import Cache
 from optimizer.config import DataConfig, ModelConfig
 from optimizer.sources.data import load_splits
 from optimizer.errors import RecipeError
-from optimizer.sources.models import digits_resnet, load_module, load_source, logits
+from optimizer.sources.builtin import digits_resnet
+from optimizer.sources.models import load_module, load_source, logits
 from tests.conftest import FAST, run_cli
 
 
 def test_digits_splits_are_disjoint(splits):
-    assert splits.input_shape == (1, 32, 32) and splits.num_classes == 10
-    assert len(splits.evaluation_y) == 449 and len(splits.calibration_x) == 256
-    assert len(splits.train_y) + 449 + 256 == 1797
+    assert splits.evaluation["input"].shape[1:] == (1, 32, 32) and splits.num_classes == 10
+    assert len(splits.evaluation_labels) == 449 and len(splits.calibration["input"]) == 256
+    assert len(splits.train_labels) + 449 + 256 == 1797
     rows = lambda a: {r.tobytes() for r in a.reshape(len(a), -1)}  # noqa: E731
-    assert not rows(splits.train_x) & rows(splits.evaluation_x)
-    assert not rows(splits.calibration_x) & rows(splits.evaluation_x)
+    assert not rows(splits.train["input"]) & rows(splits.evaluation["input"])
+    assert not rows(splits.calibration["input"]) & rows(splits.evaluation["input"])
 
 
 def test_builtin_is_accurate_and_cached(builtin, splits, cache_dir):
     module = load_module(builtin)
-    acc = (logits(module, splits.evaluation_x).argmax(1) == splits.evaluation_y).mean() * 100
+    acc = (logits(module, splits.evaluation["input"]).argmax(1) == splits.evaluation_labels).mean() * 100
     assert acc >= 97.0
     again = load_source(ModelConfig(), splits, Cache(cache_dir), seed=0)  # cached: no training
     assert again.id == builtin.id and again.path == builtin.path
@@ -32,7 +33,7 @@ def test_builtin_is_accurate_and_cached(builtin, splits, cache_dir):
 def test_factory_source(splits, tmp_path):
     art = load_source(ModelConfig(source="tests.factories:tiny_cnn"), splits, Cache(tmp_path), seed=0)
     assert art.format == "torch" and art.meta["factory"] == "tests.factories:tiny_cnn"
-    assert logits(load_module(art), splits.evaluation_x[:3]).shape == (3, 10)
+    assert logits(load_module(art), splits.evaluation["input"][:3]).shape == (3, 10)
 
 
 def test_factory_errors_name_the_source(splits, tmp_path):
@@ -44,21 +45,21 @@ def test_factory_errors_name_the_source(splits, tmp_path):
 
 def test_data_factory():
     s = load_splits(DataConfig(source="tests.factories:small_digits"))
-    assert len(s.evaluation_y) == 180 and len(s.calibration_x) == 64
+    assert len(s.evaluation_labels) == 180 and len(s.calibration["input"]) == 64
     with pytest.raises(RecipeError, match="must return optimizer.sources.data.Splits"):
         load_splits(DataConfig(source="tests.factories:tiny_cnn"))
 
 
 def test_torch_export_program_source(splits, tmp_path):
     module = digits_resnet(width=8).eval()
-    program = torch.export.export(module, (torch.from_numpy(splits.evaluation_x[:2]),),
+    program = torch.export.export(module, (torch.from_numpy(splits.evaluation["input"][:2]),),
                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
     path = tmp_path / "model.pt2"
     torch.export.save(program, str(path))
     art = load_source(ModelConfig(source=str(path)), splits, Cache(tmp_path), seed=0)
     assert art.format == "torch"
-    np.testing.assert_allclose(logits(load_module(art), splits.evaluation_x[:5]),
-                               logits(module, splits.evaluation_x[:5]), atol=1e-5)
+    np.testing.assert_allclose(logits(load_module(art), splits.evaluation["input"][:5]),
+                               logits(module, splits.evaluation["input"][:5]), atol=1e-5)
 
 
 def test_onnx_file_source_runs_fuse_and_quantize(builtin, splits, cache_dir, tmp_path):

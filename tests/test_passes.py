@@ -33,7 +33,7 @@ def test_export_has_dynamic_batch_and_matches_torch(exported, splits):
     inp = sess.get_inputs()[0]
     assert isinstance(inp.shape[0], str) and inp.shape[1:] == [1, 32, 32]
     for n in (1, 5, 37):
-        assert sess.run(None, {inp.name: splits.evaluation_x[:n]})[0].shape == (n, 10)
+        assert sess.run(None, {inp.name: splits.evaluation["input"][:n]})[0].shape == (n, 10)
     assert exported.meta["export_max_abs_diff"] < 1e-4 and exported.format == "onnx"
 
 
@@ -54,8 +54,8 @@ def test_fuse_records_op_counts(exported, splits, tmp_path):
 
 def _accuracy(art, splits):
     sess = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
-    logits = sess.run(None, {sess.get_inputs()[0].name: splits.evaluation_x})[0]
-    return (logits.argmax(1) == splits.evaluation_y).mean() * 100
+    logits = sess.run(None, {sess.get_inputs()[0].name: splits.evaluation["input"]})[0]
+    return (logits.argmax(1) == splits.evaluation_labels).mean() * 100
 
 
 def test_static_int8_uint8_activations(exported, splits, tmp_path):

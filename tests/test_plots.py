@@ -10,7 +10,7 @@ def _variant(name, acc, p99_b1, scale, pareto=False):
     bench = {str(bs): {"p50_ms": scale * bs, "p90_ms": scale * bs * 1.2, "p95_ms": scale * bs * 1.3,
                        "p99_ms": p99_b1 * bs, "mean_ms": scale * bs, "throughput": 1000 / scale}
              for bs in (1, 8, 32)}
-    return {"name": name, "status": "ok", "chain": [name], "precision": "fp32", "evaluation": {"accuracy": acc},
+    return {"name": name, "status": "ok", "chain": [name], "precision": "fp32", "evaluation": {"metric": "accuracy", "score": acc},
             "benchmark": bench, "pareto": pareto}
 
 

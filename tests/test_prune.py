@@ -70,7 +70,7 @@ def test_pruned_model_exports_fuses_and_quantizes(pruned, splits, cache_dir, tmp
     assert final.format == "onnx" and final.meta["precision"] == "int8" and final.meta["pruned"]
     assert final.meta["params_after"] == pruned.meta["params_after"]
     session = load(final, HardwareConfig())
-    int8 = float((predict(session, splits.evaluation_x, 64).argmax(1) == splits.evaluation_y).mean() * 100)
+    int8 = float((predict(session, splits.evaluation, 64)["logits"].argmax(1) == splits.evaluation_labels).mean() * 100)
     assert int8 > pruned.meta["accuracy_after_finetune"] - 2.0
 
 

@@ -85,7 +85,12 @@ def test_cli_bad_input(args, first_line, tmp_path, cache_dir):
     assert code == EXIT_RECIPE, out
     assert lines[0].startswith(first_line), out
     assert len(lines) <= 2 and "Traceback" not in out, out
-    assert summary is None
+    if first_line.startswith("error: model.source") and "no such file" not in lines[0]:
+        # found while loading the model, after planning: the summary records the failure
+        assert summary["status"] == "error" and summary["exit_code"] == EXIT_RECIPE
+        assert summary["error"] == lines[0][len("error: "):]
+    else:
+        assert summary is None  # planning failed: nothing ran, nothing written
     if first_line.startswith("error: model.source") and "corrupt" in str(args):
         assert "is not a valid ONNX model" in lines[0]
 

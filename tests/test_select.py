@@ -5,8 +5,9 @@ from optimizer.select import choose, pareto, violations
 
 
 def record(name, acc_drop, p99_b1, tput_b8, cost=None, status="ok", acc=None):
-    return {"name": name, "status": status,
-            "evaluation": {"accuracy": 99.0 - acc_drop if acc is None else acc, "accuracy_drop": acc_drop},
+    score = 99.0 - acc_drop if acc is None else acc
+    return {"name": name, "status": status, "deployable": name != "reference",
+            "evaluation": {"metric": "accuracy", "score": score, "accuracy": score, "score_drop": acc_drop},
             "benchmark": {"1": {"p99_ms": p99_b1, "throughput": 1000 / p99_b1},
                           "8": {"p99_ms": p99_b1 * 4, "throughput": tput_b8}},
             "cost": {} if cost is None else {"cost_per_million": cost}}

@@ -92,6 +92,7 @@ def tiny_onnx(path: Path, batch=None) -> Path:
 
 def tiny_repository(root: Path, tuning=TUNING, name="digits_resnet") -> Path:
     """A repository written by the emitter for the tiny model, with reference answers from ONNX Runtime."""
+    from optimizer.artifact import Artifact
     from optimizer.config import HardwareConfig
     from optimizer.triton.deploy import reference
 
@@ -101,7 +102,8 @@ def tiny_repository(root: Path, tuning=TUNING, name="digits_resnet") -> Path:
     x = np.random.default_rng(1).standard_normal((16, 1, 32, 32)).astype(np.float32)
     repo = root / "model_repository"
     emit.write_repository(repo, name, model, config, "# tuning\n", {"tuning": tuning},
-                          reference(model, io, x, HardwareConfig()))
+                          reference(Artifact(path=model, format="onnx"), io, {"input": x}, tuning["max_batch_size"],
+                                    HardwareConfig()))
     return repo
 
 

@@ -66,7 +66,7 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
     try:
         ready = server.wait_ready("digits_resnet", timeout=60)
         assert 0 < ready < 60
-        inputs, expected = _reference(repo / "digits_resnet")
+        inputs, expected, _ = _reference(repo / "digits_resnet")
         diff = compare(server.http_url, "digits_resnet", inputs, expected, chunk=TUNING["max_batch_size"])
         assert diff <= 1e-4
         one = {k: v[:1] for k, v in inputs.items()}

@@ -1,11 +1,18 @@
-"""``load(artifact, hardware)``: a callable session over numpy arrays for every format."""
+"""One home per artifact format: how to open a session on it, read its I/O, and serve it with Triton.
 
-from typing import Callable
+Every consumer (evaluation, benchmark, the Triton emitter, the cache's version keys) asks ``get(fmt)``
+instead of knowing formats itself, so a new format is one module here plus the pass that makes it."""
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
+from optimizer.errors import RecipeError
+from optimizer.io import Feeds, IOSpec
 
 
 def threads(hw: HardwareConfig) -> int:
@@ -13,58 +20,50 @@ def threads(hw: HardwareConfig) -> int:
 
 
 class Session:
-    """``session(x) -> logits``; ``close()`` frees the runtime's thread pool and memory."""
+    """``session(feeds) -> {output name: array}``; ``close()`` frees the runtime's thread pool and memory."""
 
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], name: str, close: Callable[[], None] = lambda: None):
-        self.run, self.name, self._close = run, name, close
+    def __init__(self, run: Callable[[Feeds], Dict[str, np.ndarray]], name: str, input_names: List[str],
+                 close: Callable[[], None] = lambda: None):
+        self.run, self.name, self.input_names, self._close = run, name, input_names, close
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.run(x)
+    def __call__(self, feeds: Feeds) -> Dict[str, np.ndarray]:
+        return self.run(feeds)
 
     def close(self) -> None:
         self._close()
 
 
-def ort_session(path, hw: HardwareConfig):
-    """An ONNX Runtime InferenceSession configured from the hardware entry."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads(hw)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = ["CPUExecutionProvider"]
-    if hw.device == Device.cuda:
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+@dataclass(frozen=True)
+class Format:
+    name: str  # the artifact's format field
+    file_name: str  # the model file's name in a cache entry and a Triton version directory
+    open: Callable[[Artifact, HardwareConfig], Session]  # a session on the hardware's device
+    io: Callable[[Artifact], IOSpec]  # named inputs and outputs
+    triton_platform: Optional[str] = None  # Triton platform (and template name); None: not servable
+    libraries: tuple = ()  # distributions whose versions enter the cache key of passes making this format
 
 
-def _onnx(art: Artifact, hw: HardwareConfig) -> Session:
-    sess = ort_session(art.path, hw)
-    name = sess.get_inputs()[0].name
-    return Session(lambda x: sess.run(None, {name: x})[0], "onnxruntime")
+_MODULES = {"onnx": "optimizer.formats.onnx", "torch": "optimizer.formats.torch"}
 
 
-def _torch(art: Artifact, hw: HardwareConfig) -> Session:
-    import torch
-
-    from optimizer.sources.models import load_module
-
-    torch.set_num_threads(threads(hw))
-    device = "cuda" if hw.device == Device.cuda else "cpu"
-    module = load_module(art).to(device)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return module(torch.from_numpy(x).to(device)).float().cpu().numpy()
-
-    return Session(run, "torch")
+def get(name: str) -> Format:
+    """The format record of ``name`` (its module is imported on first use)."""
+    if name not in _MODULES:
+        raise RecipeError(f"unknown artifact format {name!r}; known: {', '.join(sorted(_MODULES))}")
+    return importlib.import_module(_MODULES[name]).FORMAT
 
 
-LOADERS = {"onnx": _onnx, "torch": _torch}
+def names() -> List[str]:
+    return sorted(_MODULES)
 
 
 def load(art: Artifact, hw: HardwareConfig) -> Session:
     """A session that runs ``art`` on the hardware's device."""
-    return LOADERS[art.format](art, hw)
+    return get(art.format).open(art, hw)
+
+
+def io(art: Artifact) -> IOSpec:
+    """``art``'s named inputs and outputs, as recorded in its metadata or read from its file."""
+    if "io" in art.meta:
+        return IOSpec.from_dict(art.meta["io"])
+    return get(art.format).io(art)

@@ -12,14 +12,9 @@ from typing import Callable, Dict, Iterator, List
 import numpy as np
 
 from optimizer.config import BenchmarkConfig
+from optimizer.io import Feeds, batch_of
 
 WINDOW = 10  # calls per window; stability compares window medians
-
-
-def batch_of(x: np.ndarray, size: int) -> np.ndarray:
-    """A contiguous batch of ``size`` real samples, repeating the pool when it is too small."""
-    reps = -(-size // len(x))
-    return np.ascontiguousarray(np.concatenate([x] * reps)[:size])
 
 
 def time_calls(run: Callable[[], object], cfg: BenchmarkConfig) -> List[float]:
@@ -61,7 +56,7 @@ def summarize(lat: List[float], batch: int) -> Dict[str, float]:
     }
 
 
-def benchmark(session, pool: np.ndarray, cfg: BenchmarkConfig, advance=lambda n=1: None) -> Dict[str, Dict]:
+def benchmark(session, pool: Feeds, cfg: BenchmarkConfig, advance=lambda n=1: None) -> Dict[str, Dict]:
     """Timings of ``session`` for every batch size in ``cfg``, keyed by batch size (as str)."""
     out = {}
     for bs in cfg.batch_sizes:

@@ -1,27 +1,117 @@
-"""Task accuracy on the evaluation split and numerical parity against the reference variant."""
+"""Task metrics on the evaluation split and numerical parity against the reference variant.
 
-from typing import Dict, Optional
+``evaluation.task`` decides what the headline figure is: ``classification`` (accuracy, labels
+required), ``embedding`` (no labels: nearest-neighbour agreement with the reference's embeddings), or a
+user metric ``pkg.mod:fn(outputs, labels) -> {name: value}`` whose first entry is the headline. Parity
+(cosine, max |diff|, top-1 agreement) is measured for every variant, labels or not."""
+
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
+from optimizer.errors import RecipeError
+from optimizer.io import IOSpec, batches, concat
 
-def predict(session, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits of ``session`` over ``x``, run ``batch_size`` samples at a time."""
-    return np.concatenate([np.asarray(session(x[i : i + batch_size]), dtype=np.float32)
-                           for i in range(0, len(x), batch_size)])
+CLASSIFICATION, EMBEDDING, AUTO = "classification", "embedding", "auto"
 
 
-def metrics(logits: np.ndarray, labels: np.ndarray, reference: Optional[np.ndarray]) -> Dict[str, float]:
-    """Accuracy (percent) and, when a reference is given, parity figures against it."""
-    out = {"accuracy": float((logits.argmax(1) == labels).mean() * 100.0), "samples": int(len(labels))}
-    if reference is not None:
-        a, b = logits.astype(np.float64), reference.astype(np.float64)
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        cosine = np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
-        out.update(
-            max_abs_diff=float(np.abs(a - b).max()),
-            mean_cosine=float(cosine.mean()),
-            min_cosine=float(cosine.min()),
-            top1_agreement=float((a.argmax(1) == b.argmax(1)).mean() * 100.0),
-        )
+def predict(session, feeds: Mapping[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
+    """Every output of ``session`` over ``feeds``, run ``batch_size`` samples at a time."""
+    return concat([{k: np.asarray(v) for k, v in session(b).items()} for b in batches(feeds, batch_size)])
+
+
+def resolve_task(task: str, has_labels: bool) -> str:
+    """``auto`` is classification with labels, embedding without; a user metric stays as written."""
+    if task == AUTO:
+        return CLASSIFICATION if has_labels else EMBEDDING
+    if task == CLASSIFICATION and not has_labels:
+        raise RecipeError("evaluation.task=classification needs labels in the data; give labels or set "
+                          "evaluation.task=embedding")
+    if task not in (CLASSIFICATION, EMBEDDING) and ":" not in task:
+        raise RecipeError(f"evaluation.task {task!r}: expected auto, classification, embedding or a metric "
+                          f"'package.module:function'")
+    return task
+
+
+def primary(outputs: Mapping[str, np.ndarray], name: str = "") -> str:
+    """The output the task reads: ``evaluation.output``, else the first one."""
+    if name and name not in outputs:
+        raise RecipeError(f"evaluation.output {name!r}: the model's outputs are {list(outputs)}")
+    return name or next(iter(outputs))
+
+
+def check_outputs(task: str, io: IOSpec, name: str) -> str:
+    """The output the task reads, checked against the model's I/O before anything is measured."""
+    names = io.output_names
+    if name and name not in names:
+        raise RecipeError(f"evaluation.output {name!r}: the model's outputs are {names}")
+    spec = next(t for t in io.outputs if t.name == (name or names[0]))
+    if task in (EMBEDDING, CLASSIFICATION) and len(spec.shape) != 2:
+        need = "[batch, features]" if task == EMBEDDING else "[batch, classes]"
+        raise RecipeError(f"evaluation.task={task} needs a 2-D output {need}; output {spec.name!r} has shape "
+                          f"{list(spec.shape)} (pool it in the model, or pick another with evaluation.output)")
+    return spec.name
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1).astype(np.float64)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample cosine similarity of two outputs (flattened per sample)."""
+    a, b = _rows(a), _rows(b)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def neighbours(e: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest other row by cosine."""
+    e = _rows(e)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return sim.argmax(1)
+
+
+def parity(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], name: str) -> Dict[str, float]:
+    """Cosine and top-1 agreement on the task's output, max |diff| over every output."""
+    a, b = outputs[name], reference[name]
+    cos = cosines(a, b)
+    out = {"max_abs_diff": float(max(np.abs(_rows(outputs[k]) - _rows(reference[k])).max() for k in reference)),
+           "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+    if a.ndim == 2:
+        out["top1_agreement"] = float((a.argmax(1) == b.argmax(1)).mean() * 100.0)
     return out
+
+
+def task_metrics(task: str, outputs: Mapping[str, np.ndarray], labels: Optional[np.ndarray], name: str,
+                 reference: Optional[Mapping[str, np.ndarray]]) -> Dict[str, float]:
+    """``{"metric": headline name, "score": value, ...}`` for the task."""
+    out = outputs[name]
+    if task == CLASSIFICATION:
+        acc = float((out.argmax(1) == labels).mean() * 100.0)
+        return {"metric": "accuracy", "score": acc, "accuracy": acc}
+    if task == EMBEDDING:
+        ref = reference[name] if reference is not None else out
+        agree = float((neighbours(out) == neighbours(ref)).mean() * 100.0)
+        return {"metric": "nn_agreement", "score": agree, "nn_agreement": agree}
+    values = _user_metric(task)(dict(outputs), labels)
+    if not isinstance(values, Mapping) or not values:
+        raise RecipeError(f"evaluation.task {task!r} must return a non-empty dict of numbers")
+    values = {str(k): float(v) for k, v in values.items()}
+    return {"metric": next(iter(values)), "score": next(iter(values.values())), **values}
+
+
+def _user_metric(spec: str) -> Callable:
+    from optimizer.factory import resolve
+
+    return resolve(spec, "evaluation.task")
+
+
+def metrics(task: str, outputs: Mapping[str, np.ndarray], labels: Optional[np.ndarray], name: str,
+            reference: Optional[Mapping[str, np.ndarray]]) -> Dict:
+    """The evaluation record of one variant: task metrics, and parity when a reference is given."""
+    record = {"task": task, "output": name, "samples": int(len(outputs[name])),
+              **task_metrics(task, outputs, labels, name, reference)}
+    if reference is not None:
+        record.update(parity(outputs, reference, name))
+    return record

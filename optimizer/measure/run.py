@@ -12,13 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
 
 from optimizer.measure.benchmark import benchmark, peak_memory
 from optimizer.cache import Cache, content_key
 from optimizer.console import progress
 from optimizer.sources.data import Splits
-from optimizer.measure.evaluate import metrics, predict
+from optimizer.io import Feeds, count, take
+from optimizer.measure.evaluate import metrics, predict, primary
 from optimizer.formats import load
 
 
@@ -43,11 +43,12 @@ def _key(cfg, splits: Splits) -> str:
 
 
 def _eval_set(cfg, splits: Splits):
-    n = cfg.evaluation.max_samples or len(splits.evaluation_y)
-    return splits.evaluation_x[:n], splits.evaluation_y[:n]
+    n = cfg.evaluation.max_samples or count(splits.evaluation)
+    labels = splits.evaluation_labels[:n] if splits.evaluation_labels is not None else None
+    return take(splits.evaluation, slice(0, n)), labels
 
 
-def measure(variants: List, splits: Splits, cfg, cache: Cache) -> Dict[str, Dict]:
+def measure(variants: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict[str, Dict]:
     """``{variant name: {"evaluation", "benchmark", "peak_memory_mb", "reused"}}`` for ok variants."""
     key = "measure-" + _key(cfg, splits)[:24]
     x, y = _eval_set(cfg, splits)
@@ -55,33 +56,37 @@ def measure(variants: List, splits: Splits, cfg, cache: Cache) -> Dict[str, Dict
     results = {v.name: cache.read_json(v.artifact.id, key) if cfg.benchmark.reuse else None for v in ok}
     if all(r is not None for r in results.values()):
         return {name: {**r, "reused": True} for name, r in results.items()}
-    todo = ok  # speed-ups compare variants, so all of them are timed in the same run, under the same load
-    reference = _logits(variants[0], x, cfg) if variants[0].status == "ok" else None
-    steps = len(todo) * len(cfg.benchmark.batch_sizes)
-    with progress("benchmarking", steps) as advance:
-        for v in todo:
-            record = _measure_one(v, x, y, reference, cfg, advance)
-            cache.write_json(v.artifact.id, key, record)
-            results[v.name] = {**record, "reused": False}
+    # speed-ups compare variants, so all of them are timed in the same run, under the same load
+    outputs, records = {}, {}
+    with progress("benchmarking", len(ok) * len(cfg.benchmark.batch_sizes)) as advance:
+        for v in ok:
+            outputs[v.name], records[v.name] = _measure_one(v, x, cfg, advance)
+    for v in ok:
+        name = primary(outputs[v.name], cfg.evaluation.output)
+        base = parity_base(v, outputs)
+        ev = metrics(task, outputs[v.name], y, name, outputs.get(base) if v.name != "reference" else None)
+        if v.name != "reference":
+            ev.update(parity_base=base, parity_gated=v.artifact.meta.get("retrained") != v.name)
+        record = {"evaluation": ev, **records[v.name]}
+        cache.write_json(v.artifact.id, key, record)
+        results[v.name] = {**record, "reused": False}
     return results
 
 
-def _logits(v, x: np.ndarray, cfg) -> np.ndarray:
-    session = load(v.artifact, cfg.hardware)
-    try:
-        return predict(session, x, cfg.evaluation.batch_size)
-    finally:
-        session.close()
+def parity_base(v, outputs: Dict) -> str:
+    """What a variant's outputs are compared with: the reference, or the last step of its chain that retrained
+    the model on purpose (prune, distill; ``meta["retrained"]``), whose own parity is reported but not gated."""
+    base = v.artifact.meta.get("retrained")
+    return base if base and base != v.name and base in outputs else "reference"
 
 
-def _measure_one(v, x, y, reference, cfg, advance) -> Dict:
+def _measure_one(v, x: Feeds, cfg, advance):
     gc.collect()
     with peak_memory() as mem:
         session = load(v.artifact, cfg.hardware)
-        logits = predict(session, x, cfg.evaluation.batch_size)
+        outputs = predict(session, x, cfg.evaluation.batch_size)
         timings = benchmark(session, x, cfg.benchmark, advance)
         session.close()
         del session
     gc.collect()
-    ev = metrics(logits, y, None if v.name == "reference" else reference)
-    return {"evaluation": ev, "benchmark": timings, **mem}
+    return outputs, {"benchmark": timings, **mem}

@@ -43,7 +43,7 @@ class DistillConfig:
 def _student(teacher: Artifact, cfg: DistillConfig, step: str):
     """(module, factory, kwargs) of the untrained student."""
     from optimizer.factory import resolve
-    from optimizer.sources.models import BUILTIN_FACTORY
+    from optimizer.sources.builtin import BUILTIN_FACTORY
 
     if cfg.student:
         try:
@@ -91,13 +91,13 @@ def _loss(teacher, cfg: DistillConfig):
 
 def _profile(module, ctx) -> Dict[str, float]:
     """Accuracy on the evaluation split (inference only), params and MACs of one sample."""
-    import torch
     import torch_pruning as tp
 
+    from optimizer.sources.builtin import image_inputs
     from optimizer.sources.models import logits
 
-    macs, params = tp.utils.count_ops_and_params(module, torch.from_numpy(ctx.data.train_x[:1]))
-    accuracy = (logits(module.eval(), ctx.data.evaluation_x).argmax(1) == ctx.data.evaluation_y).mean() * 100.0
+    macs, params = tp.utils.count_ops_and_params(module, image_inputs(ctx.data, f"step '{ctx.step}'")[0][:1])
+    accuracy = (logits(module.eval(), ctx.data.evaluation).argmax(1) == ctx.data.evaluation_labels).mean() * 100.0
     return {"accuracy": float(accuracy), "params": int(params), "macs": int(macs)}
 
 
@@ -106,14 +106,15 @@ def distill(art: Artifact, cfg: DistillConfig, ctx) -> Artifact:
     """Train a student against the incoming model's softened logits; the student is the output."""
     import torch
 
-    from optimizer.sources.models import load_module, save_module, train
+    from optimizer.sources.builtin import image_inputs, train
+    from optimizer.sources.models import load_module, save_module
 
     teacher = load_module(art)
     torch.manual_seed(ctx.seed)  # the student's initial weights
     student, factory, kwargs = _student(art, cfg, ctx.step)
     if not isinstance(student, torch.nn.Module):
         raise PassError(ctx.step, f"student {factory!r} must return a torch.nn.Module, got {type(student).__name__}")
-    _check_shapes(student, teacher, torch.from_numpy(ctx.data.train_x[:2]), factory, ctx.step)
+    _check_shapes(student, teacher, image_inputs(ctx.data, f"step '{ctx.step}'")[0][:2], factory, ctx.step)
     for p in teacher.parameters():
         p.requires_grad_(False)
     before = _profile(teacher, ctx)
@@ -127,5 +128,6 @@ def distill(art: Artifact, cfg: DistillConfig, ctx) -> Artifact:
         "teacher_params": before["params"], "student_params": after["params"],
         "teacher_macs": before["macs"], "student_macs": after["macs"],
         "distill_temperature": cfg.temperature, "distill_alpha": cfg.alpha, "distill_epochs": cfg.epochs,
+        "retrained": ctx.step,  # later variants' parity is measured against this model, not the reference
     }
     return art.evolve(path=path, meta=meta)

@@ -88,11 +88,13 @@ def _taylor_gradients(module, ctx, batches: int) -> None:
     """Accumulate loss gradients of a few train batches, which Taylor importance reads."""
     import torch
 
+    from optimizer.sources.builtin import image_inputs
+
+    x, y = image_inputs(ctx.data, f"step '{ctx.step}'")
     module.eval()  # BatchNorm statistics stay as trained
     module.zero_grad()
     for i in range(batches):
-        xb = torch.from_numpy(ctx.data.train_x[i * 64 : (i + 1) * 64])
-        yb = torch.from_numpy(ctx.data.train_y[i * 64 : (i + 1) * 64])
+        xb, yb = x[i * 64 : (i + 1) * 64], y[i * 64 : (i + 1) * 64]
         if len(xb):
             torch.nn.functional.cross_entropy(module(xb), yb).backward()
 
@@ -108,12 +110,15 @@ def _recalibrate(module, ctx, batches: int) -> None:
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a plain average over the batches
+    from optimizer.sources.builtin import image_inputs
+
+    x, _ = image_inputs(ctx.data, f"step '{ctx.step}'")
     module.train()
     with torch.no_grad():
         for i in range(batches):
-            xb = ctx.data.train_x[i * 64 : (i + 1) * 64]
+            xb = x[i * 64 : (i + 1) * 64]
             if len(xb):
-                module(torch.from_numpy(xb))
+                module(xb)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     module.eval()
@@ -142,22 +147,24 @@ def _zeros(module) -> float:
 def _accuracy(module, ctx) -> float:
     from optimizer.sources.models import logits
 
-    return float((logits(module.eval(), ctx.data.evaluation_x).argmax(1) == ctx.data.evaluation_y).mean() * 100.0)
+    return float((logits(module.eval(), ctx.data.evaluation).argmax(1) == ctx.data.evaluation_labels).mean() * 100.0)
 
 
 @register("prune", PruneConfig, takes="torch", makes="torch")
 def prune(art: Artifact, cfg: PruneConfig, ctx) -> Artifact:
     """Remove ``ratio`` of the channels, optionally mask weights, fine-tune, save the reshaped module."""
-    import torch
     import torch_pruning as tp
     from torch.nn.utils import prune as tprune
 
-    from optimizer.sources.models import load_module, save_module, train
+    from optimizer.sources.builtin import train
+    from optimizer.sources.models import load_module, save_module
 
     if "factory" not in art.meta:
         raise PassError(ctx.step, "prune needs a model built by a factory (builtin or pkg.mod:fn), not a .pt2 program")
+    from optimizer.sources.builtin import image_inputs
+
     module = load_module(art)
-    example = torch.from_numpy(ctx.data.train_x[:1])
+    example = image_inputs(ctx.data, f"step '{ctx.step}'")[0][:1]
     ignored = _ignored(module, cfg, example, ctx.step)
     macs0, params0 = tp.utils.count_ops_and_params(module, example)
     pruner = tp.pruner.BasePruner(
@@ -185,6 +192,7 @@ def prune(art: Artifact, cfg: PruneConfig, ctx) -> Artifact:
         "param_reduction": 1.0 - params1 / params0, "mac_reduction": 1.0 - macs1 / macs0,
         "accuracy_after_prune": accuracy_pruned, "accuracy_after_finetune": _accuracy(module, ctx),
         "finetune_epochs": cfg.finetune_epochs,
+        "retrained": ctx.step,  # later variants' parity is measured against this model, not the reference
     }
     if masked:
         meta["sparsity"] = _zeros(module)

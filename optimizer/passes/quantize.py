@@ -68,19 +68,22 @@ def _default_ops(cfg: QuantizeConfig):
     return ["MatMul", "Gemm", "Attention", "LSTM", "GRU"] if cfg.mode == Mode.dynamic else None
 
 
-def _reader(x, input_name: str, batch: int, advance):
+def _reader(feeds, batch: int, advance):
+    """Calibration batches of ``batch`` samples of every named input."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    from optimizer.io import batches, count
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([x[i : i + batch] for i in range(0, len(x), batch)])
+            self.batches = batches(feeds, batch)
 
         def get_next(self):
             chunk = next(self.batches, None)
             if chunk is None:
                 return None
-            advance(len(chunk))
-            return {input_name: chunk}
+            advance(count(chunk))
+            return chunk
 
     return Reader()
 
@@ -94,16 +97,18 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:
     act, weight, act_name, weight_name = _types(cfg, ctx.hardware.device)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    x = ctx.data.calibration_x[: cfg.calibration_samples]
-    input_name = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    from optimizer.io import count, take
+
+    names = [i.name for i in ort.InferenceSession(src, providers=["CPUExecutionProvider"]).get_inputs()]
+    x = take({n: ctx.data.calibration[n] for n in names}, slice(0, cfg.calibration_samples))
     extra = {"CalibPercentile": cfg.percentile} if cfg.calibration_method == Calibration.percentile else {}
-    with progress(f"calibrating ({cfg.calibration_method.value})", len(x)) as advance:
-        quantize_static(src, str(out), _reader(x, input_name, 32, advance), quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
+    with progress(f"calibrating ({cfg.calibration_method.value})", count(x)) as advance:
+        quantize_static(src, str(out), _reader(x, 32, advance), quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
                         reduce_range=cfg.reduce_range, activation_type=act, weight_type=weight,
                         op_types_to_quantize=_default_ops(cfg),
                         calibrate_method=methods[cfg.calibration_method.value], extra_options=extra)
     return {"precision": "int8", "activation_type": act_name, "weight_type": weight_name,
-            "calibration_samples": len(x), "calibration_method": cfg.calibration_method.value}
+            "calibration_samples": count(x), "calibration_method": cfg.calibration_method.value}
 
 
 def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:

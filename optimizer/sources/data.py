@@ -1,4 +1,4 @@
-"""Datasets for fine-tuning, calibration and evaluation.
+"""Data for fine-tuning, calibration and evaluation: named feeds, labels optional.
 
 The built-in data is scikit-learn's bundled digits (8x8 images, no download), upscaled to
 1x32x32. A user can instead name a factory ``pkg.mod:fn`` that returns ``Splits``."""
@@ -6,33 +6,56 @@ The built-in data is scikit-learn's bundled digits (8x8 images, no download), up
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from optimizer.config import DataConfig
 from optimizer.errors import RecipeError
 from optimizer.factory import resolve
+from optimizer.io import Feeds, TensorSpec, count, input_specs
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Three disjoint splits; inputs are float32 arrays with the batch axis first."""
+    """Three disjoint splits of named feeds (``{input name: array, batch axis first}``); labels optional.
 
-    train_x: np.ndarray
-    train_y: np.ndarray
-    calibration_x: np.ndarray
-    evaluation_x: np.ndarray
-    evaluation_y: np.ndarray
+    A bare array is shorthand for one input named ``input``. Construction checks the splits against each
+    other and raises RecipeError naming the split and input to fix."""
+
+    train: Feeds
+    train_labels: Optional[np.ndarray]
+    calibration: Feeds
+    evaluation: Feeds
+    evaluation_labels: Optional[np.ndarray]
+
+    def __post_init__(self):
+        for name in ("train", "calibration", "evaluation"):
+            object.__setattr__(self, name, _feeds(getattr(self, name), name))
+        for name in ("train_labels", "evaluation_labels"):
+            labels = getattr(self, name)
+            if labels is not None:
+                object.__setattr__(self, name, np.asarray(labels))
+        check(self)
 
     @property
-    def input_shape(self) -> Tuple[int, ...]:
-        """Shape of one sample, without the batch axis."""
-        return tuple(self.evaluation_x.shape[1:])
+    def input_names(self) -> List[str]:
+        return list(self.evaluation)
 
     @property
-    def num_classes(self) -> int:
-        return int(max(self.train_y.max(), self.evaluation_y.max())) + 1
+    def has_labels(self) -> bool:
+        return self.evaluation_labels is not None
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Classes seen in integer labels, or None without labels."""
+        if not self.has_labels or not np.issubdtype(self.evaluation_labels.dtype, np.integer):
+            return None
+        return int(max(self.train_labels.max(), self.evaluation_labels.max())) + 1
+
+    def inputs(self, dynamic: Mapping = ()) -> Tuple[TensorSpec, ...]:
+        """The data's input specs (dynamic batch axis, a ``sequence`` axis for 2-D integer inputs)."""
+        return input_specs(self.evaluation, dynamic)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -40,9 +63,54 @@ class Splits:
         from optimizer.cache import content_key
 
         h = hashlib.sha256()
-        for arr in (self.train_x, self.train_y, self.calibration_x, self.evaluation_x, self.evaluation_y):
-            h.update(np.ascontiguousarray(arr).tobytes())
-        return content_key(h.hexdigest(), self.input_shape)
+        for split in (self.train, self.calibration, self.evaluation):
+            for name, arr in split.items():
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(arr).tobytes())
+        for labels in (self.train_labels, self.evaluation_labels):
+            h.update(b"-" if labels is None else np.ascontiguousarray(labels).tobytes())
+        return content_key(h.hexdigest(), [t.to_dict() for t in self.inputs()])
+
+
+def _feeds(value, split: str) -> Feeds:
+    if isinstance(value, np.ndarray):
+        value = {"input": value}
+    if not isinstance(value, Mapping) or not value:
+        raise RecipeError(f"data: the {split} split must be an array or a non-empty dict of named arrays, "
+                          f"got {type(value).__name__}")
+    out = {}
+    for name, arr in value.items():
+        if not isinstance(arr, np.ndarray):
+            raise RecipeError(f"data: {split} input {name!r} must be a numpy array, got {type(arr).__name__}")
+        out[str(name)] = arr
+    return out
+
+
+def check(s: Splits) -> None:
+    """The splits agree: same inputs, dtypes and sample shapes; no empty split; labels with every sample."""
+    ref = s.evaluation
+    for split in ("train", "calibration", "evaluation"):
+        feeds = getattr(s, split)
+        if set(feeds) != set(ref):
+            raise RecipeError(f"data: the {split} split has inputs {sorted(feeds)}, the evaluation split {sorted(ref)}")
+        sizes = {name: len(a) if a.ndim else 0 for name, a in feeds.items()}
+        if len(set(sizes.values())) != 1:
+            raise RecipeError(f"data: the {split} split's inputs have different sample counts: {sizes}")
+        if not next(iter(sizes.values())):
+            raise RecipeError(f"data: the {split} split is empty")
+        for name, a in feeds.items():
+            if a.dtype != ref[name].dtype or a.shape[1:] != ref[name].shape[1:]:
+                raise RecipeError(f"data: {split} input {name!r} is {a.dtype.name} {list(a.shape[1:])} per sample, "
+                                  f"the evaluation split's is {ref[name].dtype.name} {list(ref[name].shape[1:])}")
+    if (s.train_labels is None) != (s.evaluation_labels is None):
+        given = "train" if s.train_labels is not None else "evaluation"
+        raise RecipeError(f"data: labels are given for the {given} split only; give them for train and evaluation, "
+                          f"or for neither")
+    for split in ("train", "evaluation"):
+        labels = getattr(s, f"{split}_labels")
+        if labels is not None and len(labels) != count(getattr(s, split)):
+            raise RecipeError(f"data: the {split} split has {count(getattr(s, split))} samples but "
+                              f"{len(labels)} labels")
 
 
 def digits(cfg: DataConfig, seed: int = 0) -> Splits:
@@ -66,13 +134,34 @@ def digits(cfg: DataConfig, seed: int = 0) -> Splits:
     return Splits(x[tr], y[tr], x[cal], x[ev], y[ev])
 
 
-def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
-    """The splits named by ``data.source``."""
+def text(cfg: DataConfig, seed: int, model) -> Splits:
+    """``text:<file>``: a .jsonl or .csv file tokenized with the ``hf:`` model directory's tokenizer."""
+    from optimizer.sources import hf
+    from optimizer.sources.text import text_splits
+
+    source = str(getattr(model, "source", ""))
+    if not source.startswith("hf:"):
+        raise RecipeError(f"data.source {cfg.source!r} is tokenized with the model's tokenizer: set model.source to "
+                          f"'hf:<directory>' (got {source!r})")
+    directory = str(hf.check_directory(source[3:], "model.source"))
+    names = hf.describe(directory, getattr(model, "task", "auto"))["input_names"]
+    parts = text_splits(cfg.source[5:], directory, text_column=cfg.text_column, label_column=cfg.label_column,
+                        max_length=cfg.max_length, evaluation_fraction=cfg.evaluation_fraction,
+                        calibration_size=cfg.calibration_size, seed=seed, input_names=names)
+    return Splits(**parts)
+
+
+def load_splits(cfg: DataConfig, seed: int = 0, model=None) -> Splits:
+    """The splits named by ``data.source`` (``text:`` data needs the model's config for its tokenizer)."""
     if cfg.source == "digits":
         return digits(cfg, seed)
+    if cfg.source.startswith("text:"):
+        return text(cfg, seed, model)
     fn = resolve(cfg.source, "data.source")
     try:
         splits = fn(**cfg.kwargs)
+    except RecipeError:
+        raise
     except Exception as e:
         raise RecipeError(f"data.source {cfg.source!r} failed: {type(e).__name__}: {e}") from e
     if not isinstance(splits, Splits):

@@ -1,5 +1,6 @@
-"""Model sources: the built-in digits CNN (trained once, cached), a Python factory
-``pkg.mod:fn``, an ONNX file, or a saved torch program (``torch.export`` ``.pt2``).
+"""Model sources: the built-in models (``sources/builtin.py``), a Python factory ``pkg.mod:fn``, a Hugging
+Face directory ``hf:<dir>``, an ONNX file, or a saved torch program (``torch.export`` ``.pt2``). Every source
+records its named I/O in ``meta["io"]``, probed on the data.
 
 A torch artifact is a state dict plus the factory that builds its module, so it loads with
 ``torch.load(weights_only=True)``; a pruned one (``meta["pruned"]``) also stores its layers' new
@@ -14,69 +15,10 @@ import numpy as np
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, file_digest, versions
 from optimizer.config import ModelConfig
-from optimizer.sources.data import Splits
-from optimizer.errors import RecipeError
+from optimizer.errors import RecipeError, one_line
 from optimizer.factory import resolve
-
-BUILTIN_FACTORY = "optimizer.sources.models:digits_resnet"
-
-
-def digits_resnet(width: int = 32, num_classes: int = 10, in_channels: int = 1):
-    """A small ResNet for 1x32x32 inputs: stem + three basic blocks (width, 2w, 4w) + linear."""
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU()
-            self.short = nn.Identity()
-            if stride != 1 or cin != cout:
-                self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            y = self.relu(self.bn1(self.conv1(x)))
-            return self.relu(self.bn2(self.conv2(y)) + self.short(x))
-
-    w = width
-    return nn.Sequential(
-        nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-        Block(w, w, 1), Block(w, 2 * w, 2), Block(2 * w, 4 * w, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),
-    )
-
-
-def train(module, splits: Splits, epochs: int, seed: int, lr: float = 3e-3, label: str = "training", loss=None):
-    """Train ``module`` in place on the train split (Adam, cosine schedule, ±2 px shifts).
-
-    ``loss(logits, inputs, labels)`` replaces the cross-entropy (distillation adds a teacher term)."""
-    import torch
-
-    from optimizer.console import progress
-
-    torch.manual_seed(seed)
-    x, y = torch.from_numpy(splits.train_x), torch.from_numpy(splits.train_y)
-    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(x) + 63) // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
-    gen = torch.Generator().manual_seed(seed)
-    module.train()
-    with progress(label, steps) as advance:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=gen).split(64):
-                dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
-                xb = torch.roll(x[idx], shifts=(dx, dy), dims=(2, 3))
-                out = module(xb)
-                err = loss(out, xb, y[idx]) if loss else torch.nn.functional.cross_entropy(out, y[idx])
-                opt.zero_grad()
-                err.backward()
-                opt.step()
-                sched.step()
-                advance()
-    return module.eval()
+from optimizer.io import IOSpec, TensorSpec, take
+from optimizer.sources.data import Splits
 
 
 def torch_artifact(module, directory: Path, factory: str, kwargs: Dict[str, Any], meta: Dict[str, Any]) -> Artifact:
@@ -144,26 +86,30 @@ def load_module(art: Artifact):
     return module.eval()
 
 
-def _io_meta(splits: Splits) -> Dict[str, Any]:
-    return {"input_shape": list(splits.input_shape), "num_classes": splits.num_classes, "precision": "fp32"}
+def probe_meta(module, splits: Splits) -> Dict[str, Any]:
+    """Run ``module`` on two evaluation samples: its I/O spec (inputs in the order it takes them, outputs
+    as it names them). A model that cannot run on the data is a RecipeError naming the cause."""
+    import torch
 
+    from optimizer.formats.torch import call, input_order, named_outputs
 
-def _builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
-    kwargs = {"width": 32, "num_classes": splits.num_classes, "in_channels": splits.input_shape[0], **cfg.kwargs}
-    key = content_key("builtin", BUILTIN_FACTORY, kwargs, cfg.train_epochs, seed, splits.fingerprint, versions())
-
-    def produce(directory: Path) -> Artifact:
-        import torch
-
-        torch.manual_seed(seed)
-        module = train(digits_resnet(**kwargs), splits, cfg.train_epochs, seed, label="training built-in model")
-        return torch_artifact(module, directory, BUILTIN_FACTORY, kwargs, _io_meta(splits))
-
-    return cache.get(key) or cache.put(key, produce)
+    feeds = take(splits.evaluation, slice(0, 2))
+    order = input_order(module, list(feeds))
+    try:
+        with torch.inference_mode():
+            out = call(module, {n: torch.from_numpy(feeds[n]) for n in order}, order)
+        outputs = named_outputs(out, getattr(module, "output_names", None) or ())
+    except Exception as e:
+        raise RecipeError(f"model.source: the model fails on the data's inputs "
+                          f"{[t.describe() for t in splits.inputs()]}: {type(e).__name__}: {one_line(e)}") from e
+    specs = {t.name: t for t in splits.inputs()}
+    io = IOSpec(tuple(specs[n] for n in order),
+                tuple(TensorSpec(k, str(v.dtype).replace("torch.", ""), ("batch", *v.shape[1:]))
+                      for k, v in outputs.items()))
+    return {"io": io.to_dict(), "precision": "fp32"}
 
 
 def _factory(cfg: ModelConfig, splits: Splits, cache: Cache) -> Artifact:
-    import io
 
     import torch
 
@@ -174,12 +120,30 @@ def _factory(cfg: ModelConfig, splits: Splits, cache: Cache) -> Artifact:
         raise RecipeError(f"model.source {cfg.source!r} failed: {type(e).__name__}: {e}") from e
     if not isinstance(module, torch.nn.Module):
         raise RecipeError(f"model.source {cfg.source!r} must return a torch.nn.Module, got {type(module).__name__}")
+    return _module_artifact(module.eval(), cfg.source, dict(cfg.kwargs), splits, cache, {})
+
+
+def _module_artifact(module, factory: str, kwargs: Dict, splits: Splits, cache: Cache, meta: Dict) -> Artifact:
+    import io
+
+    import torch
+
+    meta = {**meta, **probe_meta(module, splits)}
     buf = io.BytesIO()
     torch.save(module.state_dict(), buf)
-    key = content_key("factory", cfg.source, cfg.kwargs, hashlib.sha256(buf.getvalue()).hexdigest(), versions())
-    return cache.get(key) or cache.put(
-        key, lambda d: torch_artifact(module.eval(), d, cfg.source, cfg.kwargs, _io_meta(splits))
-    )
+    key = content_key("factory", factory, kwargs, hashlib.sha256(buf.getvalue()).hexdigest(), meta, versions())
+    return cache.get(key) or cache.put(key, lambda d: torch_artifact(module, d, factory, kwargs, meta))
+
+
+def _hf(cfg: ModelConfig, splits: Splits, cache: Cache) -> Artifact:
+    from optimizer.sources import hf
+
+    directory = str(hf.check_directory(cfg.source[3:], "model.source").resolve())
+    info = hf.describe(directory, cfg.task)
+    module = hf.load_module(directory, info["task"])
+    meta = {"transformer": info["transformer"], "hf_task": info["task"]}
+    return _module_artifact(module, "optimizer.sources.hf:load_module", {"directory": directory, "task": info["task"]},
+                            splits, cache, meta)
 
 
 def _file(cfg: ModelConfig, splits: Splits) -> Artifact:
@@ -187,36 +151,70 @@ def _file(cfg: ModelConfig, splits: Splits) -> Artifact:
     if not path.is_file():
         raise RecipeError(f"model.source {cfg.source!r}: no such file")
     if path.suffix == ".onnx":
+        from optimizer.formats.onnx import read_io
         from optimizer.onnx_utils import check_onnx
 
         check_onnx(path, f"model.source {cfg.source!r}")
-        fmt = "onnx"
-    else:
-        import torch
+        io = read_io(path)
+        check_feeds(io, splits, f"model.source {cfg.source!r}")
+        return Artifact(path=path.resolve(), format="onnx", id=content_key("file", file_digest(path)),
+                        meta={"io": io.to_dict(), "precision": "fp32"})
+    import torch
 
-        try:
-            torch.export.load(str(path))
-        except Exception as e:
-            raise RecipeError(f"model.source {cfg.source!r} is not a torch.export program ({type(e).__name__})") from e
-        fmt = "torch"
-    return Artifact(path=path.resolve(), format=fmt, id=content_key("file", file_digest(path)), meta=_io_meta(splits))
+    try:
+        module = torch.export.load(str(path)).module()
+    except Exception as e:
+        raise RecipeError(f"model.source {cfg.source!r} is not a torch.export program ({type(e).__name__})") from e
+    return Artifact(path=path.resolve(), format="torch", id=content_key("file", file_digest(path)),
+                    meta=probe_meta(module, splits))
+
+
+def check_feeds(io: IOSpec, splits: Splits, what: str) -> None:
+    """The data feeds every input the model declares, with its dtype and rank (RecipeError naming the input)."""
+    feeds = splits.evaluation
+    for t in io.inputs:
+        if t.name not in feeds:
+            raise RecipeError(f"{what} needs input {t.describe()}; the data has {sorted(feeds)}")
+        a = feeds[t.name]
+        if a.dtype.name != t.dtype or a.ndim != len(t.shape):
+            raise RecipeError(f"{what}: input {t.name!r} must be {t.dtype} with {len(t.shape)} axes "
+                              f"{list(t.shape)}; the data gives {a.dtype.name} {list(a.shape)}")
+        fixed = [(i, d) for i, d in enumerate(t.shape) if isinstance(d, int) and d > 0 and i > 0]
+        bad = [(i, d, a.shape[i]) for i, d in fixed if a.shape[i] != d]
+        if bad:
+            raise RecipeError(f"{what}: input {t.name!r} has shape {list(t.shape)}; the data gives {list(a.shape)}")
+    extra = sorted(set(feeds) - set(io.input_names))
+    if extra:
+        raise RecipeError(f"{what} takes inputs {io.input_names}; the data also has {extra} (remove them)")
 
 
 def load_source(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
     """The reference artifact named by ``model.source``."""
-    if cfg.source == "builtin":
-        return _builtin(cfg, splits, cache, seed)
+    if cfg.source == "builtin" or cfg.source.startswith("builtin:"):
+        from optimizer.sources.builtin import load_builtin
+
+        return load_builtin(cfg, splits, cache, seed)
+    if cfg.source.startswith("hf:"):
+        return _hf(cfg, splits, cache)
     if cfg.source.endswith((".onnx", ".pt2")):
         return _file(cfg, splits)
     if ":" in cfg.source:
         return _factory(cfg, splits, cache)
     raise RecipeError(
-        f"model.source {cfg.source!r}: expected 'builtin', 'package.module:function', a .onnx file or a .pt2 file"
+        f"model.source {cfg.source!r}: expected 'builtin', 'builtin:<name>', 'package.module:function', "
+        f"'hf:<directory>', a .onnx file or a .pt2 file"
     )
 
 
-def logits(module, x: np.ndarray) -> np.ndarray:
+def logits(module, x) -> np.ndarray:
+    """The first output of ``module`` on ``x`` (an array for a one-input model, or feeds)."""
     import torch
 
+    from optimizer.formats.torch import call, input_order, named_outputs
+
+    feeds = x if isinstance(x, dict) else {"input": x}
+    order = input_order(module, list(feeds)) if isinstance(x, dict) else ["input"]
     with torch.inference_mode():
-        return module(torch.from_numpy(x)).numpy()
+        out = call(module, {n: torch.from_numpy(feeds[n]) for n in order}, order) if isinstance(x, dict) \
+            else module(torch.from_numpy(x))
+    return next(iter(named_outputs(out).values())).numpy()

@@ -8,6 +8,7 @@ from typing import Dict, List
 import numpy as np
 
 from optimizer.cache import Cache, content_key
+from optimizer.io import Feeds
 from optimizer.errors import RecipeError
 from optimizer.triton import emit
 from optimizer.triton.tune import Tuning, sweep_sizes, tune
@@ -48,12 +49,13 @@ def thread_counts(cfg) -> List[int]:
     return sorted({min(t or cores, cores) for t in cfg.serving.thread_options}, reverse=True)
 
 
-def sweep(cfg, art, pool: np.ndarray, cache: Cache) -> Dict[int, List[Dict]]:
+def sweep(cfg, art, pool: Feeds, cache: Cache) -> Dict[int, List[Dict]]:
     """``{threads: curve}``: one instance timed at 1, 2, 4, ... samples per call; cached per artifact."""
-    from optimizer.measure.benchmark import batch_of, summarize, time_calls
     from optimizer.console import progress
-    from optimizer.measure.run import host
     from optimizer.formats import load
+    from optimizer.io import batch_of
+    from optimizer.measure.benchmark import summarize, time_calls
+    from optimizer.measure.run import host
 
     sizes, counts = sweep_sizes(cfg.serving.max_batch_cap), thread_counts(cfg)
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k not in ("reuse", "batch_sizes")}
@@ -77,15 +79,26 @@ def sweep(cfg, art, pool: np.ndarray, cache: Cache) -> Dict[int, List[Dict]]:
     return curves
 
 
-def reference(path: Path, io: Dict, x: np.ndarray, hw) -> Dict[str, np.ndarray]:
-    """Evaluation inputs and the model's own answers (ONNX Runtime), keyed ``in.<name>`` / ``out.<name>``."""
-    from optimizer.formats import ort_session
+def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarray]:
+    """Evaluation inputs and the variant's own answers, computed ``chunk`` samples at a time (the batch size
+    serve_check sends, since dynamically quantized models answer differently at other batch sizes), keyed
+    ``in.<name>`` / ``out.<name>``; ``tolerance`` is the largest difference the same file shows between
+    batch 1 and ``chunk`` (at least 1e-4), which serve_check allows."""
+    from optimizer.formats import load
+    from optimizer.io import batches, concat
+    from optimizer.measure.evaluate import predict
 
-    sess = ort_session(path, hw)
-    feeds = {io["inputs"][0]["name"]: np.ascontiguousarray(x)}
-    outs = sess.run([o["name"] for o in io["outputs"]], feeds)
-    return {**{f"in.{k}": v for k, v in feeds.items()},
-            **{f"out.{o['name']}": v for o, v in zip(io["outputs"], outs)}}
+    session = load(art, hw)
+    try:
+        names = [t["name"] for t in io["inputs"]]
+        feeds = {n: feeds[n] for n in names}
+        outs = predict(session, feeds, max(chunk, 1))
+        singles = concat([session(b) for b in batches(feeds, 1)])
+    finally:
+        session.close()
+    spread = max(float(np.max(np.abs(outs[k].astype(np.float64) - singles[k]))) for k in outs)
+    return {**{f"in.{k}": v for k, v in feeds.items()}, **{f"out.{k}": v for k, v in outs.items()},
+            "tolerance": np.float64(max(1e-4, 2 * spread))}
 
 
 def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path) -> Dict:
@@ -95,11 +108,15 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     from optimizer.cost import price
     from optimizer.triton.report import tuning_markdown
 
+    from optimizer import formats
+    from optimizer.io import take
+
     art = next(v.artifact for v in variants if v.name == chosen["name"])
-    if art.format not in emit.PLATFORMS:
+    fmt = formats.get(art.format)
+    if fmt.triton_platform is None:
         return {"emitted": False, "reason": f"no Triton template for a {art.format} model (variant {chosen['name']}); "
                                             f"add an onnx_export step"}
-    pool = splits.evaluation_x[:max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)]
+    pool = take(splits.evaluation, slice(0, max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)))
     gpu = cfg.hardware.device.value == "cuda"
     tuning: Tuning = tune(sweep(cfg, art, pool, cache), cfg.serving.p99_ms, cfg.hardware.cores, gpu,
                           cfg.serving.queue_delay_cap_us, cfg.serving.overhead_ms)
@@ -107,16 +124,18 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     if not tuning.feasible:
         return {**info, "gate": tuning.reason, "reason": tuning.reason}
     info["cost"] = price(cfg.hardware.price_per_hour, tuning.throughput, cfg.serving)
-    io = emit.model_io(art.path)
+    io = emit.model_io(art.path, art.format)
     values = tuning.to_dict()
-    config = emit.build_config(cfg.model.name, art.format, io, values, gpu)
+    config = emit.build_config(cfg.model.name, art.format, io, values, gpu,
+                               {k: list(v.shape[1:]) for k, v in pool.items()})
     repo = repository_dir(cfg, out_dir)
-    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite)
+    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name)
     record = {"variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
               "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
     md = tuning_markdown(cfg, record, config)
-    ref = reference(art.path, io, pool[:REFERENCE_SAMPLES], cfg.hardware)
-    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref)
+    ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
+    record["serve_check_tolerance"] = float(ref["tolerance"])
+    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name)
     problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores)
     if problems:
         raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")

@@ -15,7 +15,6 @@ from optimizer.cache import file_digest, write_atomic
 from optimizer.errors import RecipeError
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "model_repository_templates"
-PLATFORMS = {"onnx": "onnxruntime_onnx"}  # artifact format -> Triton platform (one template each)
 ONNX_TO_TRITON = {  # onnx.TensorProto element type -> Triton data type name
     1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
     7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 12: "TYPE_UINT32",
@@ -30,28 +29,25 @@ def check_name(name: str) -> None:
                           f"or start with '.'")
 
 
-def model_io(path: Path) -> Dict[str, List[Dict]]:
-    """Inputs and outputs of an ONNX model: name, Triton type, dims (-1 for dynamic axes)."""
-    import onnx
+def model_io(path: Path, fmt: str = "onnx") -> Dict[str, List[Dict]]:
+    """Inputs and outputs of a model file as Triton sees them: name, Triton type, dims (-1 for dynamic axes)."""
+    from optimizer import formats
+    from optimizer.artifact import Artifact
 
-    model = onnx.load(str(path), load_external_data=False)
-    try:  # outputs written without a shape get one
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - a model shape inference cannot follow keeps its declared shapes
-        pass
-    inits = {i.name for i in model.graph.initializer}
+    spec = formats.get(fmt).io(Artifact(path=Path(path), format=fmt))  # the file itself: that is what Triton loads
 
-    def spec(v) -> Dict:
-        t = v.type.tensor_type
-        if not t.HasField("shape"):
-            raise RecipeError(f"model input/output {v.name!r} has no known shape; Triton's config needs its dims")
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        if t.elem_type not in ONNX_TO_TRITON:
-            raise RecipeError(f"model input/output {v.name!r}: ONNX element type {t.elem_type} has no Triton type")
-        return {"name": v.name, "data_type": ONNX_TO_TRITON[t.elem_type], "dims": dims}
+    def entry(t) -> Dict:
+        import numpy as np
 
-    return {"inputs": [spec(v) for v in model.graph.input if v.name not in inits],
-            "outputs": [spec(v) for v in model.graph.output]}
+        from onnx.helper import np_dtype_to_tensor_dtype
+
+        elem = np_dtype_to_tensor_dtype(np.dtype(t.dtype))
+        if elem not in ONNX_TO_TRITON:
+            raise RecipeError(f"model input/output {t.name!r}: type {t.dtype} has no Triton type")
+        return {"name": t.name, "data_type": ONNX_TO_TRITON[elem],
+                "dims": [d if isinstance(d, int) and d > 0 else -1 for d in t.shape]}
+
+    return {"inputs": [entry(t) for t in spec.inputs], "outputs": [entry(t) for t in spec.outputs]}
 
 
 def batchable(io: Dict[str, List[Dict]]) -> bool:
@@ -59,12 +55,17 @@ def batchable(io: Dict[str, List[Dict]]) -> bool:
     return all(t["dims"] and t["dims"][0] == -1 for t in io["inputs"] + io["outputs"])
 
 
-def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool):
-    """The ModelConfig protobuf: the platform's template, filled from the model and the tuning."""
+def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample: Optional[Dict[str, List[int]]] = None):
+    """The ModelConfig protobuf: the platform's template, filled from the model and the tuning.
+
+    ``sample`` gives each input's per-sample shape in the data: the warm-up request needs concrete dims where
+    the model's are dynamic (Triton refuses a warm-up with -1 dims)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
-    platform = PLATFORMS.get(fmt)
+    from optimizer import formats
+
+    platform = formats.get(fmt).triton_platform
     if platform is None:
         raise RecipeError(f"no Triton template for a {fmt} model; add an onnx_export step to the recipe")
     config = text_format.Parse((TEMPLATES / f"{platform}.pbtxt").read_text(), mc.ModelConfig())
@@ -92,7 +93,10 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool):
     for t in io["inputs"]:
         data = warm.inputs[t["name"]]
         data.data_type = mc.DataType.Value(t["data_type"])
-        data.dims.extend(t["dims"][1:] if batch > 0 else [max(d, 1) for d in t["dims"]])
+        dims = t["dims"][1:] if batch > 0 else t["dims"]
+        known = (sample or {}).get(t["name"]) or [1] * len(t["dims"])
+        known = known if batch > 0 else [1, *known]
+        data.dims.extend(d if d > 0 else int(k) for d, k in zip(dims, known))
         data.zero_data = True
     return config
 
@@ -117,6 +121,9 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
     for w in c.model_warmup:
         if c.max_batch_size and w.batch_size > c.max_batch_size:
             problems.append(f"model_warmup {w.name!r} batch_size {w.batch_size} > max_batch_size")
+        for name, data in w.inputs.items():
+            if any(d < 1 for d in data.dims):
+                problems.append(f"model_warmup {w.name!r} input {name!r} has variable dims {list(data.dims)}")
     if c.max_batch_size > 0 and not batchable(io):
         problems.append("max_batch_size > 0 but the model has a fixed first axis")
     for field, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
@@ -133,21 +140,21 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
     return problems
 
 
-def check_target(repository: Path, name: str, model: Path, overwrite: bool) -> None:
+def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx") -> None:
     """Refuse to write over a repository that holds another model, unless ``overwrite``."""
     if overwrite or not repository.exists():
         return
     others = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != name)
-    existing = repository / name / "1" / "model.onnx"
+    existing = repository / name / "1" / file_name
     if existing.exists() and model.exists() and file_digest(existing) != file_digest(model):
-        others.append(f"{name} (a different model.onnx)")
+        others.append(f"{name} (a different {file_name})")
     if others:
         raise RecipeError(f"triton.repository {str(repository)!r} already holds another model ({', '.join(others)}); "
                           f"choose another directory or set triton.overwrite=true")
 
 
 def write_repository(repository: Path, name: str, model: Path, config, tuning_md: str, tuning: Dict,
-                     reference: Dict[str, np.ndarray]) -> Path:
+                     reference: Dict[str, np.ndarray], file_name: str = "model.onnx") -> Path:
     """Write ``<repository>/<name>/`` in a temporary directory and rename it into place."""
     from google.protobuf import text_format
 
@@ -155,7 +162,7 @@ def write_repository(repository: Path, name: str, model: Path, config, tuning_md
     tmp = repository / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "1").mkdir(parents=True)
-    shutil.copyfile(model, tmp / "1" / "model.onnx")
+    shutil.copyfile(model, tmp / "1" / file_name)
     (tmp / "config.pbtxt").write_text(text_format.MessageToString(config))
     (tmp / "tuning.md").write_text(tuning_md)
     write_atomic(tmp / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())
