@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from tests.tiny_hf import sentences, tiny_bert, write_csv, write_jsonl
+from tests.tiny_hf import sentences, tiny_bert, tiny_vit, write_csv, write_jsonl
 
 pytest.importorskip("transformers")
 
@@ -83,6 +83,21 @@ def test_embeddings_are_masked_mean_of_last_hidden_state(dirs):
     expected = torch.stack([hidden[i, mask[i].bool()].mean(0) for i in range(len(ids))])
     assert out.shape == (3, 32)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_image_model(tmp_path):
+    import torch
+    from transformers import ViTModel
+
+    directory = str(tiny_vit(tmp_path / "vit"))
+    info = hf.describe(directory)
+    assert (info["task"], info["input_names"], info["num_labels"]) == ("image_classification", ["pixel_values"], 3)
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert hf.load_module(directory)(x).shape == (2, 3)
+        features = hf.load_module(directory, task="feature_extraction")(x)
+        hidden = ViTModel.from_pretrained(directory, local_files_only=True).eval()(pixel_values=x).last_hidden_state
+    torch.testing.assert_close(features, hidden.mean(dim=1))  # mean over the CLS and patch tokens
 
 
 def test_factory_round_trip(dirs, tmp_path):

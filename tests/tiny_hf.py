@@ -10,7 +10,8 @@ WORDS = ("the a this that movie film story actor actress plot scene music ending
          "very really quite so too not good great fine nice lovely fun happy bad awful poor boring dull sad "
          "long short slow fast funny loud quiet and but or with without i you we they it love hate like "
          "liked enjoyed watched saw found").split()
-POSITIVE, NEGATIVE = ("good", "great", "fine", "nice", "lovely", "fun", "happy"), ("bad", "awful", "poor", "boring", "dull", "sad")
+POSITIVE = ("good", "great", "fine", "nice", "lovely", "fun", "happy")
+NEGATIVE = ("bad", "awful", "poor", "boring", "dull", "sad")
 
 
 def write_vocab(path: Path) -> Path:
@@ -58,3 +59,15 @@ def write_csv(path: Path, rows, labels: bool = True) -> Path:
         writer.writerow(["text", "label"] if labels else ["text"])
         writer.writerows([(t, y) if labels else (t,) for t, y in rows])
     return path
+
+
+def tiny_vit(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer ViT image classifier (1x32x32 inputs, 8x8 patches, hidden 32, 3 labels)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, num_labels=3)
+    torch.manual_seed(seed)
+    ViTForImageClassification(config).save_pretrained(str(directory))
+    return directory

@@ -136,7 +136,8 @@ def input_names(path: Path, config, task: str, label: str) -> List[str]:
         return ["pixel_values"]
     produced = _tokenizer_inputs(path)
     if produced is None:  # no tokenizer here: token types only when the model has more than one
-        produced = ["input_ids", "attention_mask"] + (["token_type_ids"] if getattr(config, "type_vocab_size", 0) > 1 else [])
+        types = getattr(config, "type_vocab_size", 0) > 1
+        produced = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
     names = [p for p in params if p in PROCESSOR_INPUTS and p in produced]
     if not names:
         raise RecipeError(f"{label}: the model's forward takes none of {', '.join(PROCESSOR_INPUTS)}")
