@@ -6,7 +6,12 @@ Variants are built with the project's own passes (onnx_export, fuse, quantize) a
 them. `--model hf` trains the same shape built from transformers' ViTConfig instead (CLS token,
 HF attention), for comparing ONNX Runtime's `vit` fusions on the model they were written for.
 
-Usage: python experiments/bench_vit.py [--epochs 40] [--lr 3e-3] [--rounds 5] [--model torch|hf]
+Timing reports two figures per variant: samples/s from the median call and from the 10th-percentile
+call. On a shared 2-core machine torch eager (2 threads) collapses whenever another job holds a core,
+so ratios of medians swing by two orders of magnitude; the p10 figures are the steadier ones.
+
+Usage: python experiments/bench_vit.py [--epochs 40] [--lr 3e-3] [--rounds 5] [--seconds 2] [--dim 64]
+       [--model torch|hf] [--variants "dynamic int8,static int8"] [--work DIR (reuse the model and variants)]
 """
 
 import argparse
