@@ -1,0 +1,249 @@
+"""Hugging Face model directories (``model.source=hf:<dir>``), loaded offline.
+
+``load_module`` wraps the model so that ``forward`` takes the tokenizer's (or image processor's)
+tensors positionally, in the model's forward order, and returns a tensor or a tuple of tensors:
+both ONNX exporters take that as it is. The wrapper doubles as the factory of a torch artifact
+(``optimizer.sources.hf:load_module`` with ``{"directory", "task"}``), which rebuilds it from the
+directory with the same state dict keys. Only eager attention is used: ONNX Runtime's transformer
+optimizer fuses Attention from its MatMul/Softmax pattern, not from a fused SDPA kernel."""
+
+import contextlib
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from optimizer.errors import RecipeError
+
+TASKS = ("auto", "sequence_classification", "image_classification", "feature_extraction")
+WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+# The processors' outputs a model may take, in no particular order (the model's forward sets it).
+PROCESSOR_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
+_AUTO = {"sequence_classification": "AutoModelForSequenceClassification",
+         "image_classification": "AutoModelForImageClassification", "feature_extraction": "AutoModel"}
+_MAPPING = {"sequence_classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+            "image_classification": "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+            "feature_extraction": "MODEL_MAPPING_NAMES"}
+
+
+def _label(directory: str, what: str) -> str:
+    return f"{what} {'hf:' + str(directory)!r}"
+
+
+def transformers_module(what: str):
+    """``import transformers``, or a RecipeError telling how to install the optional extra."""
+    try:
+        import transformers
+    except ImportError as e:
+        raise RecipeError(f"{what}: Hugging Face sources need transformers: pip install 'optimizer[hf]'") from e
+    return transformers
+
+
+def _mappings(what: str) -> Dict[str, Dict[str, Any]]:
+    transformers_module(what)
+    from transformers.models.auto import modeling_auto
+
+    return {name: getattr(modeling_auto, name) for name in dir(modeling_auto)
+            if name.startswith("MODEL_") and name.endswith("MAPPING_NAMES")}
+
+
+def _class_names(mapping: Dict[str, Any]) -> set:
+    names = set()
+    for value in mapping.values():
+        names.update([value] if isinstance(value, str) else value)
+    return names
+
+
+def read_config(directory: str, what: str = "model.source"):
+    """The directory's ``PretrainedConfig`` (checked by ``check_directory`` first), read offline."""
+    path = check_directory(directory, what)
+    from transformers import AutoConfig
+
+    try:
+        with offline():
+            return AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise RecipeError(f"{_label(directory, what)}: cannot read config.json: {str(e).splitlines()[0]}") from e
+
+
+def check_directory(directory: str, what: str = "model.source") -> Path:
+    """The directory as a Path; a RecipeError naming the problem when it cannot be loaded."""
+    label, path = _label(directory, what), Path(directory).expanduser()
+    if not path.is_dir():
+        raise RecipeError(f"{label}: no such directory {path}")
+    if not (path / "config.json").is_file():
+        raise RecipeError(f"{label}: no config.json in {path}")
+    if not any((path / name).is_file() for name in WEIGHTS):
+        raise RecipeError(f"{label}: no weights in {path} (expected one of {', '.join(WEIGHTS)})")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except ValueError as e:
+        raise RecipeError(f"{label}: {path / 'config.json'} is not valid JSON ({e})") from e
+    known = set().union(*map(_class_names, _mappings(label).values()))
+    architectures = config.get("architectures") or []
+    unknown = [a for a in architectures if a not in known]
+    if unknown or not architectures and config.get("model_type") not in _mappings(label)["MODEL_MAPPING_NAMES"]:
+        named = ", ".join(unknown) or f"model_type {config.get('model_type')!r}"
+        raise RecipeError(f"{label}: config.json names {named}, which no transformers AutoModel class can load")
+    return path
+
+
+def resolve_task(config, task: str, label: str) -> str:
+    """The task to load: ``auto`` follows the config's architectures; an explicit one must be loadable."""
+    if task not in TASKS:
+        raise RecipeError(f"{label}: task {task!r} is not one of {', '.join(TASKS)}")
+    architectures = config.architectures or []
+    if task == "auto":
+        if any(a.endswith("ForSequenceClassification") for a in architectures):
+            return "sequence_classification"
+        if any(a.endswith("ForImageClassification") for a in architectures):
+            return "image_classification"
+        return "feature_extraction"
+    if config.model_type not in _mappings(label)[_MAPPING[task]]:
+        raise RecipeError(f"{label}: model_type {config.model_type!r} has no {task} model in transformers")
+    return task
+
+
+def _model_class(config, task: str, label: str):
+    import transformers
+
+    name = _mappings(label)[_MAPPING[task]][config.model_type]
+    name = name if isinstance(name, str) else name[0]
+    return getattr(transformers, name)
+
+
+def _tokenizer_inputs(path: Path):
+    """The tokenizer's model_input_names from tokenizer_config.json, or None when unknown."""
+    file = path / "tokenizer_config.json"
+    if not file.is_file():
+        return None
+    tok = json.loads(file.read_text())
+    if tok.get("model_input_names"):
+        return list(tok["model_input_names"])
+    import transformers
+
+    cls = getattr(transformers, str(tok.get("tokenizer_class")), None)
+    return list(cls.model_input_names) if cls is not None and hasattr(cls, "model_input_names") else None
+
+
+def input_names(path: Path, config, task: str, label: str) -> List[str]:
+    """The processor outputs the model's forward takes, in the forward's order."""
+    import inspect
+
+    params = list(inspect.signature(_model_class(config, task, label).forward).parameters)
+    if "pixel_values" in params and "input_ids" not in params:
+        return ["pixel_values"]
+    produced = _tokenizer_inputs(path)
+    if produced is None:  # no tokenizer here: token types only when the model has more than one
+        types = getattr(config, "type_vocab_size", 0) > 1
+        produced = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
+    names = [p for p in params if p in PROCESSOR_INPUTS and p in produced]
+    if not names:
+        raise RecipeError(f"{label}: the model's forward takes none of {', '.join(PROCESSOR_INPUTS)}")
+    return names
+
+
+def describe(directory: str, task: str = "auto") -> Dict[str, Any]:
+    """Task, input and output names, transformer shape and labels, from the config alone."""
+    label = _label(directory, "model.source")
+    config = read_config(directory)
+    task = resolve_task(config, task, label)
+    path = Path(directory).expanduser()
+    return {
+        "task": task,
+        "input_names": input_names(path, config, task, label),
+        "output_names": ["embeddings"] if task == "feature_extraction" else ["logits"],
+        "transformer": {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
+                        "hidden_size": getattr(config, "hidden_size", None)},
+        "num_labels": None if task == "feature_extraction" else config.num_labels,
+    }
+
+
+@contextlib.contextmanager
+def offline():
+    """Forbid Hugging Face Hub downloads while loading (with ``local_files_only=True``)."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({k: "1" for k in saved})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load_hf(path: Path, task: str, label: str):
+    """The transformers model, eager attention, eval mode; a missing trained head is an error."""
+    import transformers
+
+    level, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()  # unused-weight notices of a head-less AutoModel
+    transformers.logging.disable_progress_bar()
+    try:
+        with offline():
+            model, info = getattr(transformers, _AUTO[task]).from_pretrained(
+                str(path), local_files_only=True, attn_implementation="eager", output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise RecipeError(f"{label}: cannot load the {task} model: {str(e).splitlines()[0]}") from e
+    finally:
+        transformers.logging.set_verbosity(level)
+        if bars:
+            transformers.logging.enable_progress_bar()
+    if task != "feature_extraction" and info.get("missing_keys"):
+        missing = ", ".join(sorted(info["missing_keys"])[:3])
+        raise RecipeError(f"{label}: no trained {task} head in the weights (missing {missing}); "
+                          f"use task feature_extraction")
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def _wrapper_class(names: Tuple[str, ...]):
+    """A module class whose ``forward`` has one real positional parameter per input: torch.export
+    (dynamo=True) matches ``dynamic_shapes`` to the signature, which ``*args`` would hide."""
+    import torch
+
+    assert all(name in PROCESSOR_INPUTS for name in names)  # identifiers from a fixed list only
+    params = ", ".join(names)
+    scope: Dict[str, Any] = {}
+    exec(f"def forward(self, {params}):\n    return self.run({params})", scope)  # noqa: S102
+
+    class HFWrapper(torch.nn.Module):
+        """``forward(<input_names>)`` -> logits or pooled embeddings."""
+
+        forward = scope["forward"]
+
+        def __init__(self, model, task: str, outputs: List[str]):
+            super().__init__()
+            self.model, self.task, self.input_names, self.output_names = model, task, list(names), list(outputs)
+
+        def run(self, *tensors):
+            feeds = dict(zip(self.input_names, tensors))
+            out = self.model(**feeds, return_dict=True)
+            if self.task != "feature_extraction":
+                return out.logits
+            return pool(out.last_hidden_state, feeds.get("attention_mask"))
+
+    return HFWrapper
+
+
+def pool(hidden, attention_mask=None):
+    """Mean of the tokens ([N, L, C]; masked by ``attention_mask`` when given) or of the spatial
+    positions ([N, C, H, W]): one embedding [N, C] per sample."""
+    if hidden.dim() == 4:
+        return hidden.mean(dim=(2, 3))
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def load_module(directory: str, task: str = "auto"):
+    """The model as an export-ready ``nn.Module`` in eval mode: ``forward(*inputs) -> tensor``,
+    with ``input_names``, ``output_names`` and ``task`` attributes."""
+    info = describe(directory, task)
+    label = _label(directory, "model.source")
+    model = _load_hf(Path(directory).expanduser(), info["task"], label)
+    return _wrapper_class(tuple(info["input_names"]))(model, info["task"], info["output_names"]).eval()

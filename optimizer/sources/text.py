@@ -1,0 +1,171 @@
+"""Text classification data (``data.source=text:<file>``): a ``.jsonl`` or ``.csv`` file tokenized
+by a Hugging Face directory's tokenizer into named int64 feeds, split three ways.
+
+Every split is a dict ``{input name: int64 array [n, max_length]}``; labels are int64 ``[n]``, or
+None when the file has no label column. The evaluation, calibration and training rows are
+disjoint: the evaluation rows are drawn first, the calibration rows from the rest (the training
+part), and the remaining rows train."""
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from optimizer.errors import RecipeError
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+Rows = List[Tuple[int, Dict[str, Any]]]  # (line number in the file, row)
+
+
+def _read_jsonl(path: Path, label: str) -> Rows:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise RecipeError(f"{label}: line {number} is not JSON ({e})") from e
+        if not isinstance(row, dict):
+            raise RecipeError(f"{label}: line {number} is not a JSON object")
+        rows.append((number, row))
+    return rows
+
+
+def _read_csv(path: Path, label: str) -> Rows:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        try:
+            return [(reader.line_num, row) for row in reader]
+        except csv.Error as e:
+            raise RecipeError(f"{label}: line {reader.line_num}: {e}") from e
+
+
+def read_rows(path: str, label: str) -> Rows:
+    """The file's rows with their line numbers; RecipeError when missing, unsupported or empty."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise RecipeError(f"{label}: no such file {file}")
+    readers = {".jsonl": _read_jsonl, ".csv": _read_csv}
+    if file.suffix.lower() not in readers:
+        raise RecipeError(f"{label}: unsupported file type {file.suffix or '(none)'!r}; use .jsonl or .csv")
+    rows = readers[file.suffix.lower()](file, label)
+    if not rows:
+        raise RecipeError(f"{label}: no rows in {file}")
+    return rows
+
+
+def _texts(rows: Rows, column: str, label: str) -> List[str]:
+    if not any(column in row for _, row in rows):
+        found = sorted({key for _, row in rows for key in row if key is not None})
+        raise RecipeError(f"{label}: no text column {column!r} (columns found: {', '.join(found)})")
+    texts = []
+    for number, row in rows:
+        text = row.get(column)
+        if not isinstance(text, str) or not text.strip():
+            raise RecipeError(f"{label}: line {number} has no text in column {column!r}")
+        texts.append(text)
+    return texts
+
+
+def _as_int(value) -> Optional[int]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _label2id(tokenizer_dir: str) -> Dict[str, int]:
+    """The model config's label2id, unless it is transformers' default ``LABEL_<i>`` naming."""
+    config = Path(tokenizer_dir).expanduser() / "config.json"
+    if not config.is_file():
+        return {}
+    mapping = json.loads(config.read_text()).get("label2id") or {}
+    return {} if all(k.startswith("LABEL_") for k in mapping) else {str(k): int(v) for k, v in mapping.items()}
+
+
+def labels(rows: Rows, column: str, tokenizer_dir: str, label: str) -> Optional[np.ndarray]:
+    """int64 labels, or None without a label column. Integers stay; strings map through the
+    config's label2id when it names them, else through their sorted unique values."""
+    if not any(column in row for _, row in rows):
+        return None
+    values = []
+    for number, row in rows:
+        value = row.get(column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise RecipeError(f"{label}: line {number} has no label in column {column!r}")
+        values.append(value)
+    ints = [_as_int(v) for v in values]
+    if all(i is not None for i in ints):
+        return np.asarray(ints, dtype=np.int64)
+    names = [str(v).strip() for v in values]
+    mapping = _label2id(tokenizer_dir) or {name: i for i, name in enumerate(sorted(set(names)))}
+    unknown = sorted(set(names) - set(mapping))
+    if unknown:
+        raise RecipeError(f"{label}: label {unknown[0]!r} is not in the model's label2id "
+                          f"({', '.join(mapping)}) in {Path(tokenizer_dir) / 'config.json'}")
+    return np.asarray([mapping[n] for n in names], dtype=np.int64)
+
+
+def load_tokenizer(tokenizer_dir: str, label: str):
+    """The directory's tokenizer, offline; RecipeError naming the files it lacks."""
+    from optimizer.sources.hf import offline, transformers_module
+
+    directory = Path(tokenizer_dir).expanduser()
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise RecipeError(f"{label}: no tokenizer in {directory} (none of {', '.join(TOKENIZER_FILES)}); "
+                          f"save one there with tokenizer.save_pretrained")
+    transformers = transformers_module(label)
+    try:
+        with offline():
+            return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise RecipeError(f"{label}: cannot load the tokenizer in {directory}: {str(e).splitlines()[0]}") from e
+
+
+def tokenize(tokenizer, texts: List[str], max_length: int, padding: str, input_names, label: str):
+    """int64 feeds keyed by the tokenizer's outputs, kept to ``input_names`` when given (in that order)."""
+    if padding not in ("max_length", "longest"):
+        raise RecipeError(f"{label}: padding {padding!r} must be 'max_length' or 'longest'")
+    encoded = tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="np")
+    feeds = {name: np.asarray(array, dtype=np.int64) for name, array in encoded.items()}
+    if input_names is None:
+        return feeds
+    missing = [name for name in input_names if name not in feeds]
+    if missing:
+        raise RecipeError(f"{label}: the tokenizer gives {', '.join(feeds)} but the model takes {', '.join(missing)}")
+    return {name: feeds[name] for name in input_names}
+
+
+def _indices(n: int, evaluation_fraction: float, calibration_size: int, seed: int, label: str):
+    order = np.random.default_rng(seed).permutation(n)
+    n_eval = int(round(n * evaluation_fraction))
+    if n_eval < 1 or calibration_size < 1 or n_eval + calibration_size >= n:
+        raise RecipeError(f"{label}: {n} rows are too few for evaluation_fraction={evaluation_fraction} "
+                          f"({n_eval} rows), calibration_size={calibration_size} and at least one training row")
+    return order[n_eval + calibration_size:], order[n_eval:n_eval + calibration_size], order[:n_eval]
+
+
+def text_splits(path: str, tokenizer_dir: str, *, text_column: str = "text", label_column: str = "label",
+                max_length: int = 128, padding: str = "max_length", evaluation_fraction: float = 0.25,
+                calibration_size: int = 64, seed: int = 0, input_names=None) -> Dict[str, Any]:
+    """Tokenized train / calibration / evaluation feeds and labels (see the module docstring)."""
+    label = f"data.source {'text:' + str(path)!r}"
+    rows = read_rows(path, label)
+    texts = _texts(rows, text_column, label)
+    targets = labels(rows, label_column, tokenizer_dir, label)
+    train, calibration, evaluation = _indices(len(rows), evaluation_fraction, calibration_size, seed, label)
+    feeds = tokenize(load_tokenizer(tokenizer_dir, label), texts, max_length, padding, input_names, label)
+
+    def take(idx):
+        return {name: np.ascontiguousarray(array[idx]) for name, array in feeds.items()}
+
+    return {"train": take(train), "train_labels": None if targets is None else targets[train],
+            "calibration": take(calibration),
+            "evaluation": take(evaluation), "evaluation_labels": None if targets is None else targets[evaluation]}
