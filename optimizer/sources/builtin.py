@@ -10,7 +10,7 @@ from optimizer.errors import RecipeError
 from optimizer.sources.data import Splits
 
 BUILTIN_FACTORY = "optimizer.sources.builtin:digits_resnet"
-BUILTINS = {"": BUILTIN_FACTORY, "digits_resnet": BUILTIN_FACTORY}
+BUILTINS = {"": BUILTIN_FACTORY, "digits_resnet": BUILTIN_FACTORY, "vit_digits": "optimizer.sources.vit:vit_digits"}
 
 
 def image_inputs(splits: Splits, what: str):

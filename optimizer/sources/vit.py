@@ -86,4 +86,6 @@ def vit_digits(num_classes: int = 10, in_channels: int = 1, image_size: int = 32
     if image_size % patch_size or dim % heads:
         raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size} "
                          f"and dim {dim} a multiple of heads {heads}")
-    return _vit_class()(num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio)
+    model = _vit_class()(num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio)
+    model.output_names = ["logits"]
+    return model
