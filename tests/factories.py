@@ -24,3 +24,35 @@ def small_digits():
 
     s = digits(DataConfig(evaluation_fraction=0.1, calibration_size=64))
     return Splits(s.train, s.train_labels, s.calibration, s.evaluation, s.evaluation_labels)
+
+
+def token_splits(n: int = 24, length: int = 16, drop: str = "", dtype: str = "int64", labels: str = "both",
+                 empty: str = ""):
+    """Three named int64 inputs (input_ids, attention_mask, token_type_ids) of ``n`` samples per split;
+    ``drop`` leaves an input out, ``dtype`` changes input_ids' type, ``labels`` is both / train / none /
+    short (fewer labels than samples), ``empty`` names a split left empty."""
+    import numpy as np
+
+    from optimizer.sources.data import Splits
+
+    rng = np.random.default_rng(0)
+
+    def feeds(m):
+        ids = rng.integers(5, 60, (m, length)).astype(dtype)
+        out = {"input_ids": ids, "attention_mask": np.ones((m, length), np.int64),
+               "token_type_ids": np.zeros((m, length), np.int64)}
+        return {k: v for k, v in out.items() if k != drop}
+
+    y = rng.integers(0, 2, n).astype(np.int64)
+    sizes = {s: 0 if s == empty else n for s in ("train", "calibration", "evaluation")}
+    train_y = y[: sizes["train"]] if labels in ("both", "train", "short") else None
+    eval_y = {"both": y[: sizes["evaluation"]], "short": y[:3]}.get(labels)
+    return Splits(feeds(sizes["train"]), train_y, feeds(sizes["calibration"]), feeds(sizes["evaluation"]), eval_y)
+
+
+def conv_features():
+    """An untrained convolution whose output is 4-D (not an embedding)."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Conv2d(1, 4, 3, padding=1)
