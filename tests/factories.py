@@ -56,3 +56,20 @@ def conv_features():
 
     torch.manual_seed(0)
     return torch.nn.Conv2d(1, 4, 3, padding=1)
+
+
+def two_inputs():
+    """A model whose forward takes ``input_ids`` and ``attention_mask`` (the data must give both)."""
+    import torch
+
+    class Pool(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = torch.nn.Embedding(64, 8)
+
+        def forward(self, input_ids, attention_mask):
+            mask = attention_mask.unsqueeze(-1).float()
+            return (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    return Pool()

@@ -159,6 +159,8 @@ BAD = {
                      "evaluation.task=embedding needs a 2-D output [batch, features]; output 'output' has shape"),
     "no-tokenizer": (lambda b, o, t: [f"model.source=hf:{_without_tokenizer(b, t)}", f"data.source=text:{b[1]}", *TEXT],
                      "no tokenizer in"),
+    "forward-argument": (lambda b, o, t: ["model.source=tests.factories:two_inputs", *_factory(t, drop="attention_mask")],
+                         "the model's forward needs ['attention_mask']; the data has ['input_ids', 'token_type_ids']"),
     "classification-no-labels": (lambda b, o, t: [f"model.source=hf:{b[0]}", f"data.source=text:{b[1]}",
                                                   "evaluation.task=classification", *TEXT],
                                  "evaluation.task=classification needs labels in the data"),

@@ -33,12 +33,12 @@ def input_order(module, names: Sequence[str]) -> List[str]:
         return declared
     by_name = [p.name for p in params]
     if len(names) > 1 or (names and names[0] in by_name):
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise RecipeError(f"data input(s) {unknown} are not arguments of the model's forward({', '.join(by_name)})")
         required = [p.name for p in params if p.default is p.empty and p.name not in names]
         if required:
             raise RecipeError(f"the model's forward needs {required}; the data has {list(names)}")
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise RecipeError(f"data input(s) {unknown} are not arguments of the model's forward({', '.join(by_name)})")
         return [n for n in by_name if n in names]
     return list(names)
 
@@ -93,4 +93,4 @@ def _io(art: Artifact) -> IOSpec:
 
 
 FORMAT = Format(name="torch", file_name="model.pt", open=_open, io=_io, triton_platform=None,
-                libraries=("torch", "torch-pruning"))
+                libraries=("torch", "torch-pruning", "transformers"))
