@@ -228,3 +228,18 @@ def test_op_types_to_exclude_and_reader():
     reader = _reader({"a": np.arange(5), "b": np.arange(5) * 10}, 2, seen.append)
     batches = list(iter(reader.get_next, None))
     assert [b["b"].tolist() for b in batches] == [[0, 10], [20, 30], [40]] and seen == [2, 2, 1]
+
+
+def test_a_failing_fusion_falls_back_under_auto_and_fails_when_forced(exported, tmp_path, monkeypatch):
+    import optimizer.passes.fuse as fuse_module
+    from optimizer.errors import PassError
+
+    def broken(*args):
+        raise RuntimeError("Graph is not a DAG")
+
+    monkeypatch.setattr(fuse_module, "_fuse_transformer", broken)
+    art = fuse(exported, FuseConfig(), ctx(tmp_path, "auto"))
+    assert art.meta["fused_ops"] == {} and art.meta["op_counts"]["Softmax"] == 2
+    assert "failed (RuntimeError: Graph is not a DAG); ran the standard fusions only" in art.meta["warnings"][0]
+    with pytest.raises(PassError, match=r"transformer fusion \(bert\) failed: RuntimeError: Graph is not a DAG"):
+        fuse(exported, FuseConfig(transformer=Transformer.bert), ctx(tmp_path, "forced"))

@@ -110,8 +110,8 @@ def _run_transformer(art: Artifact, cfg: FuseConfig, ctx, plan, before: dict):
         reason = f"{type(e).__name__}: {str(e).strip()[:200]}"
         if cfg.transformer != Transformer.auto:
             raise PassError(ctx.step, f"transformer fusion ({model_type}) failed: {reason}; {SDPA_HINT}") from e
-        return None, {}, [f"transformer fusion ({model_type}) failed ({reason}); ran the standard fusions only; "
-                          f"{SDPA_HINT}"]
+        note = f"transformer fusion ({model_type}) failed ({reason}); ran the standard fusions only; {SDPA_HINT}"
+        return None, {}, [note]
     attention = sum(counts.get(op, 0) for op in ATTENTION_OPS)
     return fused, counts, ([] if attention else [_no_attention_warning(model_type, before)])
 
