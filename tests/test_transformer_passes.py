@@ -243,3 +243,12 @@ def test_a_failing_fusion_falls_back_under_auto_and_fails_when_forced(exported, 
     assert "failed (RuntimeError: Graph is not a DAG); ran the standard fusions only" in art.meta["warnings"][0]
     with pytest.raises(PassError, match=r"transformer fusion \(bert\) failed: RuntimeError: Graph is not a DAG"):
         fuse(exported, FuseConfig(transformer=Transformer.bert), ctx(tmp_path, "forced"))
+
+
+def test_pre_processing_leaves_nothing_in_the_working_directory(exported, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    plain = fuse(exported, FuseConfig(transformer=None), ctx(tmp_path, "fuse"))  # symbolic shape inference fails here
+    art = quantize(plain, QuantizeConfig(mode=Mode.dynamic), ctx(tmp_path, "q"))
+    assert list(work.iterdir()) == [] and sorted(p.name for p in art.path.parent.iterdir()) == ["model.onnx"]

@@ -186,13 +186,24 @@ _MODES = {Mode.static: _static, Mode.dynamic: _dynamic, Mode.fp16: _fp16}
 
 
 def _pre_process(src: str, dst: Path) -> None:
-    """quant_pre_process; symbolic shape inference gives up on some transformer graphs: then without it."""
+    """quant_pre_process; symbolic shape inference gives up on some transformer graphs: then without it.
+    A failed symbolic inference saves its model and external data into the working directory, so it runs
+    in ``dst``'s directory and whatever else it leaves there is removed."""
+    import os
+
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    src, dst = str(Path(src).resolve()), Path(dst).resolve()
+    before, cwd = set(dst.parent.iterdir()), os.getcwd()
+    os.chdir(dst.parent)
     try:
         quant_pre_process(src, str(dst))
     except Exception:
         quant_pre_process(src, str(dst), skip_symbolic_shape=True)
+    finally:
+        os.chdir(cwd)
+        for stray in set(dst.parent.iterdir()) - before - {dst}:
+            stray.unlink()
 
 
 @register("quantize", QuantizeConfig, takes="onnx", makes="onnx")
