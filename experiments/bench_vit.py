@@ -72,8 +72,9 @@ def build(args, work: Path):
 
     from optimizer.artifact import Artifact
     from optimizer.config import DataConfig, HardwareConfig
-    from optimizer.data import load_splits
-    from optimizer.models import torch_artifact, train
+    from optimizer.sources.data import load_splits
+    from optimizer.sources.builtin import train
+    from optimizer.sources.models import torch_artifact
     from optimizer.pipeline import _typed
     from optimizer.registry import Context, load_passes
     from optimizer.sources.vit import vit_digits
@@ -116,11 +117,11 @@ def build(args, work: Path):
 
 def accuracy(path: str) -> float:
     from optimizer.config import DataConfig
-    from optimizer.data import load_splits
+    from optimizer.sources.data import load_splits
 
     splits = load_splits(DataConfig())
     session = _session(path, threads=2)
-    return float((session(splits.evaluation_x).argmax(1) == splits.evaluation_y).mean() * 100)
+    return float((session(splits.evaluation["input"]).argmax(1) == splits.evaluation_labels).mean() * 100)
 
 
 def _session(path: str, threads: int):
@@ -128,7 +129,7 @@ def _session(path: str, threads: int):
         import torch
 
         from optimizer.artifact import Artifact
-        from optimizer.models import load_module
+        from optimizer.sources.models import load_module
 
         torch.set_num_threads(threads)
         module = load_module(Artifact.load(Path(path).parent))
@@ -151,9 +152,9 @@ def time_one(path: str, batch: int, seconds: float):
     """Samples/s of one variant: warm-up, then timed calls for ``seconds``; from the median call
     and from the 10th-percentile call (less sensitive to other jobs on a shared machine)."""
     from optimizer.config import DataConfig
-    from optimizer.data import load_splits
+    from optimizer.sources.data import load_splits
 
-    x = load_splits(DataConfig()).evaluation_x[:batch].copy()
+    x = load_splits(DataConfig()).evaluation["input"][:batch].copy()
     run = _session(path, threads=2)
     end = time.perf_counter() + 0.5
     while time.perf_counter() < end:

@@ -44,7 +44,7 @@ def test_bert_without_labels_end_to_end(bert, cache_dir, tmp_path):
     from optimizer.triton import emit
 
     directory, plain, _ = bert
-    code, out, s = run_cli(["recipe=dynamic_int8", f"model.source=hf:{directory}", f"data.source=text:{plain}", *TEXT,
+    code, out, s = run_cli(["recipe=transformer_int8", f"model.source=hf:{directory}", f"data.source=text:{plain}", *TEXT,
                             *FAST, "triton.emit=true", "serving.max_batch_cap=8"], cache_dir, tmp_path / "run")
     assert code == 0, out
     assert s["task"] == "embedding" and s["data"]["labels"] is False
@@ -52,6 +52,10 @@ def test_bert_without_labels_end_to_end(bert, cache_dir, tmp_path):
     assert [(t["name"], t["dtype"], t["shape"]) for t in export["meta"]["io"]["inputs"]] == [
         (n, "int64", ["batch", "sequence"]) for n in TOKENS]
     assert export["meta"]["io"]["outputs"] == [{"name": "embeddings", "dtype": "float32", "shape": ["batch", 32]}]
+    fuse = next(v for v in s["variants"] if v["name"] == "fuse")
+    assert fuse["meta"]["fused_ops"]["Attention"] == 2 and fuse["meta"]["fused_ops"]["EmbedLayerNormalization"] == 1
+    quantize = next(v for v in s["variants"] if v["name"] == "quantize")
+    assert quantize["precision"] == "int8-dynamic" and quantize["evaluation"]["mean_cosine"] >= 0.99
     for v in s["variants"]:
         assert v["evaluation"]["metric"] == "nn_agreement" and 0 <= v["evaluation"]["score"] <= 100
     assert export["evaluation"]["mean_cosine"] > 0.9999 and export["evaluation"]["parity_base"] == "reference"
@@ -78,7 +82,7 @@ def test_bert_served_by_a_real_triton_server(bert, cache_dir, tmp_path):
             raise
         pytest.skip(f"no tritonserver: {e}")
     directory, _, labelled = bert
-    code, out, s = run_cli(["recipe=dynamic_int8", f"model.source=hf:{directory}", f"data.source=text:{labelled}",
+    code, out, s = run_cli(["recipe=transformer_int8", f"model.source=hf:{directory}", f"data.source=text:{labelled}",
                             "evaluation.task=embedding", *TEXT, *FAST, "triton.emit=true", "triton.smoke_test=true",
                             "triton.smoke_concurrency=[1,4]", "triton.smoke_requests=40", "serving.max_batch_cap=8"],
                            cache_dir, tmp_path / "run")

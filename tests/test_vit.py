@@ -40,12 +40,12 @@ def test_export_dynamic_batch_matches_torch(tmp_path, dynamo):
 def test_trains_on_a_subset(splits):
     import torch
 
-    from optimizer.data import Splits
-    from optimizer.models import train
+    from optimizer.sources.data import Splits
+    from optimizer.sources.builtin import train
 
-    x, y = torch.from_numpy(splits.train_x[:256]), torch.from_numpy(splits.train_y[:256])
-    small = Splits(splits.train_x[:256], splits.train_y[:256], splits.calibration_x[:8], splits.evaluation_x[:8],
-                   splits.evaluation_y[:8])
+    tx, ty = splits.train["input"][:256], splits.train_labels[:256]
+    x, y = torch.from_numpy(tx), torch.from_numpy(ty)
+    small = Splits(tx, ty, splits.calibration["input"][:8], splits.evaluation["input"][:8], splits.evaluation_labels[:8])
     torch.manual_seed(0)
     module = vit_digits().eval()
 

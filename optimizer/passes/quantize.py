@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from optimizer.artifact import Artifact
 from optimizer.config import Device
@@ -40,6 +40,9 @@ class QuantizeConfig:
     weight_type: IntType = IntType.auto  # integer type of weights (static, dynamic)
     reduce_range: bool = False  # 7-bit weights, for CPUs without VNNI where u8*s8 sums saturate
     op_types: List[str] = field(default_factory=list)  # op types to quantize; empty: see _default_ops
+    op_types_to_exclude: List[str] = field(default_factory=list)  # op types kept in float (taken off the op list)
+    nodes_to_exclude: List[str] = field(default_factory=list)  # node names kept in float
+    quantize_embeddings: bool = True  # dynamic: int8 embedding tables too (Gather, EmbedLayerNormalization)
     pre_process: bool = True  # run quant_pre_process (shape inference, graph cleanup) first
     keep_io_types: bool = True  # fp16: keep float32 inputs and outputs
 
@@ -61,15 +64,32 @@ def _types(cfg: QuantizeConfig, device: Device):
     return table[act], table[weight], act.value, weight.value
 
 
-def _default_ops(cfg: QuantizeConfig):
+# com.microsoft ops of onnxruntime.transformers' fusions: their presence marks a fused transformer graph.
+TRANSFORMER_OPS = {"Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu"}
+
+
+def _default_ops(cfg: QuantizeConfig, transformer: bool = False):
+    """The op types handed to ONNX Runtime's quantizer; None means every op its registry knows."""
     if cfg.op_types:
-        return list(cfg.op_types)
-    # Dynamic Conv becomes ConvInteger, which ONNX Runtime's CPU provider runs slower than fp32.
-    return ["MatMul", "Gemm", "Attention", "LSTM", "GRU"] if cfg.mode == Mode.dynamic else None
+        ops = list(cfg.op_types)
+    elif cfg.mode == Mode.dynamic:
+        # Dynamic Conv becomes ConvInteger, which ONNX Runtime's CPU provider runs slower than fp32.
+        ops = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
+        ops += ["Gather", "EmbedLayerNormalization"] if cfg.quantize_embeddings else []
+    elif transformer:
+        # QDQ on LayerNorm/Softmax/Gelu/Add costs transformer parity for no speed; MatMul/Gemm carry the FLOPs.
+        ops = ["MatMul", "Gemm"]
+    elif cfg.op_types_to_exclude:
+        from onnxruntime.quantization.registry import QDQRegistry
+
+        ops = list(QDQRegistry)
+    else:
+        return None
+    return [op for op in ops if op not in cfg.op_types_to_exclude]
 
 
-def _reader(feeds, batch: int, advance):
-    """Calibration batches of ``batch`` samples of every named input."""
+def _reader(feeds: Dict, batch: int, advance):
+    """A calibration reader yielding ``{input name: batch slice}`` over named arrays of equal length."""
     from onnxruntime.quantization import CalibrationDataReader
 
     from optimizer.io import batches, count
@@ -88,8 +108,31 @@ def _reader(feeds, batch: int, advance):
     return Reader()
 
 
-def _static(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:
+def _calibration_feeds(src: str, cfg: QuantizeConfig, ctx) -> Dict:
+    """The calibration split's arrays for every graph input, at most ``calibration_samples`` of them."""
     import onnxruntime as ort
+
+    from optimizer.io import take
+
+    names = [i.name for i in ort.InferenceSession(src, providers=["CPUExecutionProvider"]).get_inputs()]
+    missing = [n for n in names if n not in ctx.data.calibration]
+    if missing:
+        raise PassError(ctx.step, f"calibration data has no array for model input(s) {missing} "
+                                  f"(it has {sorted(ctx.data.calibration)})")
+    return take({n: ctx.data.calibration[n] for n in names}, slice(0, cfg.calibration_samples))
+
+
+def _activation_matmuls(src: str) -> List[str]:
+    """MatMul nodes whose inputs are both activations (attention scores and context): kept in float."""
+    import onnx
+
+    graph = onnx.load(src, load_external_data=False).graph
+    weights = {i.name for i in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not set(n.input[:2]) & weights]
+
+
+def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
     from optimizer.console import progress
@@ -97,30 +140,35 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:
     act, weight, act_name, weight_name = _types(cfg, ctx.hardware.device)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    from optimizer.io import count, take
-
-    names = [i.name for i in ort.InferenceSession(src, providers=["CPUExecutionProvider"]).get_inputs()]
-    x = take({n: ctx.data.calibration[n] for n in names}, slice(0, cfg.calibration_samples))
+    feeds = _calibration_feeds(src, cfg, ctx)
+    n = len(next(iter(feeds.values())))
+    ops = _default_ops(cfg, transformer)
+    exclude = sorted({*cfg.nodes_to_exclude, *(_activation_matmuls(src) if transformer else [])})
     extra = {"CalibPercentile": cfg.percentile} if cfg.calibration_method == Calibration.percentile else {}
-    with progress(f"calibrating ({cfg.calibration_method.value})", count(x)) as advance:
-        quantize_static(src, str(out), _reader(x, 32, advance), quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
-                        reduce_range=cfg.reduce_range, activation_type=act, weight_type=weight,
-                        op_types_to_quantize=_default_ops(cfg),
+    with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
+        quantize_static(src, str(out), _reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
+                        per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=act,
+                        weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=exclude,
                         calibrate_method=methods[cfg.calibration_method.value], extra_options=extra)
     return {"precision": "int8", "activation_type": act_name, "weight_type": weight_name,
-            "calibration_samples": count(x), "calibration_method": cfg.calibration_method.value}
+            "calibration_samples": n, "calibration_method": cfg.calibration_method.value,
+            "quantized_ops": ops, "nodes_excluded": len(exclude)}
 
 
-def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:
+def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -> dict:
+    import onnx
     from onnxruntime.quantization import quantize_dynamic
 
     _, weight, _, weight_name = _types(cfg, ctx.hardware.device)
+    ops = _default_ops(cfg, transformer)
+    # Fused com.microsoft ops carry no type information for the quantizer: their outputs are float.
     quantize_dynamic(src, str(out), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
-                     weight_type=weight, op_types_to_quantize=_default_ops(cfg))
-    return {"precision": "int8-dynamic", "weight_type": weight_name, "quantized_ops": _default_ops(cfg)}
+                     weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=list(cfg.nodes_to_exclude),
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return {"precision": "int8-dynamic", "weight_type": weight_name, "quantized_ops": ops}
 
 
-def _fp16(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:
+def _fp16(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -> dict:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -132,20 +180,40 @@ def _fp16(src: str, out: Path, cfg: QuantizeConfig, ctx) -> dict:
 _MODES = {Mode.static: _static, Mode.dynamic: _dynamic, Mode.fp16: _fp16}
 
 
+def _pre_process(src: str, dst: Path) -> None:
+    """quant_pre_process; symbolic shape inference gives up on some transformer graphs: then without it.
+    A failed symbolic inference saves its model and external data into the working directory, so it runs
+    in ``dst``'s directory and whatever else it leaves there is removed."""
+    import os
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = str(Path(src).resolve()), Path(dst).resolve()
+    before, cwd = set(dst.parent.iterdir()), os.getcwd()
+    os.chdir(dst.parent)
+    try:
+        quant_pre_process(src, str(dst))
+    except Exception:
+        quant_pre_process(src, str(dst), skip_symbolic_shape=True)
+    finally:
+        os.chdir(cwd)
+        for stray in set(dst.parent.iterdir()) - before - {dst}:
+            stray.unlink()
+
+
 @register("quantize", QuantizeConfig, takes="onnx", makes="onnx")
 def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
     from optimizer.onnx_utils import op_counts
 
     src = str(art.path)
     out = ctx.out_dir / "model.onnx"
+    transformer = bool(art.meta.get("transformer")) or bool(TRANSFORMER_OPS & set(op_counts(art.path)))
     try:
         if cfg.pre_process and cfg.mode != Mode.fp16:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
             pre = ctx.out_dir / "pre.onnx"
-            quant_pre_process(src, str(pre))
+            _pre_process(src, pre)
             src = str(pre)
-        meta = _MODES[cfg.mode](src, out, cfg, ctx)
+        meta = _MODES[cfg.mode](src, out, cfg, ctx, transformer)
     except PassError:
         raise
     except Exception as e:
