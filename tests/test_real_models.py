@@ -67,7 +67,7 @@ def test_bert_without_labels_end_to_end(bert, cache_dir, tmp_path):
     assert emit.validate(config_path, emit.model_io(config_path.parent / "1" / "model.onnx"), cores=2) == []
     ref = np.load(config_path.parent / "reference.npz")
     assert sorted(k for k in ref.files if k.startswith("in.")) == sorted(f"in.{n}" for n in TOKENS)
-    assert ref["in.input_ids"].dtype == np.int64 and ref["out.embeddings"].shape == (64, 32)
+    assert ref["in.input_ids"].dtype == np.int64 and ref["out.embeddings"].shape == (30, 32)  # the 30 evaluation rows
 
 
 def test_bert_served_by_a_real_triton_server(bert, cache_dir, tmp_path):
@@ -89,7 +89,7 @@ def test_bert_served_by_a_real_triton_server(bert, cache_dir, tmp_path):
     assert code == 0, out
     smoke = s["triton"]["smoke_test"]
     model = smoke["models"]["tinybert"]
-    assert smoke["passed"] and model["max_abs_diff"] <= model["tolerance"] and model["samples"] == 64, smoke
+    assert smoke["passed"] and model["max_abs_diff"] <= model["tolerance"] and model["samples"] == 30, smoke
     assert all(r["errors"] == 0 for r in model["load"])
 
 
