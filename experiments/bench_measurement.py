@@ -81,6 +81,7 @@ def spread(sets, names, sizes):
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
@@ -100,6 +101,9 @@ def main():
         rows, worst = spread(sets, names, sizes)
         print(f"\n2. repeatability, three sets ({'; '.join(load(s.session) for s in sets)}):")
         print("\n".join(rows) + f"\n  largest deviation from the median: {worst:.1f} % (target <= 5 %)")
+        for n in ("reference", names[-1]):
+            print(f"  {n} samples/s per set: " + "; ".join(
+                f"b{bs} " + "/".join(f"{s.variants[n]['benchmark'][bs]['throughput']:.0f}" for s in sets) for bs in sizes))
         quiet = {(n, bs): statistics.median(s.variants[n]["speedup"][bs] for s in sets) for n in names for bs in sizes}
         proc = burner()
         try:
@@ -121,6 +125,8 @@ def main():
                 print(f"  {n:9s} b{bs:<3s} {v:5.2f}x [{lo:.2f}, {hi:.2f}] {busy.variants[n]['verdict'][bs]:6s} "
                       f"quiet {q:5.2f}x  dev {abs(v / q - 1) * 100:4.1f} %" + ("  VERDICT FLIPPED" if flipped else ""))
         print(f"  largest deviation {worst:.1f} % (target <= 15 %); verdict flips: {', '.join(flips) or 'none'}")
+        print("  reference samples/s: " + "; ".join(f"b{bs} {busy.variants['reference']['benchmark'][bs]['throughput']:.0f}"
+                                                  for bs in sizes))
         same = variants_of(summary)
         same = [same[0], same[2], type(same[2])("fuse_copy", ["copy"], same[2].artifact.evolve(id="copy"))]
         twin = measure_again(same, tmp / "cache", args.rounds, ["benchmark.batch_sizes=[1]"])
