@@ -11,7 +11,7 @@
 
 Every figure is printed with the load average before and after its measurement.
 
-Usage: python experiments/bench_measurement.py [--rounds 5]
+Usage: python experiments/bench_measurement.py [--rounds 5] [--threads 1]
 """
 
 import argparse
@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cold_run(cache: Path, out: Path):
+def cold_run(cache: Path, out: Path, extra=()):
     env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache)}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", "tracking.enabled=false",
+    proc = subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", "tracking.enabled=false", *extra,
                            f"hydra.run.dir={out}"], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -84,11 +84,13 @@ def main():
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="hardware.intra_op_threads (0: the recipe's, all cores)")
     args = parser.parse_args()
+    hw = [f"hardware.intra_op_threads={args.threads}"] if args.threads else []
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cold, summary = cold_run(tmp / "cache", tmp / "cold")
+        cold, summary = cold_run(tmp / "cache", tmp / "cold", hw)
         m = summary["measurement"]
         print(f"\n1. cold recipe=int8: {cold:.1f} s (target <= 180 s); measurement {m['seconds']:.1f} s of it: worker "
               f"start-up and loading {m['startup_seconds']:.1f} s, timed rounds {m['timing_seconds']:.1f} s; worker peak "
@@ -97,7 +99,7 @@ def main():
         variants = variants_of(summary)
         names, sizes = [v.name for v in variants[1:]], [str(b) for b in summary["benchmark_batch_sizes"]]
         first = type("Set", (), {"variants": {v["name"]: v for v in summary["variants"]}, "session": m})
-        sets = [first] + [measure_again(variants, tmp / "cache", args.rounds) for _ in range(2)]
+        sets = [first] + [measure_again(variants, tmp / "cache", args.rounds, hw) for _ in range(2)]
         rows, worst = spread(sets, names, sizes)
         print(f"\n2. repeatability, three sets ({'; '.join(load(s.session) for s in sets)}):")
         print("\n".join(rows) + f"\n  largest deviation from the median: {worst:.1f} % (target <= 5 %)")
@@ -108,7 +110,7 @@ def main():
         proc = burner()
         try:
             time.sleep(1.0)
-            busy = measure_again(variants, tmp / "cache", args.rounds)
+            busy = measure_again(variants, tmp / "cache", args.rounds, hw)
         finally:
             proc.kill()
             proc.wait()
@@ -129,7 +131,7 @@ def main():
                                                   for bs in sizes))
         same = variants_of(summary)
         same = [same[0], same[2], type(same[2])("fuse_copy", ["copy"], same[2].artifact.evolve(id="copy"))]
-        twin = measure_again(same, tmp / "cache", args.rounds, ["benchmark.batch_sizes=[1]"])
+        twin = measure_again(same, tmp / "cache", args.rounds, ["benchmark.batch_sizes=[1]", *hw])
         a, b = (twin.variants[n]["benchmark"]["1"] for n in ("fuse", "fuse_copy"))
         print(f"\n4. the same ONNX file as two variants beside the torch reference, batch 1 ({load(twin.session)}): "
               f"{a['throughput']:.0f} vs {b['throughput']:.0f} samples/s, p50 {a['p50_ms']:.3f} vs {b['p50_ms']:.3f} ms, "
