@@ -63,10 +63,13 @@ class BenchmarkConfig:
     batch_sizes: List[int] = field(default_factory=lambda: [1, 8, 32])  # batch sizes timed per variant
     pause_seconds: float = 0.3  # idle pause before each timed block so previous thread pools wind down
     warmup_seconds: float = 0.2  # untimed calls before each timed block
-    min_repeats: int = 100  # timed calls at least (p99 needs a hundred to mean anything)
-    max_seconds: float = 2.0  # time budget per batch size
-    target_cv: float = 0.05  # stop early once the running median is this stable
-    reuse: bool = True  # reuse measurements of the same artifact, settings and host from the cache
+    min_repeats: int = 100  # timed calls at least per variant and batch size, over all rounds
+    max_seconds: float = 2.0  # timed seconds per variant and batch size, divided over the rounds
+    target_cv: float = 0.05  # Triton tuning sweep: stop early once the running median is this stable
+    rounds: int = 5  # interleaved rounds per batch size (A B C, then C B A, ...); intervals come from them
+    max_cv: float = 0.5  # a pooled latency CV above this flags the measurement unstable (shown, never reused)
+    memory_budget_mb: float = 0  # memory the worker processes may use at once; 0: 80 % of MemAvailable
+    reuse: bool = True  # reuse the whole measurement set of the same variants, settings and host
 
 
 @dataclass

@@ -114,7 +114,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     check_outputs(task, formats.io(source), cfg.evaluation.output)
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     measured = measure(variants, splits, cfg, cache, task)
-    records = [variant_record(v, measured.get(v.name)) for v in variants]
+    records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
     warnings = compare(records)
     for r in records:
         r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)
@@ -151,6 +151,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
                  "labels": splits.has_labels},
         "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value, "host": host()},
         "benchmark_batch_sizes": [int(b) for b in cfg.benchmark.batch_sizes],
+        "measurement": measured.session,
         "variants": records,
         "output_dir": str(out_dir),
         "cache_dir": str(cache.root),
@@ -164,14 +165,16 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
 
 
 def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
-    """The reference is never emitted (it has no serving format); say so when it measured faster."""
-    from optimizer.select import throughput
-
+    """The reference is never emitted (it has no serving format); say so, with the interval over rounds, when
+    it measured faster than the chosen variant (the chosen one's verdict at the largest batch is "slower")."""
     ref = records[0]
-    if not chosen or ref.get("deployable") or throughput(ref) is None or throughput(chosen) is None:
+    bench = chosen.get("benchmark") if chosen else None
+    if not bench or ref.get("deployable") or "benchmark" not in ref:
         return []
-    if throughput(ref) > throughput(chosen):
-        return [f"the {ref.get('format')} reference measured faster than the chosen {chosen['name']} "
-                f"({throughput(ref) / throughput(chosen):.2f}x its throughput) but has no serving format; "
-                f"{chosen['name']} is emitted"]
-    return []
+    bs = max(bench, key=int)
+    if chosen.get("verdict", {}).get(bs) != "slower":
+        return []
+    lo, hi = chosen["speedup_interval"][bs]
+    return [f"the {ref.get('format')} reference measured faster than the chosen {chosen['name']} "
+            f"({1 / chosen['speedup'][bs]:.2f}x its throughput at batch {bs}, every round {1 / hi:.2f}-{1 / lo:.2f}x) "
+            f"but has no serving format; {chosen['name']} is emitted"]

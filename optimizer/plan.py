@@ -69,6 +69,8 @@ def check_settings(cfg) -> None:
     bad = [b for b in cfg.benchmark.batch_sizes if int(b) <= 0]
     if bad or not cfg.benchmark.batch_sizes:
         raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")
+    if cfg.benchmark.rounds < 1 or cfg.benchmark.max_cv <= 0 or cfg.benchmark.max_seconds <= 0:
+        raise RecipeError("benchmark.rounds must be at least 1, benchmark.max_cv and benchmark.max_seconds positive")
     if cfg.evaluation.batch_size <= 0:
         raise RecipeError(f"evaluation.batch_size must be positive, got {cfg.evaluation.batch_size}")
     source = str(cfg.model.source)

@@ -21,14 +21,16 @@ def variant_record(v, m: Dict) -> Dict:
         rec["meta"] = {k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")}
     if m:
         rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
-        if "peak_memory_mb" in m:
-            rec["peak_memory_mb"] = m["peak_memory_mb"]
+        for k in ("speedup", "speedup_interval", "verdict", "unstable", "group", "peak_memory_mb"):
+            if k in m:
+                rec[k] = m[k]
     return rec
 
 
 def compare(records: List[Dict]) -> List[str]:
-    """Fill accuracy drop and speed-up vs the reference; return warnings for slow-downs and
-    those passes recorded in ``meta["warnings"]`` (each once: descendants inherit the meta)."""
+    """Fill the accuracy drop vs the reference; return warnings for measured slow-downs (a "slower" verdict:
+    the whole interval over rounds below 1), unstable figures, and those passes recorded in
+    ``meta["warnings"]`` (each once: descendants inherit the meta)."""
     ref = records[0] if records and "benchmark" in records[0] else None
     warnings = []
     for r in records:
@@ -40,14 +42,30 @@ def compare(records: List[Dict]) -> List[str]:
             continue
         ev = r["evaluation"]
         ev["score_drop"] = ev[f"{ev['metric']}_drop"] = ref["evaluation"]["score"] - ev["score"]
-        r["speedup"] = {bs: t["throughput"] / ref["benchmark"][bs]["throughput"]
-                        for bs, t in r["benchmark"].items() if bs in ref["benchmark"]}
-        slow = {bs: s for bs, s in r["speedup"].items() if s < 0.95}
+        slow = [bs for bs, v in r.get("verdict", {}).items() if v == "slower"]
         if slow and r is not ref:
-            worst = min(slow, key=slow.get)
+            bs = min(slow, key=lambda b: r["speedup"][b])
+            lo, hi = r["speedup_interval"][bs]
             warnings.append(f"{r['name']} ({r.get('precision')}) is slower than the reference: "
-                            f"{slow[worst]:.2f}x its throughput at batch {worst}")
+                            f"{r['speedup'][bs]:.2f}x its throughput at batch {bs} (every round {lo:.2f}-{hi:.2f}x)")
+        if r.get("unstable"):
+            warnings.append(f"{r['name']}: unstable timings at batch {', '.join(r['unstable'])} (latency CV above "
+                            f"benchmark.max_cv); the machine was busy, and this measurement will not be reused")
     return warnings
+
+
+def speed_cell(r: Dict, bs: str) -> str:
+    """The table's speed-up cell: ``4.4x``, ``1.02x same``, red ``0.80x slower``; ``unstable`` flagged."""
+    speed = r.get("speedup", {}).get(bs)
+    if speed is None:
+        return "-"
+    verdict = r.get("verdict", {}).get(bs)
+    text = f"{speed:.2f}x" + (f" {verdict}" if verdict in ("same", "slower") and r["chain"] else "")
+    if verdict == "slower":
+        text = f"[red]{text}[/red]"
+    if bs in r.get("unstable", []):
+        text += " [yellow]unstable[/yellow]"
+    return text
 
 
 def write_summary(summary: Dict, out_dir: Path) -> Path:
@@ -82,10 +100,7 @@ def table(summary: Dict):
     for r in summary["variants"]:
         ev, bench = r.get("evaluation", {}), r.get("benchmark", {})
         name = r["name"] + (" ★" if r["name"] == summary.get("chosen") else "")
-        speed = r.get("speedup", {}).get(str(sizes[-1]))
-        speed_txt = _fmt(speed, ".2f") + "x" if speed is not None else "-"
-        if speed is not None and speed < 0.95:
-            speed_txt = f"[red]{speed_txt}[/red]"
+        speed_txt = speed_cell(r, str(sizes[-1]))
         status = r["status"] if r["status"] != "ok" else ("ran" if r["ran"] else "cached")
         status = "source" if not r["chain"] and r["status"] == "ok" else status
         row = [name, r.get("precision", "-"), status, _fmt(ev.get("score")),

@@ -137,6 +137,8 @@ def variant_metrics(rec: Dict) -> Tuple[Dict[str, float], List[Tuple[str, float,
         values.update(latency_mean_ms=b["mean_ms"], throughput=b["throughput"])
         if bs in rec.get("speedup", {}):
             values["speedup"] = rec["speedup"][bs]
+        if bs in rec.get("speedup_interval", {}):
+            values["speedup_lo"], values["speedup_hi"] = rec["speedup_interval"][bs]
         for k, v in values.items():
             flat[f"{k}_b{bs}"] = float(v)
             series.append((k, float(v), int(bs)))

@@ -1,42 +1,73 @@
-"""Latency and throughput per batch size, and peak memory.
+"""Timed blocks, latency statistics, and peak memory.
 
 Each timed block starts with an idle pause and untimed warm-up calls: the thread pools of
-the variant timed before (ONNX Runtime, OpenMP) keep spinning for a while after their last
-call and would otherwise inflate millisecond latencies by tens of percent on small machines."""
+the variant timed before (ONNX Runtime, OpenMP, in another worker process) keep spinning for a
+while after their last call and would otherwise inflate millisecond latencies on small machines."""
 
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from optimizer.config import BenchmarkConfig
-from optimizer.io import Feeds, batch_of
 
 WINDOW = 10  # calls per window; stability compares window medians
 
 
 def time_calls(run: Callable[[], object], cfg: BenchmarkConfig) -> List[float]:
-    """Seconds per call: pause, warm up, then time until stable or out of budget."""
+    """Seconds per call: pause, warm up, then time until stable or out of budget (the Triton tuning sweep)."""
     time.sleep(cfg.pause_seconds)
-    end = time.perf_counter() + cfg.warmup_seconds
+    warm_up(run, cfg.warmup_seconds, time.perf_counter)
+    return timed(run, cfg.min_repeats, cfg.max_seconds, cfg.target_cv, time.perf_counter)
+
+
+def warm_up(run: Callable[[], object], seconds: float, clock: Callable[[], float]) -> int:
+    """Untimed calls for ``seconds`` (at least one); returns how many."""
+    end = clock() + seconds
     run()
-    while time.perf_counter() < end:
+    calls = 1
+    while clock() < end:
         run()
+        calls += 1
+    return calls
+
+
+def timed(run: Callable[[], object], min_calls: int, seconds: float, target_cv: Optional[float],
+          clock: Callable[[], float]) -> List[float]:
+    """Seconds per call, timed until ``min_calls`` are done and the window medians vary by less than
+    ``target_cv`` (None: never stop early), or ``seconds`` have passed (at least 5 calls)."""
     lat: List[float] = []
-    deadline = time.perf_counter() + cfg.max_seconds
+    floor = 5 if target_cv is not None else max(5, min_calls)  # calls needed before the deadline may stop it
+    deadline = clock() + seconds
     while True:
-        t0 = time.perf_counter()
+        t0 = clock()
         run()
-        t1 = time.perf_counter()
+        t1 = clock()
         lat.append(t1 - t0)
         n = len(lat)
-        if t1 > deadline and n >= 5:
+        if t1 > deadline and n >= floor:
             break
-        if n >= cfg.min_repeats and n % WINDOW == 0 and window_cv(lat) <= cfg.target_cv:
+        if target_cv is not None and n >= min_calls and n % WINDOW == 0 and window_cv(lat) <= target_cv:
             break
     return lat
+
+
+def timed_block(run: Callable[[], object], cfg: BenchmarkConfig, clock: Callable[[], float] = time.perf_counter,
+                sleep: Callable[[float], None] = time.sleep, wall: Callable[[], float] = time.time) -> Dict:
+    """One block of a measurement round: an idle pause, untimed warm-up calls, then timed calls for this
+    block's share of the budget (``max_seconds / rounds``, at least ``min_repeats / rounds`` calls).
+
+    Returns the raw latencies (s) and the block's log: when the pause began, how many warm-up calls ran,
+    and the wall-clock start and end of the timed calls (``time.time()``, comparable across processes)."""
+    rounds = max(int(cfg.rounds), 1)
+    paused_at = wall()
+    sleep(cfg.pause_seconds)
+    warm = warm_up(run, cfg.warmup_seconds, clock)
+    start = wall()
+    lat = timed(run, -(-int(cfg.min_repeats) // rounds), cfg.max_seconds / rounds, None, clock)
+    return {"latencies": lat, "pause_start": paused_at, "warmup_calls": warm, "start": start, "end": wall()}
 
 
 def window_cv(lat: List[float]) -> float:
@@ -56,16 +87,6 @@ def summarize(lat: List[float], batch: int) -> Dict[str, float]:
     }
 
 
-def benchmark(session, pool: Feeds, cfg: BenchmarkConfig, advance=lambda n=1: None) -> Dict[str, Dict]:
-    """Timings of ``session`` for every batch size in ``cfg``, keyed by batch size (as str)."""
-    out = {}
-    for bs in cfg.batch_sizes:
-        x = batch_of(pool, bs)
-        out[str(bs)] = summarize(time_calls(lambda: session(x), cfg), bs)
-        advance()
-    return out
-
-
 def _status(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -73,18 +94,26 @@ def _status(field: str) -> int:
     raise KeyError(field)
 
 
-@contextmanager
-def peak_memory() -> Iterator[Dict[str, float]]:
-    """Peak resident memory added while the block runs, in MiB (Linux; empty elsewhere).
-
-    Resets the process's high-water mark through /proc/self/clear_refs so each variant is
-    measured on its own."""
-    record: Dict[str, float] = {}
+def reset_peak() -> Optional[int]:
+    """Reset this process's RSS high-water mark (Linux); the current RSS in bytes, None elsewhere."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
-        base = _status("VmRSS")
+        return _status("VmRSS")
     except (OSError, KeyError):
-        yield record
-        return
+        return None
+
+
+def peak_since(base: Optional[int]) -> Dict[str, float]:
+    """``{"peak_memory_mb": ...}``: the high-water mark above ``base`` (from ``reset_peak``); empty without one."""
+    if base is None:
+        return {}
+    return {"peak_memory_mb": max(_status("VmHWM") - base, 0) / 2**20}
+
+
+@contextmanager
+def peak_memory() -> Iterator[Dict[str, float]]:
+    """Peak resident memory added while the block runs, in MiB (Linux; empty elsewhere)."""
+    record: Dict[str, float] = {}
+    base = reset_peak()
     yield record
-    record["peak_memory_mb"] = max(_status("VmHWM") - base, 0) / 2**20
+    record.update(peak_since(base))

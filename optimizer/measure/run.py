@@ -1,29 +1,40 @@
-"""Evaluate and benchmark every variant, one after the other, reusing cached measurements.
+"""Evaluate and time every variant of a run as one measurement set, in one worker process per variant.
 
-Measurements are keyed by the artifact id, the evaluation and benchmark settings, the
-hardware entry and the host's CPU, so a re-run on the same machine measures nothing again.
-They are reused only when every variant of the run has one: otherwise all are timed afresh,
-so that the speed-ups in one summary always compare timings taken in the same run."""
+The coordinator starts one worker per variant (the torch reference included), has each load its variant
+and run the evaluation split (outputs come back for the task metrics and parity), then, holding the
+host-wide lock, runs interleaved rounds of timed blocks (``rounds.py``) and pools the raw latencies into
+figures with their spread (``stats.py``). When the workers would not fit in memory together, they are
+timed in groups that each include the reference.
 
-import gc
+The whole set is cached as one record keyed by every variant's artifact id, the benchmark and evaluation
+settings, the hardware entry and the host, and reused only as a whole: a run with any other variant
+re-measures all of them together, and a set with an unstable figure is never reused."""
+
 import os
-import platform
-from dataclasses import asdict
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-
-from optimizer.measure.benchmark import benchmark, peak_memory
 from optimizer.cache import Cache, content_key
-from optimizer.console import progress
+from optimizer.io import count, take
 from optimizer.sources.data import Splits
-from optimizer.io import Feeds, count, take
-from optimizer.measure.evaluate import metrics, predict, primary
-from optimizer.formats import load
+
+SETS = "measurements"  # cache directory holding one JSON record per measurement set
+
+
+@dataclass(frozen=True)
+class Measured:
+    variants: Dict[str, Dict]  # variant name -> evaluation, benchmark, speed-up with interval and verdict, memory
+    session: Dict  # the measurement session: id, start, load averages, reuse, lock wait, groups, block log
 
 
 def host() -> Dict[str, str]:
     """What identifies this machine's speed: CPU model and count, architecture."""
+    import platform
+
     model = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,11 +46,32 @@ def host() -> Dict[str, str]:
     return {"cpu": model, "cpus": str(os.cpu_count()), "machine": platform.machine()}
 
 
-def _key(cfg, splits: Splits) -> str:
+def set_key(ok: List, cfg, splits: Splits) -> str:
+    """The key of a measurement set: its variants' names and artifact ids, settings, hardware entry, host."""
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
-    return content_key("measure", bench, asdict(cfg.evaluation), hw.device.value, hw.cores, hw.intra_op_threads,
-                       host(), splits.fingerprint)
+    return content_key("measure-set", [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
+                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint)[:32]
+
+
+def reusable(record: Optional[Dict], names: List[str]) -> bool:
+    """A cached set is reused only whole (exactly these variants) and only when no figure was unstable."""
+    return (record is not None and sorted(record.get("variants", {})) == sorted(names)
+            and not record.get("session", {}).get("unstable", True))
+
+
+def measure(variants: List, splits: Splits, cfg, cache: Cache, task: str) -> Measured:
+    """Evaluate and time the run's ok variants together, or reuse the set measured together before."""
+    ok = [v for v in variants if v.status == "ok"]
+    key = set_key(ok, cfg, splits)
+    record = cache.read_json(SETS, key) if cfg.benchmark.reuse else None
+    if reusable(record, [v.name for v in ok]):
+        return Measured({n: {**r, "reused": True} for n, r in record["variants"].items()},
+                        {**record["session"], "reused": True, "lock_wait_seconds": 0.0, "key": key})
+    record = measure_set(ok, splits, cfg, cache, task)
+    cache.write_json(SETS, key, record)
+    return Measured({n: {**r, "reused": False} for n, r in record["variants"].items()},
+                    {**record["session"], "reused": False, "key": key})
 
 
 def _eval_set(cfg, splits: Splits):
@@ -48,29 +80,99 @@ def _eval_set(cfg, splits: Splits):
     return take(splits.evaluation, slice(0, n)), labels
 
 
-def measure(variants: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict[str, Dict]:
-    """``{variant name: {"evaluation", "benchmark", "peak_memory_mb", "reused"}}`` for ok variants."""
-    key = "measure-" + _key(cfg, splits)[:24]
+def _plan(ok: List, cfg) -> List[List[str]]:
+    from optimizer.measure.rounds import available_mb, footprint_mb, groups
+
+    budget = cfg.benchmark.memory_budget_mb or 0.8 * available_mb()
+    sizes = {v.name: footprint_mb(v.artifact.format, Path(v.artifact.path).stat().st_size) for v in ok}
+    return groups([v.name for v in ok], sizes, budget)
+
+
+def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
+    """Measure the variants ``ok`` (the reference first) together: ``{"variants": ..., "session": ...}``."""
+    from optimizer.console import progress
+
     x, y = _eval_set(cfg, splits)
-    ok = [v for v in variants if v.status == "ok"]
-    results = {v.name: cache.read_json(v.artifact.id, key) if cfg.benchmark.reuse else None for v in ok}
-    if all(r is not None for r in results.values()):
-        return {name: {**r, "reused": True} for name, r in results.items()}
-    # speed-ups compare variants, so all of them are timed in the same run, under the same load
-    outputs, records = {}, {}
-    with progress("benchmarking", len(ok) * len(cfg.benchmark.batch_sizes)) as advance:
-        for v in ok:
-            outputs[v.name], records[v.name] = _measure_one(v, x, cfg, advance)
+    plan = _plan(ok, cfg)
+    session = {"id": uuid.uuid4().hex[:12], "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "host": host(), "load_before": list(os.getloadavg()), "rounds": int(cfg.benchmark.rounds),
+               "groups": plan, "lock_wait_seconds": 0.0, "startup_seconds": 0.0, "timing_seconds": 0.0, "blocks": []}
+    if len(plan) > 1:
+        session["note"] = (f"the workers of all {len(ok)} variants would not fit in memory together; they were "
+                           f"timed in {len(plan)} groups, each with the reference")
+    by_name, outputs, pooled, memory = {v.name: v for v in ok}, {}, {}, {}
+    t0 = time.perf_counter()
+    with progress("measuring", sum(len(g) for g in plan) * len(cfg.benchmark.batch_sizes) * cfg.benchmark.rounds) as adv:
+        for gi, group in enumerate(plan):
+            pooled[gi] = _time_group(gi, [by_name[n] for n in group], x, cfg, cache, session, outputs, memory, adv)
+    session.update(load_after=list(os.getloadavg()), seconds=time.perf_counter() - t0)
+    records = _assemble(ok, plan, pooled, outputs, memory, y, cfg, task)
+    session["unstable"] = any(r["unstable"] for r in records.values())
+    return {"variants": records, "session": session}
+
+
+def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outputs: Dict, memory: Dict,
+                advance) -> Dict[str, Dict]:
+    """Start one worker per variant of the group, evaluate, time the rounds under the lock; pooled figures."""
+    from optimizer.formats import threads
+    from optimizer.measure.lock import host_lock
+    from optimizer.measure.rounds import block_log, run_rounds
+    from optimizer.measure.stats import pooled
+    from optimizer.measure.worker import Worker
+
+    t0 = time.perf_counter()
+    workers = {v.name: Worker(v.name, threads(cfg.hardware)) for v in group}
+    try:
+        for v in group:  # start-up and loading overlap: imports dominate and nothing is timed yet
+            workers[v.name].send("load", v.artifact, cfg.hardware)
+        for w in workers.values():
+            w.receive()
+        session["startup_seconds"] += time.perf_counter() - t0
+        for name, w in workers.items():
+            w.call("feeds", x)
+            if name not in outputs:
+                outputs[name] = w.call("predict", cfg.evaluation.batch_size)
+        with host_lock(cache.root) as lock:
+            t0 = time.perf_counter()
+            blocks = run_rounds(workers, [v.name for v in group], cfg.benchmark, advance)
+            session["timing_seconds"] += time.perf_counter() - t0
+        session["lock_wait_seconds"] += lock["wait_seconds"]
+        for name, w in workers.items():
+            peak = w.call("memory").get("peak_memory_mb")
+            if peak is not None:
+                memory[name] = max(memory.get(name, 0.0), peak)
+    finally:
+        for w in workers.values():
+            w.close()
+    session["blocks"] += block_log(blocks, gi)
+    return {v.name: {str(bs): pooled([b["latencies"] for b in blocks if b["variant"] == v.name and b["batch_size"] == bs],
+                                     bs, cfg.benchmark.max_cv)
+                     for bs in map(int, cfg.benchmark.batch_sizes)} for v in group}
+
+
+def _assemble(ok: List, plan: List[List[str]], pooled: Dict, outputs: Dict, memory: Dict, y, cfg, task: str) -> Dict:
+    """Each variant's record: evaluation and parity, pooled figures of its group, speed-ups vs that group's
+    reference with intervals and verdicts, peak memory, and the batch sizes whose figures are unstable."""
+    from optimizer.measure import stats
+    from optimizer.measure.evaluate import metrics, primary
+
+    records = {}
+    ref_name = ok[0].name
     for v in ok:
+        gi = next(i for i, g in enumerate(plan) if v.name in g)
+        bench = pooled[gi][v.name]
         name = primary(outputs[v.name], cfg.evaluation.output)
         base = parity_base(v, outputs)
-        ev = metrics(task, outputs[v.name], y, name, outputs.get(base) if v.name != "reference" else None)
-        if v.name != "reference":
+        is_ref = v.name == ref_name
+        ev = metrics(task, outputs[v.name], y, name, None if is_ref else outputs.get(base))
+        if not is_ref:
             ev.update(parity_base=base, parity_gated=v.artifact.meta.get("retrained") != v.name)
-        record = {"evaluation": ev, **records[v.name]}
-        cache.write_json(v.artifact.id, key, record)
-        results[v.name] = {**record, "reused": False}
-    return results
+        records[v.name] = {"evaluation": ev, "benchmark": bench, "group": gi,
+                           **stats.compare(bench, pooled[gi][ref_name], is_ref),
+                           "unstable": [bs for bs, b in bench.items() if b["unstable"]]}
+        if v.name in memory:
+            records[v.name]["peak_memory_mb"] = memory[v.name]
+    return records
 
 
 def parity_base(v, outputs: Dict) -> str:
@@ -78,15 +180,3 @@ def parity_base(v, outputs: Dict) -> str:
     the model on purpose (prune, distill; ``meta["retrained"]``), whose own parity is reported but not gated."""
     base = v.artifact.meta.get("retrained")
     return base if base and base != v.name and base in outputs else "reference"
-
-
-def _measure_one(v, x: Feeds, cfg, advance):
-    gc.collect()
-    with peak_memory() as mem:
-        session = load(v.artifact, cfg.hardware)
-        outputs = predict(session, x, cfg.evaluation.batch_size)
-        timings = benchmark(session, x, cfg.benchmark, advance)
-        session.close()
-        del session
-    gc.collect()
-    return outputs, {"benchmark": timings, **mem}
