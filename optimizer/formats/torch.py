@@ -78,8 +78,11 @@ def _open(art: Artifact, hw: HardwareConfig) -> Session:
     spec = IOSpec.from_dict(art.meta["io"]) if "io" in art.meta else None
     names = getattr(module, "output_names", None) or (spec.output_names if spec else [])
 
+    orders: Dict[tuple, List[str]] = {}  # feed names -> call order, worked out once (not on every timed call)
+
     def run(feeds) -> Dict[str, np.ndarray]:
-        order = input_order(module, list(feeds))
+        key = tuple(feeds)
+        order = orders.get(key) or orders.setdefault(key, input_order(module, list(key)))
         with torch.inference_mode():
             out = call(module, {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device) for n in order}, order)
         return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
