@@ -178,9 +178,7 @@ def test_chosen_variant_registered(tracked, client):
 
 def test_server_down_skips_tracking_and_completes(cache_dir, tmp_path, builtin):
     uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    t0 = time.perf_counter()
     code, log, summary = run_cli(["recipe=baseline", *FAST, "tracking.enabled=true", f"tracking.uri={uri}"], cache_dir, tmp_path / "run")
-    elapsed = time.perf_counter() - t0
     assert code == 0, log
     assert summary["status"] == "passed"
     skipped = summary["tracking"]["skipped"]
@@ -189,7 +187,7 @@ def test_server_down_skips_tracking_and_completes(cache_dir, tmp_path, builtin):
     lines = [line for line in log.splitlines() if "tracking" in line]
     assert len(lines) == 1 and lines[0].startswith("tracking skipped:") and uri in lines[0], log
     assert "Traceback" not in log
-    assert len(summary["plots"]) == 3 and elapsed < 120
+    assert len(summary["plots"]) == 3  # a hang is bounded by run_cli's timeout, not by a duration assertion
 
 
 def test_default_store_is_offline_sqlite_in_cache(cache_dir, tmp_path, builtin, monkeypatch):
