@@ -67,6 +67,17 @@ def named_outputs(out, names: Sequence[str] = ()) -> Dict:
     return {"output": values[0]} if len(values) == 1 else {f"output_{i}": v for i, v in enumerate(values)}
 
 
+def forward(module, feeds: Mapping[str, np.ndarray], order: Sequence[str] = (), names: Sequence[str] = (),
+            device: str = "cpu") -> Dict:
+    """``module`` run on numpy ``feeds`` in inference mode: its outputs as ``{name: tensor}``."""
+    import torch
+
+    order = list(order) or input_order(module, list(feeds))
+    with torch.inference_mode():
+        out = call(module, {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device) for n in order}, order)
+    return named_outputs(out, names)
+
+
 def _open(art: Artifact, hw: HardwareConfig) -> Session:
     import torch
 
@@ -83,10 +94,8 @@ def _open(art: Artifact, hw: HardwareConfig) -> Session:
     def run(feeds) -> Dict[str, np.ndarray]:
         key = tuple(feeds)
         order = orders.get(key) or orders.setdefault(key, input_order(module, list(key)))
-        with torch.inference_mode():
-            out = call(module, {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device) for n in order}, order)
         return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-                for k, v in named_outputs(out, names).items()}
+                for k, v in forward(module, feeds, order, names, device).items()}
 
     return Session(run, "torch", spec.input_names if spec else [])
 

@@ -89,16 +89,12 @@ def load_module(art: Artifact):
 def probe_meta(module, splits: Splits) -> Dict[str, Any]:
     """Run ``module`` on two evaluation samples: its I/O spec (inputs in the order it takes them, outputs
     as it names them). A model that cannot run on the data is a RecipeError naming the cause."""
-    import torch
-
-    from optimizer.formats.torch import call, input_order, named_outputs
+    from optimizer.formats.torch import forward, input_order
 
     feeds = take(splits.evaluation, slice(0, 2))
     order = input_order(module, list(feeds))
     try:
-        with torch.inference_mode():
-            out = call(module, {n: torch.from_numpy(feeds[n]) for n in order}, order)
-        outputs = named_outputs(out, getattr(module, "output_names", None) or ())
+        outputs = forward(module, feeds, order, getattr(module, "output_names", None) or ())
     except Exception as e:
         raise RecipeError(f"model.source: the model fails on the data's inputs "
                           f"{[t.describe() for t in splits.inputs()]}: {type(e).__name__}: {one_line(e)}") from e
@@ -208,13 +204,6 @@ def load_source(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Ar
 
 def logits(module, x) -> np.ndarray:
     """The first output of ``module`` on ``x`` (an array for a one-input model, or feeds)."""
-    import torch
+    from optimizer.formats.torch import forward
 
-    from optimizer.formats.torch import call, input_order, named_outputs
-
-    feeds = x if isinstance(x, dict) else {"input": x}
-    order = input_order(module, list(feeds)) if isinstance(x, dict) else ["input"]
-    with torch.inference_mode():
-        out = call(module, {n: torch.from_numpy(feeds[n]) for n in order}, order) if isinstance(x, dict) \
-            else module(torch.from_numpy(x))
-    return next(iter(named_outputs(out).values())).numpy()
+    return next(iter(forward(module, x if isinstance(x, dict) else {"input": x}).values())).numpy()
