@@ -176,5 +176,5 @@ def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
         return []
     lo, hi = chosen["speedup_interval"][bs]
     return [f"the {ref.get('format')} reference measured faster than the chosen {chosen['name']} "
-            f"({1 / chosen['speedup'][bs]:.2f}x its throughput at batch {bs}, every round {1 / hi:.2f}-{1 / lo:.2f}x) "
+            f"({1 / chosen['speedup'][bs]:.2f}x its median-call throughput at batch {bs}, every round {1 / hi:.2f}-{1 / lo:.2f}x) "
             f"but has no serving format; {chosen['name']} is emitted"]

@@ -47,7 +47,7 @@ def compare(records: List[Dict]) -> List[str]:
             bs = min(slow, key=lambda b: r["speedup"][b])
             lo, hi = r["speedup_interval"][bs]
             warnings.append(f"{r['name']} ({r.get('precision')}) is slower than the reference: "
-                            f"{r['speedup'][bs]:.2f}x its throughput at batch {bs} (every round {lo:.2f}-{hi:.2f}x)")
+                            f"{r['speedup'][bs]:.2f}x its median-call throughput at batch {bs} (every round {lo:.2f}-{hi:.2f}x)")
         if r.get("unstable"):
             warnings.append(f"{r['name']}: unstable timings at batch {', '.join(r['unstable'])} (latency CV above "
                             f"benchmark.max_cv); the machine was busy, and this measurement will not be reused")

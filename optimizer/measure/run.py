@@ -23,6 +23,7 @@ from optimizer.io import count, take
 from optimizer.sources.data import Splits
 
 SETS = "measurements"  # cache directory holding one JSON record per measurement set
+SCHEMA = 2  # bumped when the figures a set holds are computed differently (2: speed-ups from median calls)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
     """The key of a measurement set: its variants' names and artifact ids, settings, hardware entry, host."""
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
-    return content_key("measure-set", [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
+    return content_key("measure-set", SCHEMA, [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
                        hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint)[:32]
 
 
