@@ -75,7 +75,7 @@ def build(args, work: Path):
     from optimizer.sources.data import load_splits
     from optimizer.sources.builtin import train
     from optimizer.sources.models import torch_artifact
-    from optimizer.pipeline import _typed
+    from optimizer.plan import _typed
     from optimizer.registry import Context, load_passes
     from optimizer.sources.vit import vit_digits
 
