@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from optimizer.config import OptimizerConfig, register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
+from optimizer.recipe_files import check_command_line, config_dirs
 from optimizer.recipes import RECIPES, available
 
 register_schema()
@@ -19,9 +20,8 @@ register_schema()
 def _check_recipe_choice(argv) -> None:
     """Name the available recipes in one line when ``recipe=`` names none of them."""
     names = set(available())
-    for flag, value in zip(argv, argv[1:]):
-        if flag in ("--config-dir", "-cd"):  # a user's own recipes beside the built-in ones
-            names |= {p.stem for p in (Path(value) / "recipe").glob("*.yaml")}
+    for directory in config_dirs(argv):  # a user's own recipes beside the built-in ones
+        names |= {p.stem for p in (directory / "recipe").glob("*.yaml")}
     names = sorted(names)
     for arg in argv:
         if arg.startswith("recipe="):
@@ -80,6 +80,11 @@ _started = False  # set once Hydra has composed the recipe and handed it to main
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
+    try:
+        check_command_line(sys.argv[1:], RECIPES)
+    except OptimizerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     _check_recipe_choice(sys.argv[1:])
     try:
         main()
