@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
-from optimizer.errors import OptimizerError, PassError, one_line
+from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
 from optimizer.plan import Step, plan
 from optimizer.registry import Context
 
@@ -70,11 +70,18 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     the one-line error) before it propagates."""
     from optimizer.triton.deploy import preflight
 
+    from optimizer import rundir
+
     steps = plan(cfg)
-    preflight(cfg, out_dir)  # serving, cost and repository settings
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rundir.clean(out_dir, own_repository=not cfg.triton.repository)  # nothing stale from an earlier run
+    except OSError as e:
+        raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
+                          f"choose another with hydra.run.dir=DIR") from None
+    try:
+        preflight(cfg, out_dir)  # serving, cost and repository settings
         return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
         _error_summary(cfg, recipe, out_dir, e)

@@ -61,6 +61,9 @@ def plan(cfg) -> List[Step]:
             raise RecipeError(f"{where}: pass '{spec.name}' takes a {spec.takes} model but {before}; {hint}")
         fmt = spec.makes
         steps.append(Step(str(label), spec, config))
+    if not steps:
+        raise RecipeError("passes: the recipe has no steps, so nothing would be made or emitted; "
+                          "add one (e.g. +passes.export.type=onnx_export)")
     return steps
 
 
@@ -69,12 +72,42 @@ def check_settings(cfg) -> None:
     bad = [b for b in cfg.benchmark.batch_sizes if int(b) <= 0]
     if bad or not cfg.benchmark.batch_sizes:
         raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")
-    if cfg.benchmark.rounds < 1 or cfg.benchmark.max_cv <= 0 or cfg.benchmark.max_seconds <= 0:
-        raise RecipeError("benchmark.rounds must be at least 1, benchmark.max_cv and benchmark.max_seconds positive")
-    if cfg.evaluation.batch_size <= 0:
-        raise RecipeError(f"evaluation.batch_size must be positive, got {cfg.evaluation.batch_size}")
+    b, e = cfg.benchmark, cfg.evaluation
+    for key, value, ok, need in (
+            ("benchmark.rounds", b.rounds, b.rounds >= 1, "at least 1"),
+            ("benchmark.min_repeats", b.min_repeats, b.min_repeats >= 1, "at least 1"),
+            ("benchmark.max_seconds", b.max_seconds, b.max_seconds > 0, "positive"),
+            ("benchmark.max_cv", b.max_cv, b.max_cv > 0, "positive"),
+            ("benchmark.target_cv", b.target_cv, b.target_cv > 0, "positive"),
+            ("benchmark.pause_seconds", b.pause_seconds, b.pause_seconds >= 0, "≥ 0"),
+            ("benchmark.warmup_seconds", b.warmup_seconds, b.warmup_seconds >= 0, "≥ 0"),
+            ("benchmark.memory_budget_mb", b.memory_budget_mb, b.memory_budget_mb >= 0, "≥ 0 (0: 80 % of MemAvailable)"),
+            ("evaluation.batch_size", e.batch_size, e.batch_size > 0, "positive"),
+            ("evaluation.max_samples", e.max_samples, e.max_samples >= 0, "≥ 0 (0: the whole split)"),
+            ("model.train_epochs", cfg.model.train_epochs, cfg.model.train_epochs >= 1, "at least 1")):
+        if not ok:
+            raise RecipeError(f"{key} must be {need}, got {value}")
+    check_cache_dir(cfg.cache_dir)
     source = str(cfg.model.source)
     if source.endswith((".onnx", ".pt2")) and not Path(source).expanduser().is_file():
         raise RecipeError(f"model.source {source!r}: no such file")
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
         raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
+
+
+def check_cache_dir(cache_dir: str) -> None:
+    """The cache directory exists or can be made, and can be written: a probe file is created and removed."""
+    import os
+    import tempfile
+
+    root = Path(os.path.expanduser(str(cache_dir)))
+    if root.exists() and not root.is_dir():
+        raise RecipeError(f"cache_dir {str(root)!r} is a file, not a directory; point cache_dir (or "
+                          f"OPTIMIZER_CACHE_DIR) at a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise RecipeError(f"cache_dir {str(root)!r} cannot be written ({e.strerror or e}); point cache_dir (or "
+                          f"OPTIMIZER_CACHE_DIR) at a writable directory") from None

@@ -80,9 +80,26 @@ def check_command_line(argv: Sequence[str], builtin: Path) -> None:
     for d in dirs:
         if not d.is_dir():
             raise RecipeError(f"--config-dir {str(d)!r}: no such directory")
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+            check_writable_dir(Path(value).expanduser(), key)
     for group, names in choices(argv).items():
         for name in names:
             for d in [*dirs, builtin]:
                 path = d / group / f"{name}.yaml"
                 if path.is_file():
                     check_file(path)
+
+
+def check_writable_dir(path: Path, key: str) -> None:
+    """``path`` is, or can be made, a directory this process may write (RecipeError naming ``key``)."""
+    import os
+
+    existing = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise RecipeError(f"{key}={path}: {existing} is a file, not a directory; choose another directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecipeError(f"{key}={path}: {existing} is not writable; choose a writable directory")

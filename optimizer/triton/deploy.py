@@ -35,11 +35,26 @@ def preflight(cfg, out_dir: Path) -> None:
     if not cfg.triton.emit:
         return
     emit.check_name(cfg.model.name)
-    emit.check_target(repository_dir(cfg, out_dir), cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite)
+    repo = repository_dir(cfg, out_dir)
+    blocker = next((p for p in [repo, *repo.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise RecipeError(f"triton.repository {str(repo)!r}: {str(blocker)!r} is a file, not a directory; "
+                          f"choose a directory")
+    emit.check_target(repo, cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite, plan=plan_id(cfg))
     if cfg.triton.smoke_test:
         from optimizer.triton.server import find_server
 
         find_server()  # raises a RecipeError saying how to provision one
+
+
+def plan_id(cfg) -> str:
+    """What a repository's model is made from: the model, the data and the passes (not how it was measured).
+    A re-run of the same recipe may replace its own emitted model; another recipe's is a conflict."""
+    from omegaconf import OmegaConf
+
+    passes = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+              for k, v in (cfg.passes or {}).items()}
+    return content_key(asdict(cfg.model), asdict(cfg.data), passes)[:16]
 
 
 def thread_counts(cfg) -> List[int]:
@@ -129,8 +144,8 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     config = emit.build_config(cfg.model.name, art.format, io, values, gpu,
                                {k: list(v.shape[1:]) for k, v in pool.items()})
     repo = repository_dir(cfg, out_dir)
-    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name)
-    record = {"variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
+    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
+    record = {"plan": plan_id(cfg), "variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
               "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
     md = tuning_markdown(cfg, record, config)
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)

@@ -140,17 +140,35 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
     return problems
 
 
-def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx") -> None:
-    """Refuse to write over a repository that holds another model, unless ``overwrite``."""
+def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx",
+                 plan: Optional[str] = None) -> None:
+    """Refuse to write over a repository that holds another model, unless ``overwrite``.
+
+    ``plan`` identifies the recipe that emits (``deploy.plan_id``): a model directory the same recipe emitted
+    is replaced, one another recipe emitted is refused (before any pass runs, when called at plan time). A
+    directory without that record is compared by file content. Hidden entries (a killed writer's
+    ``.<name>.tmp``) are not models: ``write_repository`` replaces its own."""
     if overwrite or not repository.exists():
         return
-    others = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != name)
+    others = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != name and not p.name.startswith("."))
     existing = repository / name / "1" / file_name
-    if existing.exists() and model.exists() and file_digest(existing) != file_digest(model):
+    made_by = _emitted_by(repository / name)
+    if existing.exists() and plan is not None and made_by is not None:
+        if made_by != plan:
+            others.append(f"{name}, emitted by another recipe")
+    elif existing.exists() and model.exists() and file_digest(existing) != file_digest(model):
         others.append(f"{name} (a different {file_name})")
     if others:
         raise RecipeError(f"triton.repository {str(repository)!r} already holds another model ({', '.join(others)}); "
                           f"choose another directory or set triton.overwrite=true")
+
+
+def _emitted_by(model_dir: Path) -> Optional[str]:
+    """The ``plan`` recorded in ``<model dir>/tuning.json`` by the run that wrote it, if any."""
+    try:
+        return json.loads((model_dir / "tuning.json").read_text()).get("plan")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_repository(repository: Path, name: str, model: Path, config, tuning_md: str, tuning: Dict,
