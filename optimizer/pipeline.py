@@ -107,6 +107,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.measure.evaluate import check_outputs, resolve_task
+    from optimizer.measure.limits import check_memory
     from optimizer.measure.run import host, measure
     from optimizer.report import compare, variant_record, write_summary
     from optimizer.select import choose, pareto, throughput, violations
@@ -119,6 +120,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
     source = load_source(cfg.model, splits, cache, cfg.seed)
     check_outputs(task, formats.io(source), cfg.evaluation.output)
+    check_memory(cfg, source, splits)  # a batch that cannot fit is refused before any pass runs
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     measured = measure(variants, splits, cfg, cache, task)
     records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
