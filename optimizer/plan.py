@@ -61,9 +61,9 @@ def plan(cfg) -> List[Step]:
             raise RecipeError(f"{where}: pass '{spec.name}' takes a {spec.takes} model but {before}; {hint}")
         fmt = spec.makes
         steps.append(Step(str(label), spec, config))
-    if not steps:
-        raise RecipeError("passes: the recipe has no steps, so nothing would be made or emitted; "
-                          "add one (e.g. +passes.export.type=onnx_export)")
+    if not steps and fmt == "torch":  # an ONNX source alone is still measured and emitted
+        raise RecipeError("passes: the recipe has no steps and model.source gives a torch model, which has no "
+                          "serving format: nothing would be emitted; add one (+passes.export.type=onnx_export)")
     return steps
 
 
