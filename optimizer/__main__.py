@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from optimizer.config import OptimizerConfig, register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
-from optimizer.recipe_files import check_command_line, config_dirs
+from optimizer.recipe_files import check_command_line, composition_error, config_dirs
 from optimizer.recipes import RECIPES, available
 
 register_schema()
@@ -41,6 +41,7 @@ def main(dcfg: DictConfig) -> None:
 
     global _started
     _started = True
+    _release_stderr()
     hc = HydraConfig.get()
     recipe = hc.runtime.choices.get("recipe", "custom")
     try:
@@ -77,6 +78,29 @@ def _finish(hc, code: int) -> None:
 
 
 _started = False  # set once Hydra has composed the recipe and handed it to main()
+_stderr = None  # the real stderr while Hydra's composition messages are held back
+
+
+def _hold_stderr() -> None:
+    """Hold what is written to stderr until main() starts: a composition error is then shown in two lines,
+    not Hydra's multi-line report (HYDRA_FULL_ERROR=1 shows everything as it comes)."""
+    global _stderr
+    import io
+    import os
+
+    if not os.environ.get("HYDRA_FULL_ERROR"):
+        _stderr, sys.stderr = sys.stderr, io.StringIO()
+
+
+def _release_stderr() -> str:
+    """Give stderr back; returns what was held (already written through when main() started)."""
+    global _stderr
+    if _stderr is None:
+        return ""
+    held, sys.stderr, _stderr = sys.stderr.getvalue(), _stderr, None
+    if _started:
+        sys.stderr.write(held)
+    return held
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
@@ -86,9 +110,13 @@ if __name__ == "__main__":
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     _check_recipe_choice(sys.argv[1:])
+    _hold_stderr()
     try:
         main()
     except SystemExit as e:
+        held = _release_stderr()
+        if not _started and e.code:  # Hydra or argparse refused the command line or composition
+            print(composition_error(held), file=sys.stderr)
         # Hydra exits 1 on a composition error (bad override, missing key): that is a recipe error
         sys.exit(EXIT_RECIPE if e.code == 1 and not _started else e.code)
     sys.exit(_multirun_code)

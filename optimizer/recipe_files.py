@@ -103,3 +103,16 @@ def check_writable_dir(path: Path, key: str) -> None:
         raise RecipeError(f"{key}={path}: {existing} is a file, not a directory; choose another directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise RecipeError(f"{key}={path}: {existing} is not writable; choose a writable directory")
+
+
+_NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR",
+          "usage:", "[", "Traceback", "File ", "^")
+
+
+def composition_error(text: str) -> str:
+    """Hydra's or argparse's error text (several lines: usage, keys, a hint) as at most two lines."""
+    lines = [ln.strip() for ln in text.split("Config search path:")[0].splitlines() if ln.strip()]
+    lines = [ln.split(": error: ", 1)[1] if ": error: " in ln else ln for ln in lines]
+    kept = [ln for ln in lines if not ln.startswith(_NOISE)] or lines[-1:] or ["the recipe could not be composed"]
+    first, rest = kept[0], "; ".join(kept[1:]).replace(":; ", ": ")
+    return f"error: {first}" + (f"\n  {rest[:300]}" if rest else "")
