@@ -98,8 +98,9 @@ def _release_stderr() -> str:
     if _stderr is None:
         return ""
     held, sys.stderr, _stderr = sys.stderr.getvalue(), _stderr, None
-    if _started:
+    if _started:  # main() began: what Hydra said before it is ordinary output
         sys.stderr.write(held)
+        return ""
     return held
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
@@ -117,6 +118,10 @@ if __name__ == "__main__":
         held = _release_stderr()
         if not _started and e.code:  # Hydra or argparse refused the command line or composition
             print(composition_error(held), file=sys.stderr)
+        elif held:  # --help, --cfg job, ...: whatever was said goes through
+            sys.stderr.write(held)
         # Hydra exits 1 on a composition error (bad override, missing key): that is a recipe error
         sys.exit(EXIT_RECIPE if e.code == 1 and not _started else e.code)
+    finally:
+        sys.stderr.write(_release_stderr())  # anything else that ended main() keeps its message
     sys.exit(_multirun_code)
