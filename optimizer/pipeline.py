@@ -76,7 +76,8 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        rundir.clean(out_dir, own_repository=not cfg.triton.repository)  # nothing stale from an earlier run
+        # nothing stale from an earlier run into the same directory
+        rundir.clean(out_dir, [s.label for s in steps], own_repository=not cfg.triton.repository)
     except OSError as e:
         raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
                           f"choose another with hydra.run.dir=DIR") from None

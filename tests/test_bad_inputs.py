@@ -209,7 +209,9 @@ def test_reused_run_directory_holds_nothing_stale(files, cache_dir, tmp_path):
     stale = ["quantize.error.txt", "error.txt", "quantize.log", "latency_vs_batch.png"]
     for name in stale:
         (run_dir / name).write_text("from an earlier run\n")
-    (run_dir / "summary.json").write_text(json.dumps({"status": "failed", "recipe": "old"}))
+    (run_dir / "notes.log").write_text("the user's own file\n")
+    (run_dir / "summary.json").write_text(json.dumps({"status": "failed", "recipe": "old",
+                                                      "variants": [{"name": "reference"}, {"name": "quantize"}]}))
     (run_dir / "model_repository" / "old").mkdir(parents=True)
     rc, out, s = run_cli([f"--config-dir={files['config_dir']}", "recipe=ok", *TINY, *FAST, *TINY_RUN,
                           "tracking.enabled=true"], cache_dir, run_dir)
@@ -217,7 +219,7 @@ def test_reused_run_directory_holds_nothing_stale(files, cache_dir, tmp_path):
     assert s["recipe"] == "ok" and s["status"] == "passed"
     left = {p.name for p in run_dir.iterdir()}
     assert not left & {"quantize.error.txt", "error.txt", "quantize.log", "model_repository"}, left
-    assert "__main__.log" in left and "latency_vs_batch.png" in left  # Hydra's log, this run's own plot
+    assert {"__main__.log", "notes.log", "latency_vs_batch.png"} <= left  # Hydra's log, the user's, this run's plot
     assert (run_dir / "latency_vs_batch.png").read_bytes()[:4] == b"\x89PNG"
     from mlflow import MlflowClient
 
