@@ -68,9 +68,8 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
     Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
     the one-line error) before it propagates."""
-    from optimizer.triton.deploy import preflight
-
     from optimizer import rundir
+    from optimizer.triton.deploy import preflight
 
     steps = plan(cfg)
     out_dir = Path(out_dir)
