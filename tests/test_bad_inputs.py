@@ -269,3 +269,31 @@ def test_failed_step_writes_summary_with_its_error(cache_dir, tmp_path):
     assert rc == EXIT_FAILED and "Traceback" not in out, out
     assert s["status"] == "failed" and s["exit_code"] == EXIT_FAILED and s["failed_steps"] == ["export"]
     assert s["variants"][1]["error"].startswith("step 'export': ") and (tmp_path / "run" / "export.error.txt").exists()
+
+
+def test_check_target_ignores_a_leftover_temporary_directory_and_knows_its_recipe(tmp_path):
+    from optimizer.errors import RecipeError
+    from optimizer.triton import emit
+
+    repo = tmp_path / "repo"
+    (repo / ".tiny.tmp" / "1").mkdir(parents=True)
+    emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="a")  # only a leftover: fine
+    (repo / "tiny" / "1").mkdir(parents=True)
+    (repo / "tiny" / "1" / "model.onnx").write_bytes(b"one model")
+    (repo / "tiny" / "tuning.json").write_text(json.dumps({"plan": "a"}))
+    emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="a")  # its own recipe again
+    with pytest.raises(RecipeError, match=r"\(tiny, emitted by another recipe\); choose another directory"):
+        emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="b")
+    emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=True, plan="b")
+
+
+def test_composition_errors_are_two_lines():
+    from optimizer.recipe_files import composition_error
+
+    hydra = ("Could not override 'benchmark.batch_size'.\nTo append to your config use +benchmark.batch_size=4\n"
+             "Key 'batch_size' not in 'BenchmarkConfig'\n    full_key: benchmark.batch_size\n"
+             "    object_type=BenchmarkConfig\n\nSet the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n")
+    assert composition_error(hydra) == ("error: Could not override 'benchmark.batch_size'.\n  To append to your config "
+                                        "use +benchmark.batch_size=4; Key 'batch_size' not in 'BenchmarkConfig'")
+    argparse = "usage: __main__.py [--help]\n                   [overrides ...]\n__main__.py: error: unrecognized arguments: x\n"
+    assert composition_error(argparse) == "error: unrecognized arguments: x"
