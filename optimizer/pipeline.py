@@ -1,6 +1,7 @@
 """plan -> run passes (cache hit? load : run) -> evaluate + benchmark -> select -> summary."""
 
 import contextlib
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -123,7 +124,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
-    warnings += _reference_note(records, chosen)
+    warnings += _reference_note(records, chosen) + _contention_note(measured.session)
     triton = deploy(cfg, chosen, variants, splits, cache, out_dir) if chosen and cfg.triton.emit else {}
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
@@ -162,6 +163,16 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
     write_summary(summary, out_dir)
     return summary
+
+
+def _contention_note(session: Dict) -> List[str]:
+    """A warning when other processes loaded the machine while the rounds were timed."""
+    if not session.get("contended"):
+        return []
+    return [f"other processes used {session['foreign_cores']:.2f} cores on average while the variants were timed "
+            f"({os.cpu_count()} cores here): every round saw that load, so the intervals cannot show what it did to "
+            f"the speed-ups; this set will not be reused (measure on a quiet machine, or set "
+            f"hardware.intra_op_threads below the core count)"]
 
 
 def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:

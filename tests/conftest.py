@@ -20,6 +20,7 @@ FAST = [
     "benchmark.warmup_seconds=0.05",
     "benchmark.rounds=2",
     "benchmark.max_cv=1000",  # a busy test machine must not decide whether measurements are reused
+    "benchmark.max_foreign_cores=0",  # nor whether they are flagged contended
     "tracking.enabled=false",  # the tracking tests turn it back on
     "triton.emit=false",  # the Triton tests turn it back on
 ]

@@ -56,9 +56,11 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
 
 
 def reusable(record: Optional[Dict], names: List[str]) -> bool:
-    """A cached set is reused only whole (exactly these variants) and only when no figure was unstable."""
+    """A cached set is reused only whole (exactly these variants), and only when no figure was unstable and
+    no other process loaded the machine while it was timed."""
+    session = (record or {}).get("session", {})
     return (record is not None and sorted(record.get("variants", {})) == sorted(names)
-            and not record.get("session", {}).get("unstable", True))
+            and not session.get("unstable", True) and not session.get("contended", False))
 
 
 def measure(variants: List, splits: Splits, cfg, cache: Cache, task: str) -> Measured:
@@ -92,6 +94,7 @@ def _plan(ok: List, cfg) -> List[List[str]]:
 def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
     """Measure the variants ``ok`` (the reference first) together: ``{"variants": ..., "session": ...}``."""
     from optimizer.console import progress
+    from optimizer.measure.contention import verdict
 
     x, y = _eval_set(cfg, splits)
     plan = _plan(ok, cfg)
@@ -106,7 +109,8 @@ def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
     with progress("measuring", sum(len(g) for g in plan) * len(cfg.benchmark.batch_sizes) * cfg.benchmark.rounds) as adv:
         for gi, group in enumerate(plan):
             pooled[gi] = _time_group(gi, [by_name[n] for n in group], x, cfg, cache, session, outputs, memory, adv)
-    session.update(load_after=list(os.getloadavg()), seconds=time.perf_counter() - t0)
+    session.update(load_after=list(os.getloadavg()), seconds=time.perf_counter() - t0,
+                   **verdict(session.get("contention", []), cfg.benchmark.max_foreign_cores))
     records = _assemble(ok, plan, pooled, outputs, memory, y, cfg, task)
     session["unstable"] = any(r["unstable"] for r in records.values())
     return {"variants": records, "session": session}
@@ -116,6 +120,7 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
                 advance) -> Dict[str, Dict]:
     """Start one worker per variant of the group, evaluate, time the rounds under the lock; pooled figures."""
     from optimizer.formats import threads
+    from optimizer.measure.contention import Meter
     from optimizer.measure.lock import host_lock
     from optimizer.measure.rounds import block_log, run_rounds
     from optimizer.measure.stats import pooled
@@ -135,7 +140,9 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
                 outputs[name] = w.call("predict", cfg.evaluation.batch_size)
         with host_lock(cache.root) as lock:
             t0 = time.perf_counter()
+            meter = Meter(w.proc.pid for w in workers.values()).start()
             blocks = run_rounds(workers, [v.name for v in group], cfg.benchmark, advance)
+            session.setdefault("contention", []).append(meter.stop())
             session["timing_seconds"] += time.perf_counter() - t0
         session["lock_wait_seconds"] += lock["wait_seconds"]
         for name, w in workers.items():
