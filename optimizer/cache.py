@@ -1,7 +1,9 @@
 """Content-addressed cache: ``<root>/<id>/`` holds one step's output and its ``artifact.json``.
 
 An entry is built in a temporary directory and renamed into place, and only counts once its
-``artifact.json`` exists, so a killed run never leaves a half-written entry that is read.
+``artifact.json`` exists, so a killed run never leaves a half-written entry that is read. The
+``artifact.json`` records the sha256 and size of the entry's files, and ``get`` verifies them (and the
+factory a torch artifact asks for) before returning the entry; see ``optimizer/integrity.py``.
 Measurements of an artifact live beside it as small JSON files."""
 
 import hashlib
