@@ -63,7 +63,7 @@ def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str
             raise TypeError("files and meta must be objects")
     except (OSError, ValueError, KeyError, TypeError) as e:
         return [f"{SIDECAR}: no readable file record ({type(e).__name__}: {e})"]
-    bad = []
+    bad = [f"{Path(entry).name}: the entry is a link"] if Path(entry).is_symlink() else []
     for rel, info in files.items():
         p = Path(entry) / rel
         if not _inside(entry, rel):
@@ -88,6 +88,13 @@ def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str
                 bad.append(f"{SIDECAR}: meta.factory {factory!r} is not a factory the recipe names")
         except RecipeError as e:
             bad.append(f"{SIDECAR}: {e}")
+    if not bad:
+        from optimizer.artifact import Artifact
+
+        try:
+            Artifact.load(entry)
+        except (TypeError, ValueError) as e:
+            bad.append(f"{SIDECAR}: not an artifact record ({type(e).__name__}: {e})")
     return bad
 
 

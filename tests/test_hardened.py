@@ -134,6 +134,19 @@ def test_link_leading_out_of_the_entry_is_damage(clean, tmp_path):
     assert problems(fuse) == ["model.onnx: lies outside the entry", "artifact.json: path 'model.onnx' lies outside the entry"]
 
 
+def test_unknown_record_keys_and_linked_entries_are_damage(clean, tmp_path):
+    cache = _copy(clean[0], tmp_path)
+    fuse, export = _entry(cache, "fuse"), _entry(cache, "export")
+    record = json.loads((fuse / "artifact.json").read_text())
+    (fuse / "artifact.json").write_text(json.dumps({**record, "loader": "os:system"}))
+    assert [p.split(" (")[0] for p in problems(fuse)] == ["artifact.json: not an artifact record"]
+    shutil.rmtree(fuse)
+    fuse.symlink_to(export, target_is_directory=True)
+    assert problems(fuse)[0] == f"{fuse.name}: the entry is a link"
+    code, out, err = _cache_cli("verify", cache=cache)
+    assert code == 1 and "damaged" in err and fuse.name in err
+
+
 def test_planted_factory_in_cached_metadata_never_runs(clean, tmp_path):
     cache = _copy(clean[0], tmp_path)
     marker = tmp_path / "pwned"
