@@ -7,7 +7,6 @@ Leftovers of killed runs (``.tmp-<key>-<pid>-<random>`` build directories) are p
 whose owner process is gone and that are older than ``STALE_SECONDS``; ``python -m optimizer cache prune``
 every one whose owner is gone. ``python -m optimizer cache verify`` checks the whole cache."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,18 +17,11 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from optimizer.artifact import SIDECAR
+from optimizer.cache import file_digest
 
 QUARANTINE = ".quarantine"  # damaged entries moved aside, one directory each
 TMP_PREFIX = ".tmp-"  # build directories of entries not yet committed
 STALE_SECONDS = 600  # a build directory this old whose owner is gone is a killed run's leftover
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest(directory: Path) -> Dict[str, Dict]:
@@ -39,7 +31,7 @@ def manifest(directory: Path) -> Dict[str, Dict]:
     for p in sorted(directory.rglob("*")):
         rel = p.relative_to(directory).as_posix()
         if rel != SIDECAR and p.is_file() and not p.is_symlink():
-            out[rel] = {"sha256": _digest(p), "size": p.stat().st_size}
+            out[rel] = {"sha256": file_digest(p), "size": p.stat().st_size}
     return out
 
 
@@ -52,9 +44,6 @@ def _inside(entry: Path, rel: str) -> bool:
 def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str]:
     """What is wrong with cache entry ``entry`` (empty when it is intact). ``factories``: the factories a
     recipe names; a recorded ``meta.factory`` outside them is a problem (None: only the factory rule)."""
-    from optimizer.errors import RecipeError
-    from optimizer.factory import check
-
     try:
         record = json.loads((Path(entry) / SIDECAR).read_text())
         files, path = record["files"], str(record["path"])
@@ -64,30 +53,14 @@ def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str
     except (OSError, ValueError, KeyError, TypeError) as e:
         return [f"{SIDECAR}: no readable file record ({type(e).__name__}: {e})"]
     bad = [f"{Path(entry).name}: the entry is a link"] if Path(entry).is_symlink() else []
-    for rel, info in files.items():
-        p = Path(entry) / rel
-        if not _inside(entry, rel):
-            bad.append(f"{rel}: lies outside the entry")
-        elif p.is_symlink() or not p.is_file():
-            bad.append(f"{rel}: missing")
-        elif p.stat().st_size != info.get("size"):
-            bad.append(f"{rel}: {p.stat().st_size} bytes, {info.get('size')} recorded")
-        elif _digest(p) != info.get("sha256"):
-            bad.append(f"{rel}: sha256 differs from the recorded one")
+    bad += _file_problems(Path(entry), files)
     if not _inside(entry, path):
         bad.append(f"{SIDECAR}: path {path!r} lies outside the entry")
     elif Path(path).as_posix() not in files:
         bad.append(f"{SIDECAR}: path {path!r} is not among the entry's recorded files")
     if path.endswith(".pt2"):
         bad.append(f"{path}: a cache entry never holds a pickled .pt2 program")
-    factory = meta.get("factory")
-    if factory is not None:
-        try:
-            check(str(factory), "meta.factory")
-            if factories is not None and factory not in factories:
-                bad.append(f"{SIDECAR}: meta.factory {factory!r} is not a factory the recipe names")
-        except RecipeError as e:
-            bad.append(f"{SIDECAR}: {e}")
+    bad += _factory_problems(meta.get("factory"), factories)
     if not bad:
         from optimizer.artifact import Artifact
 
@@ -96,6 +69,38 @@ def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str
         except (TypeError, ValueError) as e:
             bad.append(f"{SIDECAR}: not an artifact record ({type(e).__name__}: {e})")
     return bad
+
+
+def _file_problems(entry: Path, files: Dict[str, Dict]) -> List[str]:
+    """Each recorded file is inside the entry, a regular file, of its recorded size and sha256."""
+    bad = []
+    for rel, info in files.items():
+        p = entry / rel
+        if not _inside(entry, rel):
+            bad.append(f"{rel}: lies outside the entry")
+        elif p.is_symlink() or not p.is_file():
+            bad.append(f"{rel}: missing")
+        elif p.stat().st_size != info.get("size"):
+            bad.append(f"{rel}: {p.stat().st_size} bytes, {info.get('size')} recorded")
+        elif file_digest(p) != info.get("sha256"):
+            bad.append(f"{rel}: sha256 differs from the recorded one")
+    return bad
+
+
+def _factory_problems(factory, factories: Optional[Iterable[str]]) -> List[str]:
+    """A recorded factory passes the factory rule and, given the recipe's ``factories``, is one of them."""
+    from optimizer.errors import RecipeError
+    from optimizer.factory import check
+
+    if factory is None:
+        return []
+    try:
+        check(str(factory), "meta.factory")
+    except RecipeError as e:
+        return [f"{SIDECAR}: {e}"]
+    if factories is not None and factory not in factories:
+        return [f"{SIDECAR}: meta.factory {factory!r} is not a factory the recipe names"]
+    return []
 
 
 def quarantine(root: Path, entry: Path) -> Optional[Path]:

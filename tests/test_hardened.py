@@ -79,7 +79,7 @@ def _same_results(summary, clean_summary, name):
 # --- cache integrity -------------------------------------------------------------------------------------
 
 def test_entries_record_digest_and_size_of_their_files(clean):
-    cache, summary = clean
+    cache, _ = clean
     fuse = _entry(cache, "fuse")
     record = json.loads((fuse / "artifact.json").read_text())
     assert record["path"] == "model.onnx"
@@ -143,7 +143,7 @@ def test_unknown_record_keys_and_linked_entries_are_damage(clean, tmp_path):
     shutil.rmtree(fuse)
     fuse.symlink_to(export, target_is_directory=True)
     assert problems(fuse)[0] == f"{fuse.name}: the entry is a link"
-    code, out, err = _cache_cli("verify", cache=cache)
+    code, _, err = _cache_cli("verify", cache=cache)
     assert code == 1 and "damaged" in err and fuse.name in err
 
 
@@ -189,7 +189,7 @@ def test_cache_verify_lists_damaged_entries(clean, tmp_path):
 
 
 def test_cache_command_usage_error():
-    code, out, err = _cache_cli("scrub", cache=Path("/nonexistent"))
+    code, _, err = _cache_cli("scrub", cache=Path("/nonexistent"))
     assert code == 2 and err.startswith("error: usage: python -m optimizer cache") and "Traceback" not in err
 
 
@@ -205,7 +205,7 @@ def test_cache_prune_removes_leftovers_of_killed_runs(tmp_path):
     for d in (dead, live):
         d.mkdir()
         (d / "model.onnx").write_bytes(b"half")
-    code, out, err = _cache_cli("prune", cache=tmp_path)
+    code, out, _ = _cache_cli("prune", cache=tmp_path)
     assert code == 0 and "1 leftover build directory removed" in out
     assert not dead.exists() and live.exists()
 
