@@ -32,7 +32,7 @@ def check_recipe(cfg) -> None:
     """Names, factories and pickled programs a recipe names, checked before anything is imported or run."""
     check_name(cfg.model.name, "model.name")
     for label, entry in (cfg.passes or {}).items():
-        check_name(label, f"passes.{label}")
+        check_name(label, "passes: step label")
     rule = Rule.of(cfg.model)
     source = str(cfg.model.source)
     if source.endswith(".pt2") and not getattr(cfg.model, "trust_pickle", False):
