@@ -42,7 +42,7 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
             continue
         key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
                           ctx_base["hardware"].device.value, versions())
-        cached = cache.get(key)
+        cached = cache.get(key, step.label)
         t0 = time.perf_counter()
         try:
             if cached is None:
@@ -100,6 +100,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer import formats, plots, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+    from optimizer.factory import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
     from optimizer.measure.run import host, measure
     from optimizer.report import compare, variant_record, write_summary
@@ -108,7 +109,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.sources.models import load_source
     from optimizer.triton.deploy import deploy
 
-    cache = Cache(cfg.cache_dir)
+    cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
     source = load_source(cfg.model, splits, cache, cfg.seed)
@@ -116,7 +117,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     measured = measure(variants, splits, cfg, cache, task)
     records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
-    warnings = compare(records)
+    warnings = cache.warnings + compare(records)  # damaged cache entries first
     for r in records:
         r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)
         r["violations"] = violations(r, cfg.constraints)

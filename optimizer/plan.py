@@ -40,6 +40,9 @@ def plan(cfg) -> List[Step]:
     """Validate the whole recipe without loading a model: pass types, parameters, formats."""
     from omegaconf import OmegaConf
 
+    from optimizer.guards import check_recipe
+
+    check_recipe(cfg)  # names that become paths, factories, pickled programs: before anything is imported
     check_settings(cfg)
     passes = load_passes()
     fmt = source_format(cfg.model.source)

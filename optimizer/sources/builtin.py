@@ -123,4 +123,4 @@ def load_builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> A
         art = torch_artifact(module, directory, factory, kwargs, {"precision": "fp32"})
         return art.evolve(meta=probe_meta(load_torch(art), splits))
 
-    return cache.get(key) or cache.put(key, produce)
+    return cache.get(key, "source") or cache.put(key, produce)
