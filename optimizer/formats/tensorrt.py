@@ -28,8 +28,8 @@ def _io(art: Artifact) -> IOSpec:
     return IOSpec.from_dict(json.loads(sidecar.read_text()))
 
 
-def _engine(art: Artifact, trt, log):
-    engine = trt.Runtime(log).deserialize_cuda_engine(Path(art.path).read_bytes())
+def _engine(art: Artifact, runtime, trt):
+    engine = runtime.deserialize_cuda_engine(Path(art.path).read_bytes())
     if engine is None:
         built = art.meta.get("tensorrt", {}).get("target", "another TensorRT or GPU")
         raise RecipeError(f"{art.path}: TensorRT {trt.__version__} cannot load this engine (built for {built}); "
@@ -47,7 +47,8 @@ def _open(art: Artifact, hw: HardwareConfig) -> Session:
 
     torch.cuda.init()  # TensorRT and torch share the device's primary context
     log = trt.Logger(trt.Logger.WARNING)
-    engine = _engine(art, trt, log)
+    runtime = trt.Runtime(log)  # must outlive the engine: the session's closure holds it
+    engine = _engine(art, runtime, trt)
     context = engine.create_execution_context()
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -77,8 +78,8 @@ def _open(art: Artifact, hw: HardwareConfig) -> Session:
                 for n, t in out.items()}
 
     def close():
-        nonlocal context
-        context = None
+        nonlocal context, engine, runtime
+        context = engine = runtime = None  # in this order: context, engine, runtime
 
     return Session(run, "tensorrt", inputs, close)
 

@@ -161,13 +161,11 @@ def _logger(trt):
 
 
 def _parser_errors(parser) -> List[Dict]:
-    errors = []
-    for i in range(parser.num_errors):
-        e = parser.get_error(i)
-        get = lambda attr, default=None: getattr(e, attr)() if hasattr(e, attr) else default  # noqa: E731
-        errors.append({"node": get("node", -1), "name": get("node_name", ""), "op": get("node_operator", ""),
-                       "desc": get("desc", str(e))})
-    return errors
+    def field(error, method: str, default):
+        return getattr(error, method)() if hasattr(error, method) else default  # node_name: TensorRT >= 8.6
+
+    return [{"node": field(e, "node", -1), "name": field(e, "node_name", ""), "op": field(e, "node_operator", ""),
+             "desc": field(e, "desc", str(e))} for e in map(parser.get_error, range(parser.num_errors))]
 
 
 def _timing_cache_file(directory: Path, trt, info: str) -> Path:
@@ -212,11 +210,13 @@ def build_engine(src, out: Path, cfg: TensorRTConfig, shapes: Dict, precision: s
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise BuildError("; ".join(log.lines[-3:]) or "build_serialized_network returned nothing")
-    write_atomic(out, bytes(plan))
+    plan = bytes(plan)
+    write_atomic(out, plan)
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache_file, bytes(timing.serialize()))
-    engine = trt.Runtime(log).deserialize_cuda_engine(bytes(plan))
+    runtime = trt.Runtime(log)  # must outlive the engine
+    engine = runtime.deserialize_cuda_engine(plan)
     layers = None
     if cfg.layer_info:
         text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
