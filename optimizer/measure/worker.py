@@ -71,6 +71,11 @@ class _State:
             from optimizer.gpu import process_memory_mb
 
             used = process_memory_mb(os.getpid())
+            if used is None and "torch" in sys.modules:  # nvidia-smi sees no process of this PID namespace
+                import torch
+
+                if torch.cuda.is_initialized():  # torch's own and TensorRT sessions' buffers only
+                    used = torch.cuda.max_memory_reserved() / 2**20
             if used is not None:
                 record["gpu_memory_mb"] = used
         return record
