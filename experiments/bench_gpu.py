@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHAINS = {  # chain name -> recipe steps (label, pass type, params); chains share their prefix in the cache
-    "fp16": [("export", "onnx_export", {"opset": 18}), ("fuse", "fuse", {"ort_level": "basic"}),
+    "fp16": [("export", "onnx_export", {"opset": 18}), ("fuse", "fuse", {"ort_level": "basic", "transformer": "none"}),
              ("onnx fp16", "quantize", {"mode": "fp16"}), ("trt fp16", "tensorrt", {})],
-    "int8": [("export", "onnx_export", {"opset": 18}), ("fuse", "fuse", {"ort_level": "basic"}),
+    "int8": [("export", "onnx_export", {"opset": 18}), ("fuse", "fuse", {"ort_level": "basic", "transformer": "none"}),
              ("onnx int8", "quantize", {"mode": "static"}), ("trt int8", "tensorrt", {})],
 }
 
