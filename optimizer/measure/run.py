@@ -52,7 +52,8 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
     return content_key("measure-set", SCHEMA, [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
-                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint)[:32]
+                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint,
+                       *([hw.onnx_provider] if hw.device.value == "cuda" else []))[:32]
 
 
 def reusable(record: Optional[Dict], names: List[str]) -> bool:
