@@ -265,9 +265,10 @@ def build(art: Artifact, cfg: TensorRTConfig, ctx) -> Artifact:
     t0 = time.perf_counter()
     try:
         built = build_engine(art.path, ctx.out_dir / "model.plan", cfg, shapes, precision,
-                                            cache_root / "tensorrt" if cfg.timing_cache else None, io)
+                             cache_root / "tensorrt" if cfg.timing_cache else None, io)
     except ParseError as e:
-        raise PassError(ctx.step, f"TensorRT could not parse {Path(art.path).name}: {format_parser_errors(e.errors)}") from None
+        raise PassError(ctx.step, f"TensorRT could not parse {Path(art.path).name}: "
+                                  f"{format_parser_errors(e.errors)}") from None
     except BuildError as e:
         raise PassError(ctx.step, f"TensorRT engine build failed: {e}") from None
     (ctx.out_dir / "io.json").write_text(json.dumps(built["io"], indent=2))
