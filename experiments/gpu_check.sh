@@ -24,12 +24,21 @@ deadline=$((SECONDS + 600))
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$LOG" \
   || { echo "gpu_check: nvidia-smi found no GPU; this script needs one" >&2; exit 2; }
 
+# The newest CUDA the driver supports picks the TensorRT wheel (tensorrt-cu12 or -cu13) and torch's fallback index.
+CUDA_MAJOR=$(nvidia-smi | grep -o 'CUDA Version: [0-9]*' | grep -o '[0-9]*$' || echo 12)
+torch_cuda() { $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; }
 if [ -z "${NO_INSTALL:-}" ]; then
-  if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  if ! torch_cuda; then
     v=$($PY -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || echo "")
-    say "installing a CUDA build of torch ${v:-(latest)}"
+    say "installing a CUDA build of torch ${v:-(latest)} (driver supports CUDA ${CUDA_MAJOR})"
     $PY -m pip uninstall -y torch >>"$LOG" 2>&1 || true
-    $PY -m pip install "torch${v:+==$v}" >>"$LOG" 2>&1   # PyPI's Linux x86_64 wheels are the CUDA builds
+    $PY -m pip install "torch${v:+==$v}" >>"$LOG" 2>&1 || true  # PyPI's Linux x86_64 wheels are CUDA builds
+    if ! torch_cuda && [ "$CUDA_MAJOR" -lt 13 ]; then  # PyPI's build needs a newer driver: PyTorch's CUDA 12 index
+      for cu in cu129 cu128 cu126; do
+        $PY -m pip install --force-reinstall --no-deps --index-url "https://download.pytorch.org/whl/$cu" \
+          "torch${v:+==$v}" >>"$LOG" 2>&1 && torch_cuda && break
+      done
+    fi
   fi
   if ! $PY -c "import onnxruntime as o, sys; sys.exit(0 if 'CUDAExecutionProvider' in o.get_available_providers() else 1)" 2>/dev/null; then
     say "installing onnxruntime-gpu in place of onnxruntime"
@@ -37,8 +46,9 @@ if [ -z "${NO_INSTALL:-}" ]; then
     $PY -m pip install "onnxruntime-gpu[cuda,cudnn]" >>"$LOG" 2>&1
   fi
   if ! $PY -c "import tensorrt" 2>/dev/null; then
-    say "installing TensorRT (pip install '.[tensorrt]')"
-    $PY -m pip install ".[tensorrt]" >>"$LOG" 2>&1
+    trt="tensorrt-cu$([ "$CUDA_MAJOR" -ge 13 ] && echo 13 || echo 12)"
+    say "installing TensorRT ($trt; what pip install 'optimizer[tensorrt]' installs, matched to the driver)"
+    $PY -m pip install "$trt>=10" >>"$LOG" 2>&1
   fi
   if [ ! -d "$TRT10_DIR/tensorrt_libs" ]; then
     say "installing the TensorRT 10 libraries for onnxruntime-gpu's TensorRT provider into $TRT10_DIR"
