@@ -49,10 +49,13 @@ def test_profile_with_an_unknown_axis_names_it():
 def test_batch_range_follows_the_recipe():
     assert batch_range(TensorRTConfig(), [1, 8, 32], 64) == (1, 32, 64)
     assert batch_range(TensorRTConfig(), [1, 8, 128], 64) == (1, 128, 128)
-    assert batch_range(TensorRTConfig(max_batch=16), [1, 8, 32], 64) == (1, 16, 16)
+    assert batch_range(TensorRTConfig(max_batch=32), [1, 8, 32], 64) == (1, 32, 32)
     assert batch_range(TensorRTConfig(min_batch=4, opt_batch=8, max_batch=8), [1], 64) == (4, 8, 8)
     with pytest.raises(ValueError, match="min_batch ≤ opt_batch ≤ max_batch"):
         batch_range(TensorRTConfig(opt_batch=64, max_batch=32), [1], 64)
+    assert batch_range(TensorRTConfig(), [1, 8], 16, evaluation_batch=64) == (1, 8, 64)  # evaluation batches fit
+    with pytest.raises(ValueError, match="max_batch 16 is below the batches the run sends"):
+        batch_range(TensorRTConfig(max_batch=16), [1, 8], 64, evaluation_batch=64)
 
 
 def test_parser_errors_name_the_failing_node():
@@ -85,7 +88,8 @@ def test_gpu_memory_of_this_process_from_nvidia_smi():
 
 
 def test_plan_fills_the_profile_and_target_into_the_config():
-    steps = plan(compose("trt_fp16", ["benchmark.batch_sizes=[1,4,16]", "serving.max_batch_cap=32"]))
+    steps = plan(compose("trt_fp16", ["benchmark.batch_sizes=[1,4,16]", "serving.max_batch_cap=32",
+                                      "evaluation.batch_size=32"]))
     assert [s.label for s in steps] == ["export", "fuse", "fp16", "engine"]
     engine = steps[-1]
     assert engine.spec.takes == "onnx" and engine.spec.makes == "tensorrt"

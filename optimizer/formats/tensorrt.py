@@ -64,7 +64,10 @@ def _open(art: Artifact, hw: HardwareConfig) -> Session:
             keep = []  # device buffers live until the stream is done with them
             for n in inputs:
                 x = torch.from_numpy(np.ascontiguousarray(feeds[n])).to("cuda", dtypes[n])
-                context.set_input_shape(n, tuple(x.shape))
+                if not context.set_input_shape(n, tuple(x.shape)):
+                    profile = art.meta.get("tensorrt", {}).get("profile", {}).get(n)
+                    raise RecipeError(f"input {n!r} of shape {list(x.shape)} is outside the engine's profile "
+                                      f"(min, opt, max: {profile}); rebuild with a wider passes.<step>.max_batch")
                 context.set_tensor_address(n, x.data_ptr())
                 keep.append(x)
             out = {}

@@ -28,7 +28,7 @@ class TensorRTConfig:
     optimization_level: int = 3  # builder_optimization_level, 0 (fast build) .. 5 (most tactics tried)
     min_batch: int = 1  # smallest batch the engine accepts
     opt_batch: int = 0  # batch the kernels are tuned for; 0: the largest of benchmark.batch_sizes
-    max_batch: int = 0  # largest batch; 0: the larger of serving.max_batch_cap and benchmark.batch_sizes
+    max_batch: int = 0  # largest batch; 0: the largest of benchmark.batch_sizes, serving.max_batch_cap, evaluation.batch_size
     axes: Dict[str, List[int]] = field(default_factory=dict)  # [min, opt, max] of other named dynamic axes (sequence); default: the data's size
     timing_cache: bool = True  # reuse and extend <cache>/tensorrt/timing-*.cache across builds
     layer_info: bool = True  # profiling verbosity DETAILED; the engine inspector's per-layer JSON saved as layers.json
@@ -46,14 +46,18 @@ class TensorRTConfig:
                 raise ValueError(f"axes.{name} must be [min, opt, max] with 1 ≤ min ≤ opt ≤ max, got {list(r)}")
 
 
-def batch_range(cfg: TensorRTConfig, batch_sizes: Sequence[int], max_batch_cap: int) -> Range:
-    """The batch axis's profile: the recipe's batch sizes and the Triton sweep's cap, unless set explicitly."""
+def batch_range(cfg: TensorRTConfig, batch_sizes: Sequence[int], max_batch_cap: int, evaluation_batch: int = 1) -> Range:
+    """The batch axis's profile: every batch the run sends (benchmark sizes, the Triton sweep's cap, the
+    evaluation's batches), unless set explicitly."""
     largest = max(int(b) for b in batch_sizes)
-    hi = cfg.max_batch or max(largest, int(max_batch_cap))
+    hi = cfg.max_batch or max(largest, int(max_batch_cap), int(evaluation_batch))
     opt = cfg.opt_batch or min(largest, hi)
     lo = cfg.min_batch
     if not lo <= opt <= hi:
         raise ValueError(f"the batch profile needs min_batch ≤ opt_batch ≤ max_batch, got {lo}, {opt}, {hi}")
+    if hi < max(largest, int(evaluation_batch)):
+        raise ValueError(f"max_batch {hi} is below the batches the run sends (benchmark.batch_sizes up to {largest}, "
+                         f"evaluation.batch_size {evaluation_batch}); raise it or lower those")
     return lo, opt, hi
 
 
@@ -112,7 +116,8 @@ def prepare(cfg: TensorRTConfig, recipe) -> TensorRTConfig:
     """At plan time: the batch profile from the recipe and the build target, so both enter the cache key."""
     from optimizer import gpu
 
-    lo, opt, hi = batch_range(cfg, recipe.benchmark.batch_sizes, recipe.serving.max_batch_cap)
+    lo, opt, hi = batch_range(cfg, recipe.benchmark.batch_sizes, recipe.serving.max_batch_cap,
+                              recipe.evaluation.batch_size)
     devices = gpu.gpus() if recipe.hardware.device.value == "cuda" else []
     return replace(cfg, min_batch=lo, opt_batch=opt, max_batch=hi, target=target(gpu.tensorrt_version(), devices))
 
