@@ -110,6 +110,21 @@ def rows(title: str, results, batches, names, lines):
         lines.append(line)
 
 
+def slowest_layers(cfg, variants, splits, batch: int, top: int = 5):
+    """The engines' slowest layers at ``batch`` (TensorRT's IProfiler, mean of 20 calls)."""
+    from optimizer.formats.tensorrt import layer_times
+    from optimizer.io import batch_of
+
+    out = []
+    for v in variants:
+        if v.status == "ok" and v.artifact.format == "tensorrt":
+            times = layer_times(v.artifact, cfg.hardware, batch_of(splits.evaluation, batch))
+            total = sum(times.values())
+            out.append(f"  {v.name} at batch {batch}: {len(times)} layers, {total:.3f} ms in layers; slowest: "
+                       + "; ".join(f"{name[:60]} {ms:.3f} ms" for name, ms in list(times.items())[:top]))
+    return out
+
+
 def ratio(results, a: str, b: str, batch: int) -> str:
     if a not in results or b not in results:
         return "n/a"
@@ -150,6 +165,7 @@ def main():
         for b in batches:
             lines.append(f"  batch {b}: TensorRT FP16 vs torch FP32 {ratio(res, 'trt fp16', 'reference', b)}; "
                          f"TensorRT INT8 vs TensorRT FP16 {ratio(res, 'trt int8', 'trt fp16', b)}")
+        lines += slowest_layers(cfg, variants, splits, max(batches))
         if not args.skip_ort_tensorrt:
             cfg_trt = replace(cfg, hardware=replace(cfg.hardware, onnx_provider="tensorrt"))
             keep = [v for v in variants if v.name in ("reference", "fuse", "onnx fp16", "onnx int8")]

@@ -55,6 +55,10 @@ def test_fp16_engine_matches_onnx_runtime(exported, splits, tmp_path):
     assert (engine.path.parent / "io.json").exists() and (engine.path.parent / "layers.json").exists()
     assert info["timing_cache"] and (tmp_path / "tensorrt").is_dir()
     x = splits.evaluation["input"][:64]
+    from optimizer.formats.tensorrt import layer_times
+
+    times = layer_times(engine, GPU, {"input": x[:32]}, runs=5)
+    assert times and all(ms >= 0 for ms in times.values())
     ref = _outputs(exported, x, HardwareConfig())
     for batch in (1, 7, 64):  # every batch within the profile
         out = _outputs(engine, x[:batch])
@@ -95,6 +99,24 @@ def test_torch_and_onnx_runtime_on_cuda(builtin, exported, splits):
     cpu = _outputs(exported, x, HardwareConfig())
     assert _cosine(_outputs(builtin, x), cpu) > 0.9999
     assert _cosine(_outputs(exported, x), cpu) > 0.9999
+
+
+def test_onnx_runtime_tensorrt_provider(exported, splits):
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no TensorRT execution provider")
+    from optimizer.formats import load
+
+    hw = HardwareConfig(name="gpu", device=Device.cuda, onnx_provider="tensorrt")
+    session = load(exported.evolve(id="exported"), hw)  # an artifact with an id keeps its engines beside it
+    try:
+        x = splits.evaluation["input"][:32]
+        out = session({"input": x})["logits"]
+    finally:
+        session.close()
+    assert _cosine(out, _outputs(exported, x, HardwareConfig())) > 0.999
+    assert (exported.path.parent / "ort_tensorrt").is_dir()  # engines cached beside the artifact
 
 
 def test_trt_fp16_recipe_end_to_end(cache_dir, builtin, tmp_path):
