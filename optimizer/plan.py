@@ -96,7 +96,7 @@ def check_environment(steps: List[Step], cfg) -> None:
         from optimizer import gpu
 
         if not gpu.gpus():
-            raise RecipeError(f"hardware={cfg.hardware.name} is a GPU entry (hardware.device=cuda) but the CUDA "
+            raise RecipeError(f"hardware entry {cfg.hardware.name!r} is for a GPU (hardware.device=cuda) but the CUDA "
                               f"driver sees no GPU on this machine; choose a CPU entry such as hardware=local_cpu")
     if cfg.hardware.onnx_provider not in ("cuda", "tensorrt"):
         raise RecipeError(f"hardware.onnx_provider: expected cuda or tensorrt, got {cfg.hardware.onnx_provider!r}")

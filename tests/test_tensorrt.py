@@ -132,7 +132,7 @@ def test_tensorrt_step_on_cpu_hardware_is_refused():
 @without_gpu
 def test_cuda_hardware_without_a_gpu_is_refused():
     cfg = compose("int8", ["hardware=aws_g5_xlarge"])
-    with pytest.raises(RecipeError, match="hardware=aws-g5.xlarge is a GPU entry.*hardware=local_cpu"):
+    with pytest.raises(RecipeError, match="hardware entry .aws-g5.xlarge. is for a GPU.*hardware=local_cpu"):
         check_environment(plan(cfg), cfg)
 
 
