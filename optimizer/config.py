@@ -51,6 +51,7 @@ class HardwareConfig:
     price_source: str = ""  # where the price comes from
     price_date: str = ""  # when the price was read
     gpu: Optional[str] = None  # GPU model, null for CPU-only machines
+    onnx_provider: str = "cuda"  # ONNX Runtime on a GPU: cuda (CUDA EP) or tensorrt (TensorRT EP, CUDA EP for the rest)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class TritonConfig:
     repository: str = ""  # where to write it; empty means <run dir>/model_repository
     overwrite: bool = False  # replace a repository that holds another model
     smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
+    onnx_tensorrt: bool = False  # GPU hardware: serve an ONNX variant through the onnxruntime backend's TensorRT accelerator
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
     smoke_requests: int = 200  # requests per concurrency level at most
     smoke_seconds: float = 5.0  # seconds per concurrency level at most

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
 from optimizer.errors import OptimizerError, PassError, one_line
-from optimizer.plan import Step, plan
+from optimizer.plan import Step, check_environment, plan
 from optimizer.registry import Context
 
 
@@ -76,6 +76,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
         return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
         _error_summary(cfg, recipe, out_dir, e)

@@ -58,6 +58,11 @@ def plan(cfg) -> List[Step]:
         if spec is None:
             raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
         config = _typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        if spec.prepare is not None:
+            try:
+                config = spec.prepare(config, cfg)
+            except ValueError as e:
+                raise RecipeError(f"{where}: {e}") from None
         if spec.takes != fmt:
             before = f"the step before it makes {fmt}" if steps else f"model.source gives {fmt}"
             hint = f"remove it ({where}=null)" if not steps and spec.name == "onnx_export" else "reorder the passes"
@@ -81,3 +86,20 @@ def check_settings(cfg) -> None:
         raise RecipeError(f"model.source {source!r}: no such file")
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
         raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
+
+
+def check_environment(steps: List[Step], cfg) -> None:
+    """What this machine must offer the recipe, checked before any work (RecipeError naming what is missing):
+    each step's own ``requires`` (a GPU and TensorRT for the tensorrt pass), then a GPU for a cuda hardware
+    entry. CPU recipes load no CUDA library here."""
+    for step in steps:
+        if step.spec.requires is not None:
+            step.spec.requires(step.config, cfg, f"passes.{step.label}")
+    if cfg.hardware.device.value == "cuda":
+        from optimizer import gpu
+
+        if not gpu.gpus():
+            raise RecipeError(f"hardware entry {cfg.hardware.name!r} is for a GPU (hardware.device=cuda) but the CUDA "
+                              f"driver sees no GPU on this machine; choose a CPU entry such as hardware=local_cpu")
+    if cfg.hardware.onnx_provider not in ("cuda", "tensorrt"):
+        raise RecipeError(f"hardware.onnx_provider: expected cuda or tensorrt, got {cfg.hardware.onnx_provider!r}")

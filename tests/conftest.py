@@ -26,6 +26,20 @@ FAST = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests skip where the CUDA driver sees no GPU (asked only when such a test is collected)."""
+    marked = [item for item in items if "gpu" in item.keywords]
+    if not marked:
+        return
+    from optimizer.gpu import gpus
+
+    if gpus():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: the CUDA driver (libcuda.so.1) sees none")
+    for item in marked:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cache")

@@ -52,7 +52,8 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
     return content_key("measure-set", SCHEMA, [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
-                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint)[:32]
+                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint,
+                       *([hw.onnx_provider] if hw.device.value == "cuda" else []))[:32]
 
 
 def reusable(record: Optional[Dict], names: List[str]) -> bool:
@@ -146,9 +147,8 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
             session["timing_seconds"] += time.perf_counter() - t0
         session["lock_wait_seconds"] += lock["wait_seconds"]
         for name, w in workers.items():
-            peak = w.call("memory").get("peak_memory_mb")
-            if peak is not None:
-                memory[name] = max(memory.get(name, 0.0), peak)
+            for key, value in w.call("memory").items():  # peak_memory_mb, and gpu_memory_mb on a GPU
+                memory.setdefault(name, {})[key] = max(memory.get(name, {}).get(key, 0.0), value)
     finally:
         for w in workers.values():
             w.close()
@@ -178,8 +178,7 @@ def _assemble(ok: List, plan: List[List[str]], pooled: Dict, outputs: Dict, memo
         records[v.name] = {"evaluation": ev, "benchmark": bench, "group": gi,
                            **stats.compare(bench, pooled[gi][ref_name], is_ref),
                            "unstable": [bs for bs, b in bench.items() if b["unstable"]]}
-        if v.name in memory:
-            records[v.name]["peak_memory_mb"] = memory[v.name]
+        records[v.name].update(memory.get(v.name, {}))
     return records
 
 
