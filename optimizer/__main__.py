@@ -1,5 +1,7 @@
 """``python -m optimizer recipe=int8``: compose the recipe, run it, print the table, exit with its code.
 
+``python -m optimizer cache verify|prune`` checks the cache or removes leftovers of killed runs.
+
 Exit codes: 0 every gate passed; 1 a step failed; 2 the recipe or its inputs are wrong
 (nothing ran); 3 no variant met the recipe's constraints."""
 
@@ -105,6 +107,10 @@ def _release_stderr() -> str:
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["cache"]:  # python -m optimizer cache verify|prune: no recipe involved
+        from optimizer.integrity import main as cache_main
+
+        sys.exit(cache_main(sys.argv[2:]))
     try:
         check_command_line(sys.argv[1:], RECIPES)
     except OptimizerError as e:

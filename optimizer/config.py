@@ -25,6 +25,9 @@ class ModelConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
     train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
     task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction
+    allow_factories: List[str] = field(default_factory=list)  # when given, every factory must match one ("mypkg.*")
+    deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
+    trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class HardwareConfig:
     price_source: str = ""  # where the price comes from
     price_date: str = ""  # when the price was read
     gpu: Optional[str] = None  # GPU model, null for CPU-only machines
+    onnx_provider: str = "cuda"  # ONNX Runtime on a GPU: cuda (CUDA EP) or tensorrt (TensorRT EP, CUDA EP for the rest)
 
 
 @dataclass
@@ -68,6 +72,7 @@ class BenchmarkConfig:
     target_cv: float = 0.05  # Triton tuning sweep: stop early once the running median is this stable
     rounds: int = 5  # interleaved rounds per batch size (A B C, then C B A, ...); intervals come from them
     max_cv: float = 0.5  # a pooled latency CV above this flags the measurement unstable (shown, never reused)
+    max_foreign_cores: float = 0.5  # other processes' average CPU use while timing above this flags the set contended; 0: off
     memory_budget_mb: float = 0  # memory the worker processes may use at once; 0: 80 % of MemAvailable
     reuse: bool = True  # reuse the whole measurement set of the same variants, settings and host
 
@@ -110,6 +115,7 @@ class TritonConfig:
     repository: str = ""  # where to write it; empty means <run dir>/model_repository
     overwrite: bool = False  # replace a repository that holds another model
     smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
+    onnx_tensorrt: bool = False  # GPU hardware: serve an ONNX variant through the onnxruntime backend's TensorRT accelerator
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
     smoke_requests: int = 200  # requests per concurrency level at most
     smoke_seconds: float = 5.0  # seconds per concurrency level at most

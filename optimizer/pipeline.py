@@ -1,6 +1,7 @@
 """plan -> run passes (cache hit? load : run) -> evaluate + benchmark -> select -> summary."""
 
 import contextlib
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -10,7 +11,7 @@ from typing import Dict, List, Optional
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
 from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
-from optimizer.plan import Step, plan
+from optimizer.plan import Step, check_environment, plan
 from optimizer.registry import Context
 
 
@@ -41,7 +42,7 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
             continue
         key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
                           ctx_base["hardware"].device.value, versions())
-        cached = cache.get(key)
+        cached = cache.get(key, step.label)
         t0 = time.perf_counter()
         try:
             if cached is None:
@@ -82,6 +83,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
                           f"choose another with hydra.run.dir=DIR") from None
     try:
         preflight(cfg, out_dir)  # serving, cost and repository settings
+        check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
         return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
         _error_summary(cfg, recipe, out_dir, e)
@@ -106,6 +108,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer import formats, plots, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+    from optimizer.factory import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
     from optimizer.measure.limits import check_memory
     from optimizer.measure.run import host, measure
@@ -115,7 +118,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.sources.models import load_source
     from optimizer.triton.deploy import deploy
 
-    cache = Cache(cfg.cache_dir)
+    cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
     source = load_source(cfg.model, splits, cache, cfg.seed)
@@ -124,7 +127,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     measured = measure(variants, splits, cfg, cache, task)
     records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
-    warnings = compare(records)
+    warnings = cache.warnings + compare(records)  # damaged cache entries first
     for r in records:
         r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)
         r["violations"] = violations(r, cfg.constraints)
@@ -132,7 +135,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
-    warnings += _reference_note(records, chosen)
+    warnings += _reference_note(records, chosen) + _contention_note(measured.session)
     triton = deploy(cfg, chosen, variants, splits, cache, out_dir) if chosen and cfg.triton.emit else {}
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
@@ -171,6 +174,16 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
     write_summary(summary, out_dir)
     return summary
+
+
+def _contention_note(session: Dict) -> List[str]:
+    """A warning when other processes loaded the machine while the rounds were timed."""
+    if not session.get("contended"):
+        return []
+    return [f"other processes used {session['foreign_cores']:.2f} cores on average while the variants were timed "
+            f"({os.cpu_count()} cores here): every round saw that load, so the intervals cannot show what it did to "
+            f"the speed-ups; this set will not be reused (measure on a quiet machine, or set "
+            f"hardware.intra_op_threads below the core count)"]
 
 
 def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:

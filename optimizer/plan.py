@@ -40,6 +40,9 @@ def plan(cfg) -> List[Step]:
     """Validate the whole recipe without loading a model: pass types, parameters, formats."""
     from omegaconf import OmegaConf
 
+    from optimizer.guards import check_recipe
+
+    check_recipe(cfg)  # names that become paths, factories, pickled programs: before anything is imported
     check_settings(cfg)
     passes = load_passes()
     fmt = source_format(cfg.model.source)
@@ -55,6 +58,11 @@ def plan(cfg) -> List[Step]:
         if spec is None:
             raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
         config = _typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        if spec.prepare is not None:
+            try:
+                config = spec.prepare(config, cfg)
+            except ValueError as e:
+                raise RecipeError(f"{where}: {e}") from None
         if spec.takes != fmt:
             before = f"the step before it makes {fmt}" if steps else f"model.source gives {fmt}"
             hint = f"remove it ({where}=null)" if not steps and spec.name == "onnx_export" else "reorder the passes"
@@ -82,6 +90,7 @@ def check_settings(cfg) -> None:
             ("benchmark.pause_seconds", b.pause_seconds, b.pause_seconds >= 0, "≥ 0"),
             ("benchmark.warmup_seconds", b.warmup_seconds, b.warmup_seconds >= 0, "≥ 0"),
             ("benchmark.memory_budget_mb", b.memory_budget_mb, b.memory_budget_mb >= 0, "≥ 0 (0: 80 % of MemAvailable)"),
+            ("benchmark.max_foreign_cores", b.max_foreign_cores, b.max_foreign_cores >= 0, "≥ 0 (0: not checked)"),
             ("evaluation.batch_size", e.batch_size, e.batch_size > 0, "positive"),
             ("evaluation.max_samples", e.max_samples, e.max_samples >= 0, "≥ 0 (0: the whole split)"),
             ("model.train_epochs", cfg.model.train_epochs, cfg.model.train_epochs >= 1, "at least 1")):
@@ -111,3 +120,20 @@ def check_cache_dir(cache_dir: str) -> None:
     except OSError as e:
         raise RecipeError(f"cache_dir {str(root)!r} cannot be written ({e.strerror or e}); point cache_dir (or "
                           f"OPTIMIZER_CACHE_DIR) at a writable directory") from None
+
+
+def check_environment(steps: List[Step], cfg) -> None:
+    """What this machine must offer the recipe, checked before any work (RecipeError naming what is missing):
+    each step's own ``requires`` (a GPU and TensorRT for the tensorrt pass), then a GPU for a cuda hardware
+    entry. CPU recipes load no CUDA library here."""
+    for step in steps:
+        if step.spec.requires is not None:
+            step.spec.requires(step.config, cfg, f"passes.{step.label}")
+    if cfg.hardware.device.value == "cuda":
+        from optimizer import gpu
+
+        if not gpu.gpus():
+            raise RecipeError(f"hardware entry {cfg.hardware.name!r} is for a GPU (hardware.device=cuda) but the CUDA "
+                              f"driver sees no GPU on this machine; choose a CPU entry such as hardware=local_cpu")
+    if cfg.hardware.onnx_provider not in ("cuda", "tensorrt"):
+        raise RecipeError(f"hardware.onnx_provider: expected cuda or tensorrt, got {cfg.hardware.onnx_provider!r}")

@@ -21,7 +21,7 @@ def variant_record(v, m: Dict) -> Dict:
         rec["meta"] = {k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")}
     if m:
         rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
-        for k in ("speedup", "speedup_interval", "verdict", "unstable", "group", "peak_memory_mb"):
+        for k in ("speedup", "speedup_interval", "verdict", "unstable", "group", "peak_memory_mb", "gpu_memory_mb"):
             if k in m:
                 rec[k] = m[k]
     return rec

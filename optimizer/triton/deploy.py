@@ -72,7 +72,8 @@ def sweep(cfg, art, pool: Feeds, cache: Cache) -> Dict[int, List[Dict]]:
     from optimizer.measure.benchmark import summarize, time_calls
     from optimizer.measure.run import host
 
-    sizes, counts = sweep_sizes(cfg.serving.max_batch_cap), thread_counts(cfg)
+    sizes, counts = sweep_sizes(min(cfg.serving.max_batch_cap, engine_max_batch(art) or cfg.serving.max_batch_cap)), \
+        thread_counts(cfg)
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k not in ("reuse", "batch_sizes")}
     name = "tune-" + content_key(sizes, counts, bench, asdict(cfg.hardware), host())[:24]
     cached = cache.read_json(art.id, name) if cfg.benchmark.reuse else None
@@ -92,6 +93,12 @@ def sweep(cfg, art, pool: Feeds, cache: Cache) -> Dict[int, List[Dict]]:
                 session.close()
     cache.write_json(art.id, name, {str(t): c for t, c in curves.items()})
     return curves
+
+
+def engine_max_batch(art):
+    """The largest batch a TensorRT engine's profile accepts (None for other formats)."""
+    batch = art.meta.get("tensorrt", {}).get("batch") if art.format == "tensorrt" else None
+    return int(batch[2]) if batch else None
 
 
 def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarray]:
@@ -143,6 +150,9 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     values = tuning.to_dict()
     config = emit.build_config(cfg.model.name, art.format, io, values, gpu,
                                {k: list(v.shape[1:]) for k, v in pool.items()})
+    if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
+        emit.tensorrt_accelerator(config, io, str(art.meta.get("precision", "fp32")),
+                                  {k: list(v.shape[1:]) for k, v in pool.items()})
     repo = repository_dir(cfg, out_dir)
     emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
     record = {"plan": plan_id(cfg), "variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
@@ -151,7 +161,7 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
     record["serve_check_tolerance"] = float(ref["tolerance"])
     model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name)
-    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores)
+    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores, engine_max_batch(art))
     if problems:
         raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
     info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),

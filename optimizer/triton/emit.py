@@ -101,7 +101,62 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample:
     return config
 
 
-def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[str]:
+# Triton's ONNX Runtime backend maps these keys of its "tensorrt" GPU accelerator onto the TensorRT EP's options.
+PRECISION_MODES = {"fp16": "FP16", "int8": "INT8"}  # anything else: FP32
+
+
+def profile_shapes(io: Dict, sample: Optional[Dict[str, List[int]]], batches) -> Dict[str, str]:
+    """``trt_profile_{min,opt,max}_shapes`` strings for the inputs' -1 dims: the batch axis takes ``batches``
+    (min, opt, max), other dynamic axes their size in ``sample`` (per-sample shapes, batch axis excluded)."""
+    out = {}
+    for k, key in enumerate(("min", "opt", "max")):
+        parts = []
+        for t in io["inputs"]:
+            known = (sample or {}).get(t["name"]) or [1] * len(t["dims"])
+            dims = [batches[k] if i == 0 and d < 0 else (d if d > 0 else int(known[i - 1]))
+                    for i, d in enumerate(t["dims"])]
+            parts.append(f"{t['name']}:{'x'.join(map(str, dims))}")
+        out[key] = ",".join(parts)
+    return out
+
+
+def tensorrt_accelerator(config, io: Dict, precision: str, sample: Optional[Dict[str, List[int]]] = None,
+                         workspace_mb: int = 4096, cache_path: str = "/tmp/triton_ort_tensorrt") -> None:
+    """Add ``optimization.execution_accelerators.gpu_execution_accelerator [{name: "tensorrt"}]`` to an ONNX
+    model's config: FP16/INT8 as the model is, engine and timing caches, and one shape profile whose batch
+    axis spans 1 .. max_batch_size with the warm-up batch as its optimum."""
+    acc = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
+    acc.name = "tensorrt"
+    params = {"precision_mode": PRECISION_MODES.get(precision, "FP32"),
+              "max_workspace_size_bytes": str(int(workspace_mb) << 20),
+              "trt_builder_optimization_level": "3",
+              "trt_engine_cache_enable": "true", "trt_engine_cache_path": cache_path,
+              "trt_timing_cache_enable": "true", "trt_timing_cache_path": cache_path}
+    if config.max_batch_size > 0:
+        opt = max(1, min(config.max_batch_size, max([w.batch_size for w in config.model_warmup] or [1])))
+        for key, value in profile_shapes(io, sample, (1, opt, config.max_batch_size)).items():
+            params[f"trt_profile_{key}_shapes"] = value
+    for key, value in params.items():
+        acc.parameters[key] = value
+
+
+def _profile_problems(c, max_profile_batch: Optional[int]) -> List[str]:
+    """A config whose batches exceed the engine's (or the accelerator's) shape profile fails at load or run."""
+    problems = []
+    if max_profile_batch is not None and c.max_batch_size > max_profile_batch:
+        problems.append(f"max_batch_size {c.max_batch_size} exceeds the engine's profile maximum {max_profile_batch}")
+    for acc in c.optimization.execution_accelerators.gpu_execution_accelerator:
+        shapes = acc.parameters.get("trt_profile_max_shapes", "")
+        for part in filter(None, shapes.split(",")):
+            name, dims = part.rsplit(":", 1)
+            if c.max_batch_size > 0 and int(dims.split("x")[0]) < c.max_batch_size:
+                problems.append(f"tensorrt accelerator profile of {name!r} ends at batch {dims.split('x')[0]} "
+                                f"< max_batch_size {c.max_batch_size}")
+    return problems
+
+
+def validate(config_path: Path, io: Dict, cores: Optional[int] = None,
+             max_profile_batch: Optional[int] = None) -> List[str]:
     """Triton's rules that bite people, checked on the file as written (parsed back)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
@@ -137,7 +192,7 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
     for g in c.instance_group:
         if cores and g.kind == mc.ModelInstanceGroup.KIND_CPU and g.count * max(threads, 1) > cores:
             problems.append(f"{g.count} CPU instances × {threads} threads exceed {cores} cores")
-    return problems
+    return problems + _profile_problems(c, max_profile_batch)
 
 
 def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx",
