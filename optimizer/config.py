@@ -93,6 +93,12 @@ class TrackingConfig:
 
 
 @dataclass
+class TierConfig:
+    name: str = "standard"  # QoS class, e.g. premium, standard, batch
+    p99_ms: Optional[float] = None  # this class's p99 SLA in milliseconds; null: no SLA (batch traffic)
+
+
+@dataclass
 class ServingConfig:
     p99_ms: float = 50.0  # SLA: p99 latency of one request through the batcher, in milliseconds
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
@@ -102,6 +108,10 @@ class ServingConfig:
     queue_delay_cap_us: int = 2000  # upper bound on the tuned max_queue_delay_microseconds
     overhead_ms: float = 0.5  # per-execution server overhead (request handling, copies) that batching amortizes
     thread_options: List[int] = field(default_factory=lambda: [0, 1])  # intra-op threads per instance; 0 = all cores
+    queue_policy: bool = True  # bound the batcher's queue (max_queue_size from capacity × SLA budget); false: unbounded
+    queue_timeout: bool = True  # reject a request once it has waited longer than the SLA leaves it (REJECT)
+    tiers: List[TierConfig] = field(default_factory=list)  # QoS tiers, highest priority first (priority level 1)
+    default_tier: str = ""  # tier of requests that name no priority; "" = the last tier with an SLA
 
 
 @dataclass

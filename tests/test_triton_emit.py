@@ -143,6 +143,37 @@ def test_no_preferred_size_is_tritons_default_batcher():
     assert 'name: "warmup_batch_1"\n  batch_size: 1\n' in text
 
 
+QUEUED = {**TUNING, "max_queue_size": 75, "queue_timeout_us": 30300, "default_priority_level": 2,
+          "tiers": [{"name": "premium", "level": 1, "p99_ms": 50.0, "max_queue_size": 75, "timeout_us": 30300},
+                    {"name": "standard", "level": 2, "p99_ms": 100.0, "max_queue_size": 200, "timeout_us": 80300},
+                    {"name": "batch", "level": 3, "p99_ms": None, "max_queue_size": 0, "timeout_us": 0}]}
+
+
+def test_queue_policy_and_priority_levels(tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    c = emit.build_config("digits_resnet", "onnx", DEFAULT_IO, QUEUED, gpu=False)
+    db = c.dynamic_batching
+    q = db.default_queue_policy
+    assert (q.max_queue_size, q.default_timeout_microseconds, q.timeout_action) == (75, 30300, mc.ModelQueuePolicy.REJECT)
+    assert (db.priority_levels, db.default_priority_level) == (3, 2)
+    assert sorted(db.priority_queue_policy) == [1, 2]  # the batch tier: unbounded, no timeout (Triton's default)
+    assert (db.priority_queue_policy[2].max_queue_size, db.priority_queue_policy[2].default_timeout_microseconds) \
+        == (200, 80300)
+    text = text_format.MessageToString(c)
+    assert "max_queue_size: 75" in text and "priority_levels: 3" in text
+    (tmp_path / "digits_resnet").mkdir()
+    (tmp_path / "digits_resnet" / "config.pbtxt").write_text(text)
+    assert emit.validate(tmp_path / "digits_resnet" / "config.pbtxt", DEFAULT_IO, cores=2) == []
+    db.default_priority_level = 4
+    (tmp_path / "digits_resnet" / "config.pbtxt").write_text(text_format.MessageToString(c))
+    assert "default_priority_level 4 is outside 1..priority_levels (3)" in \
+        emit.validate(tmp_path / "digits_resnet" / "config.pbtxt", DEFAULT_IO, cores=2)[0]
+    off = emit.build_config("m", "onnx", DEFAULT_IO, TUNING, gpu=False)  # serving.queue_policy=false
+    assert not off.dynamic_batching.HasField("default_queue_policy") and off.dynamic_batching.priority_levels == 0
+
+
 def test_fixed_batch_model_gets_no_batching(tmp_path):
     io = emit.model_io(tiny_onnx(tmp_path / "f.onnx", batch=4))
     c = emit.build_config("m", "onnx", io, TUNING, gpu=False)
@@ -235,7 +266,7 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
         assert 0 <= c.dynamic_batching.max_queue_delay_microseconds <= 2000
     assert c.instance_group[0].count * int(c.parameters["intra_op_thread_count"].string_value) <= 2
     curve = tuning["curves"][str(tuning["threads"])]
-    fits = [p for p in curve if p["p99_ms"] + tuning["overhead_ms"] <= tuning["sla_p99_ms"]]
+    fits = [p for p in curve if 2 * (p["p99_ms"] + tuning["overhead_ms"]) <= tuning["sla_p99_ms"]]  # queued
     assert tuning["max_batch_size"] == max(p["batch_size"] for p in fits) or len(fits) < len(curve)
     md = (d / "tuning.md").read_text()
     for field in ("max_batch_size", "preferred_batch_size", "max_queue_delay_microseconds", "instance_group",
@@ -245,6 +276,11 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
     for v in s["variants"]:
         assert "pareto" in v and v["cost"]["cost_per_million"] > 0 and v["cost"]["min_replicas"] >= 1
     assert "replicas" in out  # the terminal table
+    q = c.dynamic_batching.default_queue_policy  # overload protection, on by default
+    assert q.max_queue_size == tuning["max_queue_size"] >= c.max_batch_size
+    assert q.default_timeout_microseconds == tuning["queue_timeout_us"] > 0
+    assert q.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert "default_queue_policy.max_queue_size" in md and "timeout_action | REJECT" in md
     if smoke:
         st = t["smoke_test"]
         assert st["passed"], st
@@ -263,6 +299,8 @@ def test_a_repository_with_another_model_is_refused(emitted, cache_dir, tmp_path
     ("model.name=..", "model.name '..'"),
     ("serving.target_qps=0", "serving.target_qps must be positive"),
     ("objective=cost", "has no price_per_hour"),
+    ("serving.tiers=[{name:premium,p99_ms:-1}]", "serving.tiers[0] (premium): p99_ms must be positive"),
+    ("serving.default_tier=gold", "serving.default_tier 'gold' is not one of serving.tiers (none defined)"),
 ])
 def test_bad_serving_inputs_exit_2(cache_dir, tmp_path, override, message):
     code, out, _ = run_cli(["recipe=int8", *FAST, "triton.emit=true", override], cache_dir, tmp_path / "bad")

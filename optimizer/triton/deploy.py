@@ -32,6 +32,7 @@ def preflight(cfg, out_dir: Path) -> None:
     if s.max_batch_cap < 1 or s.queue_delay_cap_us < 0 or any(t < 0 for t in s.thread_options) or not s.thread_options:
         raise RecipeError("serving.max_batch_cap must be ≥ 1, serving.queue_delay_cap_us ≥ 0, "
                           "serving.thread_options a non-empty list of thread counts ≥ 0")
+    _check_tiers(s)
     if not cfg.triton.emit:
         return
     emit.check_name(cfg.model.name)
@@ -40,6 +41,20 @@ def preflight(cfg, out_dir: Path) -> None:
         from optimizer.triton.server import find_server
 
         find_server()  # raises a RecipeError saying how to provision one
+
+
+def _check_tiers(s) -> None:
+    """``serving.tiers``: name -> positive p99 ms or null; ``serving.default_tier`` one of them."""
+    names = [t.name for t in s.tiers]
+    for i, t in enumerate(s.tiers):
+        if t.p99_ms is not None and t.p99_ms <= 0:
+            raise RecipeError(f"serving.tiers[{i}] ({t.name}): p99_ms must be positive milliseconds or null (no SLA), "
+                              f"got {t.p99_ms}")
+    if len(set(names)) != len(names) or not all(names):
+        raise RecipeError(f"serving.tiers: names must be non-empty and unique, got {names}")
+    if s.default_tier and s.default_tier not in names:
+        raise RecipeError(f"serving.default_tier {s.default_tier!r} is not one of serving.tiers "
+                          f"({', '.join(names) or 'none defined'})")
 
 
 def thread_counts(cfg) -> List[int]:
@@ -118,8 +133,10 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
                                             f"add an onnx_export step"}
     pool = take(splits.evaluation, slice(0, max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)))
     gpu = cfg.hardware.device.value == "cuda"
-    tuning: Tuning = tune(sweep(cfg, art, pool, cache), cfg.serving.p99_ms, cfg.hardware.cores, gpu,
-                          cfg.serving.queue_delay_cap_us, cfg.serving.overhead_ms)
+    s = cfg.serving
+    tuning: Tuning = tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, gpu, s.queue_delay_cap_us,
+                          s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},
+                          s.default_tier)
     info: Dict = {"emitted": False, "variant": chosen["name"], "tuning": tuning.to_dict()}
     if not tuning.feasible:
         return {**info, "gate": tuning.reason, "reason": tuning.reason}
@@ -155,6 +172,9 @@ def _values(config) -> Dict:
     return {"max_batch_size": config.max_batch_size,
             "preferred_batch_size": list(config.dynamic_batching.preferred_batch_size),
             "max_queue_delay_microseconds": config.dynamic_batching.max_queue_delay_microseconds,
+            "max_queue_size": config.dynamic_batching.default_queue_policy.max_queue_size,
+            "default_timeout_microseconds": config.dynamic_batching.default_queue_policy.default_timeout_microseconds,
+            "priority_levels": config.dynamic_batching.priority_levels,
             "instance_group": [{"kind": "KIND_GPU" if g.kind == 1 else "KIND_CPU", "count": g.count}
                                for g in config.instance_group],
             "parameters": {k: v.string_value for k, v in config.parameters.items()}}

@@ -87,6 +87,7 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample:
         if tuning["preferred_batch_size"] > 0:
             config.dynamic_batching.preferred_batch_size.append(tuning["preferred_batch_size"])
         config.dynamic_batching.max_queue_delay_microseconds = tuning["max_queue_delay_us"]
+        queue_policies(config.dynamic_batching, tuning)
     warm = config.model_warmup.add()
     warm.batch_size = max(1, tuning["preferred_batch_size"]) if batch > 0 else 1
     warm.name = f"warmup_batch_{warm.batch_size}"
@@ -99,6 +100,30 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample:
         data.dims.extend(d if d > 0 else int(k) for d, k in zip(dims, known))
         data.zero_data = True
     return config
+
+
+def queue_policies(batching, tuning: Dict) -> None:
+    """Overload protection and QoS tiers (see tune.py): ``default_queue_policy``, and with tiers
+    ``priority_levels``, ``default_priority_level`` and one ``priority_queue_policy`` per level.
+
+    ``timeout_action`` is set to REJECT, Triton's default (enum 0), which the text format leaves out."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    def fill(policy, size: int, timeout_us: int) -> None:
+        policy.max_queue_size = size
+        policy.default_timeout_microseconds = timeout_us
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.allow_timeout_override = False
+
+    if tuning.get("max_queue_size"):
+        fill(batching.default_queue_policy, tuning["max_queue_size"], tuning.get("queue_timeout_us", 0))
+    tiers = tuning.get("tiers") or []
+    if tiers:
+        batching.priority_levels = len(tiers)
+        batching.default_priority_level = tuning["default_priority_level"]
+        for tier in tiers:
+            if tier["max_queue_size"] or tier["timeout_us"]:
+                fill(batching.priority_queue_policy[tier["level"]], tier["max_queue_size"], tier["timeout_us"])
 
 
 def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[str]:
@@ -124,6 +149,13 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
         for name, data in w.inputs.items():
             if any(d < 1 for d in data.dims):
                 problems.append(f"model_warmup {w.name!r} input {name!r} has variable dims {list(data.dims)}")
+    db = c.dynamic_batching
+    if db.priority_levels and not 1 <= db.default_priority_level <= db.priority_levels:
+        problems.append(f"default_priority_level {db.default_priority_level} is outside 1..priority_levels "
+                        f"({db.priority_levels})")
+    if any(level < 1 or level > db.priority_levels for level in db.priority_queue_policy):
+        problems.append(f"priority_queue_policy levels {sorted(db.priority_queue_policy)} exceed priority_levels "
+                        f"({db.priority_levels})")
     if c.max_batch_size > 0 and not batchable(io):
         problems.append("max_batch_size > 0 but the model has a fixed first axis")
     for field, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
