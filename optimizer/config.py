@@ -121,8 +121,8 @@ class TritonConfig:
     overwrite: bool = False  # replace a repository that holds another model
     smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
-    smoke_requests: int = 200  # requests per concurrency level at most
-    smoke_seconds: float = 5.0  # seconds per concurrency level at most
+    smoke_requests: int = 2000  # requests per concurrency level at most (a p99's interval needs ~500 to be bounded)
+    smoke_seconds: float = 10.0  # seconds per concurrency level at most
 
 
 @dataclass

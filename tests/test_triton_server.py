@@ -117,6 +117,32 @@ def test_serve_check_command_line(install, tmp_path):
     r = json.loads((tmp_path / "r.json").read_text())
     m = r["models"]["digits_resnet"]
     assert r["passed"] and m["within_sla"] and [x["concurrency"] for x in m["load"]] == [1, 4]
+    assert m["sla"] == {"p99_ms": 1000.0, "source": "given", "tiers": {}}
+    lo, hi = m["load"][0]["p99_ci_ms"]  # 40 requests bound no p99 from above
+    assert lo is not None and lo <= m["load"][0]["p99_ms"] and hi is None
+
+
+def test_serve_check_enforces_the_sla_from_tuning_json(install, tmp_path):
+    import json
+
+    repo = tiny_repository(tmp_path)
+    tuning = repo / "digits_resnet" / "tuning.json"
+    record = json.loads(tuning.read_text())
+    record["tuning"]["sla_p99_ms"] = 0.001  # no server answers in a microsecond
+    tuning.write_text(json.dumps(record))
+    args = [str(repo), "--concurrency", "2", "--requests", "600", "--seconds", "5", "--json", str(tmp_path / "r.json")]
+    proc = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # answers right, SLA missed
+    assert "SLA: p99 ≤ 0.001 ms (from " in proc.stdout and "tuning.json" in proc.stdout
+    assert "SLA MISSED: digits_resnet: p99 " in proc.stdout and "exceeds the SLA 0.001 ms (95 % interval" in proc.stdout
+    r = json.loads((tmp_path / "r.json").read_text())
+    m = r["models"]["digits_resnet"]
+    assert not r["passed"] and r["sla_missed"] and not m["within_sla"] and m["max_abs_diff"] <= 1e-4
+    level = m["load"][0]
+    assert level["requests"] == 600 and level["errors"] == 0
+    lo, hi = level["p99_ci_ms"]  # 600 requests: both sides of the p99 bounded, around the estimate
+    assert lo <= level["p99_ms"] <= hi
 
 
 def test_serve_check_reports_a_mismatch(install, tmp_path):
