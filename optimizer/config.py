@@ -123,6 +123,13 @@ class TritonConfig:
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
     smoke_requests: int = 2000  # requests per concurrency level at most (a p99's interval needs ~500 to be bounded)
     smoke_seconds: float = 10.0  # seconds per concurrency level at most
+    capacity_test: bool = True  # with smoke_test: find the highest open-loop rate served within the SLA (sizes replicas)
+    capacity_seconds: float = 2.0  # seconds per open-loop rate step at most
+    response_cache: bool = False  # response_cache { enable: true }: only for deterministic models; the server needs --cache-config
+    response_cache_mb: int = 256  # size of the server's local response cache (--cache-config local,size=...)
+    kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository
+    image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"  # the tritonserver image the Deployment runs (24.10 = Triton 2.51)
+    model_store: str = "/models"  # --model-repository in the pod: a mounted path (PVC) or s3:// gs:// as:// URL
 
 
 @dataclass

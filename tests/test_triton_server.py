@@ -87,6 +87,62 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
     assert server.proc.poll() is not None and group_gone(pgid)
 
 
+def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
+    """One server on a config with every serving field: the server echoes them; mixed-priority traffic is
+    answered per tier; the open-loop generator keeps its rate and its bounds; the capacity search runs."""
+    import tritonclient.http as http
+
+    from optimizer.triton.loadgen import find_capacity, open_loop
+    from optimizer.triton.serve_check import _infer_request, _reference, load_test
+    from optimizer.triton.server import serve
+    from tests.test_triton_emit import QUEUED
+
+    repo = tiny_repository(tmp_path, tuning=QUEUED, response_cache=True)
+    server, _, tmp = serve(repo, install)
+    try:
+        server.wait_ready("digits_resnet", timeout=60)
+        client = http.InferenceServerClient(server.http_url)
+        try:
+            echoed = client.get_model_config("digits_resnet")
+        finally:
+            client.close()
+        db = echoed["dynamic_batching"]
+        assert db["default_queue_policy"]["max_queue_size"] == 75
+        assert int(db["default_queue_policy"]["default_timeout_microseconds"]) == 30300
+        assert db["default_queue_policy"]["timeout_action"] == "REJECT"
+        assert (int(db["priority_levels"]), int(db["default_priority_level"])) == (3, 2)
+        assert sorted(db["priority_queue_policy"]) == ["1", "2"]
+        assert db["priority_queue_policy"]["2"]["max_queue_size"] == 200
+        assert echoed["response_cache"]["enable"] is True
+
+        inputs, _, _ = _reference(repo / "digits_resnet")
+        one = {k: v[:1] for k, v in inputs.items()}
+        tiers = {"premium": 1, "standard": 2, "batch": 3}
+        mixed = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=300, max_seconds=10,
+                          tiers=tiers)
+        assert mixed["errors"] == 0 and mixed["requests"] == 300
+        assert sorted(mixed["tiers"]) == sorted(tiers) and sum(t["answered"] for t in mixed["tiers"].values()) == 300
+        assert all(t["answered"] == 100 and 0 < t["p50_ms"] <= t["p99_ms"] for t in mixed["tiers"].values())
+
+        payload = _infer_request("digits_resnet", one)
+        by_time = open_loop(server.grpc_url, "digits_resnet", payload, rate=200, max_requests=1000, max_seconds=1.5,
+                            keep_times=True)
+        sent = by_time["sent_at"]
+        assert by_time["errors"] == 0 and by_time["answered"] == by_time["requests"] == len(sent)
+        assert sent[-1] <= 1.5 and len(sent) < 1000  # the time bound stopped it
+        assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(200, rel=0.2)  # the rate asked, from timestamps
+        assert by_time["rate_sent"] == pytest.approx(200, rel=0.2)
+        by_count = open_loop(server.grpc_url, "digits_resnet", payload, rate=500, max_requests=40, max_seconds=10)
+        assert by_count["requests"] == by_count["answered"] == 40  # the count bound stopped it
+        cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
+                            fractions=(0.5, 1.0), seconds=0.5)
+        assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert group_gone(server.proc.pid)
+
+
 def test_config_error_is_reported_verbatim(install, tmp_path):
     from optimizer.triton.server import ServerError, serve
 

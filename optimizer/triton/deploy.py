@@ -3,7 +3,7 @@ optionally smoke-test it on a real server. ``pipeline.run`` calls ``preflight`` 
 
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -116,10 +116,29 @@ def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarr
             "tolerance": np.float64(max(1e-4, 2 * spread))}
 
 
-def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path) -> Dict:
+def provenance(cfg, art, out_dir: Path, run: Dict) -> Dict:
+    """Where a repository came from: tool version, recipe, overrides, artifact, measurement session, date."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    import yaml
+
+    overrides = Path(out_dir) / ".hydra" / "overrides.yaml"  # what Hydra recorded for this run
+    try:
+        version = metadata.version("optimizer")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"tool": f"optimizer {version}", "recipe": run.get("recipe", "unknown"),
+            "overrides": yaml.safe_load(overrides.read_text()) or [] if overrides.exists() else [],
+            "artifact_id": art.id, "measurement_session": run.get("measurement_id") or "none",
+            "hardware": cfg.hardware.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path, run: Optional[Dict] = None) -> Dict:
     """Tune, emit and (optionally) smoke-test the chosen variant; the summary's ``triton`` block.
 
-    ``gate`` is set when the SLA cannot be met even at batch 1: nothing is emitted then."""
+    ``gate`` is set when the SLA cannot be met even at batch 1: nothing is emitted then. ``run`` names the
+    recipe and the measurement session id (``recipe``, ``measurement_id``) for the provenance."""
     from optimizer.cost import price
     from optimizer.triton.report import tuning_markdown
 
@@ -144,15 +163,16 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     io = emit.model_io(art.path, art.format)
     values = tuning.to_dict()
     config = emit.build_config(cfg.model.name, art.format, io, values, gpu,
-                               {k: list(v.shape[1:]) for k, v in pool.items()})
+                               {k: list(v.shape[1:]) for k, v in pool.items()}, cfg.triton.response_cache)
     repo = repository_dir(cfg, out_dir)
     emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name)
-    record = {"variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
+    record = {"provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
               "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
     md = tuning_markdown(cfg, record, config)
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
     record["serve_check_tolerance"] = float(ref["tolerance"])
-    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name)
+    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name,
+                                      record["provenance"])
     problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores)
     if problems:
         raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
@@ -164,7 +184,58 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
         info["smoke_test"] = check_repository(repo, cfg.triton)  # the SLAs written in tuning.json
         if not info["smoke_test"]["passed"]:
             info["failed"] = f"smoke test: {info['smoke_test']['error']}"
+    info["capacity"] = record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
+    info["cost"] = record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
+                                     "capacity_source": info["capacity"]["source"]}
+    if cfg.triton.kubernetes:
+        info["kubernetes"] = record["kubernetes"] = kubernetes_manifests(cfg, chosen, tuning, info["cost"], repo)
+    emit.write_docs(model_dir, tuning_markdown(cfg, record, config), record)  # with the capacity used and manifests
     return info
+
+
+def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:
+    """The capacity that sizes replicas and cost: measured on the smoke server (open loop) when it found a
+    rate served within the SLA, else the in-process estimate; ``source`` says which."""
+    out = {"estimate": round(tuning.throughput, 1), "measured": None, "used": tuning.throughput,
+           "source": "estimate: in-process sweep (instances × batch ÷ (p50 + overhead) at the knee)"}
+    found = ((smoke or {}).get("models", {}).get(name) or {}).get("capacity")
+    if found:
+        out["measured"] = found["capacity_rps"]
+        out["measured_vs_estimate"] = round(found["capacity_rps"] / tuning.throughput, 3) if tuning.throughput else None
+        if found["capacity_rps"] > 0:
+            out["used"] = found["capacity_rps"]
+            out["source"] = (f"measured: open-loop Poisson arrivals on {smoke['server']}, the highest rate with p99 ≤ "
+                             f"{found['sla_p99_ms']} ms and no rejection" + (" (python backend swap)" if
+                                                                             smoke.get("platform_swapped") else ""))
+        else:
+            out["source"] += f"; the open-loop search served no rate within the SLA ({found['stopped']})"
+    return out
+
+
+def kubernetes_manifests(cfg, chosen: Dict, tuning: Tuning, cost: Dict, repo: Path) -> Dict:
+    """Deployment, Service and HPA in ``<repository>/../kubernetes/``, validated offline (RecipeError if not)."""
+    import math
+
+    from optimizer.triton import kubernetes as k8s
+
+    low = cost.get("min_replicas", 1)
+    high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
+    memory = k8s.memory_mb(chosen.get("peak_memory_mb"), tuning.instances)
+    flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
+    docs = k8s.manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
+                         high, round(cfg.serving.utilization * 100), flags)
+    try:
+        problems = k8s.validate(docs)
+        validated = f"against the Kubernetes {k8s.K8S_VERSION} schemas"
+    except ImportError:  # kubernetes-validate is a test dependency
+        problems, validated = [], "not checked offline (pip install kubernetes-validate)"
+    if problems:
+        raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
+    path = k8s.write(repo.parent / "kubernetes", docs)
+    return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
+            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated, "model_store": cfg.triton.model_store,
+            "replicas_from": "serving.target_qps" if "min_replicas" in cost else
+            "no serving.target_qps: 1 replica, up to serving.burst_factor"}
 
 
 def _values(config) -> Dict:

@@ -57,6 +57,34 @@ def _queue_rows(t: Dict, db) -> List[str]:
     return rows
 
 
+def _capacity_lines(t: Dict, record: Dict) -> List[str]:
+    """Which capacity sizes cost and replicas: the smoke server's measured one, or the in-process estimate."""
+    estimate = (f"In-process estimate of one server's capacity: {t['throughput']:.0f} samples/s ({t['instances']} "
+                f"instance(s) at batch {t['knee_batch_size']}, batch ÷ (p50 + {t['overhead_ms']} ms serving overhead "
+                f"per execution)).")
+    c = record.get("capacity")
+    if not c:
+        return [estimate]
+    lines = [estimate]
+    if c["measured"] is not None:
+        lines.append(f"Measured on a real server: {c['measured']:.0f} requests/s ({c['measured_vs_estimate']}× the "
+                     f"estimate; one-sample requests).")
+    lines.append(f"Cost and replicas use {c['used']:.0f}/s — {c['source']}." + (
+        "" if c["measured"] is not None else " Run with `triton.smoke_test=true` to measure it on a real server."))
+    return lines
+
+
+def _kubernetes_lines(k: Dict) -> List[str]:
+    if not k:
+        return []
+    return ["", "## Kubernetes", "",
+            f"`{k['manifests']}` (`kubectl apply -f`): a Deployment of `{k['image']}` serving `{k['model_store']}` "
+            f"(copy this repository there), {k['cpu']} CPU and {k['memory_mb']} MiB requested (limits: the same CPU, "
+            f"twice the memory), ready on `/v2/health/ready`; a Service (HTTP 8000, gRPC 8001, metrics 8002); a "
+            f"HorizontalPodAutoscaler (autoscaling/v2) keeping {k['min_replicas']}–{k['max_replicas']} replicas at "
+            f"70 % average CPU ({k['replicas_from']})."]
+
+
 def tuning_markdown(cfg, record: Dict, config) -> str:
     """The markdown written beside config.pbtxt."""
     t, hw, cost = record["tuning"], record["hardware"], record["cost"]
@@ -92,18 +120,27 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         *_queue_rows(t, db),
         f"| model_warmup | batch {config.model_warmup[0].batch_size}, zero data | first requests do not pay "
         f"ONNX Runtime's lazy initialisation |",
+        "| response_cache | " + ("enable: true | `triton.response_cache=true`: an identical request is answered from "
+                                 "the server's cache without running the model; right only for a deterministic model. "
+                                 "tritonserver must run with `--cache-config local,size=<bytes>` (the Kubernetes "
+                                 "Deployment passes it), or it refuses the model |" if config.response_cache.enable else
+                                 "off | the default; `triton.response_cache=true` for a deterministic model with "
+                                 "repeated requests (needs `--cache-config local,size=<bytes>` on the server) |"),
         "", "## Cost and replicas", "",
-        f"Estimated capacity of one server: {t['throughput']:.0f} samples/s ({t['instances']} instance(s) at batch "
-        f"{t['knee_batch_size']}, batch ÷ (p50 + {t['overhead_ms']} ms serving overhead per execution)).",
+        *_capacity_lines(t, record),
     ]
     if "cost_per_million" in cost:
         lines.append(f"Cost: ${cost['cost_per_million']:.4f} per 1M inferences at ${hw['price_per_hour']}/hour "
-                     f"({hw['price_source']}, {hw['price_date']}) = $/hour ÷ (samples/s × 3600) × 10⁶.")
+                     f"({hw['price_source']}, {hw['price_date']}) = $/hour ÷ (capacity × 3600) × 10⁶.")
     else:
         lines.append("Cost: no price for this hardware entry (hardware.price_per_hour is null).")
     if "replicas" in cost:
         lines.append(f"For {cost['target_qps']} requests/s at {cost['utilization']:.0%} target utilisation: "
                      f"{cost['min_replicas']} replica(s) minimum, {cost['max_replicas']} maximum "
                      f"(a {cfg.serving.burst_factor}× burst).")
+    lines += _kubernetes_lines(record.get("kubernetes"))
     lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
+    if record.get("provenance"):
+        lines += ["## Provenance", "", *(f"- {k}: {' '.join(v) if isinstance(v, list) else v or '(none)'}"
+                                         for k, v in record["provenance"].items()), ""]
     return "\n".join(lines)

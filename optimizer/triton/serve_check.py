@@ -182,6 +182,12 @@ def _slas(model_dir: Path, sla_p99_ms: Optional[float]) -> Dict:
             "tiers": {n: {"priority": t["level"], "p99_ms": t["p99_ms"]} for n, t in tiers.items()}}
 
 
+def _estimate(model_dir: Path) -> Optional[float]:
+    """The in-process capacity estimate (samples/s) in tuning.json, where there is one."""
+    path = model_dir / "tuning.json"
+    return json.loads(path.read_text()).get("tuning", {}).get("throughput") if path.exists() else None
+
+
 def _sla_misses(name: str, m: Dict) -> List[str]:
     """One line per load level (and tier) whose p99 exceeds its SLA, with the p99's interval."""
     sla, out = m["sla"], []
@@ -202,9 +208,12 @@ def _sla_misses(name: str, m: Dict) -> List[str]:
 
 def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[float] = None,
                      concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 2000,
-                     max_seconds: float = 10.0, install=None) -> Dict:
+                     max_seconds: float = 10.0, install=None, capacity: bool = False,
+                     capacity_seconds: float = 2.0) -> Dict:
     """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
-    (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``."""
+    (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``. With
+    ``capacity``, each model's ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``,
+    rates stepped around the in-process estimate in tuning.json)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -213,6 +222,7 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
     if triton_cfg is not None:
         concurrency, max_requests = triton_cfg.smoke_concurrency, triton_cfg.smoke_requests
         max_seconds = triton_cfg.smoke_seconds
+        capacity, capacity_seconds = triton_cfg.capacity_test, triton_cfg.capacity_seconds
     install = install or find_server()
     record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
                     "notes": [], "models": {}}
@@ -233,6 +243,12 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
                                    functools.partial(server.counters, config.name), tiers) for c in concurrency]
             m["sla_p99_ms"] = m["sla"]["p99_ms"]
             m["within_sla"] = not _sla_misses(config.name, m)
+            estimate = _estimate(cfg_path.parent)
+            if capacity and m["sla_p99_ms"] is not None and estimate:
+                from optimizer.triton.loadgen import find_capacity
+
+                m["capacity"] = find_capacity(server.grpc_url, config.name, _infer_request(config.name, one),
+                                              m["sla_p99_ms"], estimate, seconds=capacity_seconds)
         problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {m['tolerance']:.3g}" for n, m in record["models"].items()
                     if m["max_abs_diff"] > m["tolerance"]]
         problems += [f"{n}: {r['errors']} failed requests at concurrency {r['concurrency']} ({r['first_error']})"
@@ -274,6 +290,13 @@ def _print(record: Dict) -> None:
             for n, t in r.get("tiers", {}).items():
                 print(f"    tier {n} (priority {t['priority']}): p50 {t['p50_ms']} ms  p99 {t['p99_ms']} ms "
                       f"[95 %: {t['p99_ci_ms'][0]}–{t['p99_ci_ms'][1]}]  ({t['answered']} answered)")
+        if "capacity" in m:
+            c = m["capacity"]
+            print(f"  capacity (open loop, Poisson arrivals): {c['capacity_rps']} requests/s within p99 ≤ "
+                  f"{c['sla_p99_ms']} ms (in-process estimate {c['estimate_rps']}/s); stopped: {c['stopped']}")
+            for r in c["levels"]:
+                print(f"    {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
+                      f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
     print("passed" if record["passed"] else
           f"{'SLA MISSED' if record.get('sla_missed') else 'FAILED'}: {record['error']}")
 
@@ -289,6 +312,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="seconds per concurrency level at most")
     p.add_argument("--sla-ms", type=float, default=None, help="p99 SLA to check the load test against "
                    "(default: serving.p99_ms from each model's tuning.json)")
+    p.add_argument("--capacity", action="store_true", help="also find the highest open-loop (Poisson) rate served "
+                   "within the SLA, stepping around the in-process estimate in tuning.json")
+    p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per open-loop rate step at most")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     a = p.parse_args(argv)
     if not a.repository.is_dir():
@@ -296,7 +322,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         record = check_repository(a.repository, None, a.sla_ms, [int(c) for c in a.concurrency.split(",")],
-                                  a.requests, a.seconds)
+                                  a.requests, a.seconds, capacity=a.capacity, capacity_seconds=a.capacity_seconds)
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
