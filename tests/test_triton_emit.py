@@ -304,10 +304,28 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
     assert q.default_timeout_microseconds == tuning["queue_timeout_us"] > 0
     assert q.timeout_action == mc.ModelQueuePolicy.REJECT
     assert "default_queue_policy.max_queue_size" in md and "timeout_action | REJECT" in md
+    k = t["kubernetes"]  # manifests beside the repository, carrying the recommended replicas
+    docs = list(__import__("yaml").safe_load_all(Path(k["manifests"]).read_text()))
+    assert Path(k["manifests"]).parent == run_dir / "kubernetes"
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (t["cost"]["min_replicas"], t["cost"]["max_replicas"])
+    pytest.importorskip("kubernetes_validate")
+    from optimizer.triton.kubernetes import validate
+
+    assert validate(docs) == [] and k["validated"].startswith("against the Kubernetes")
+    cap = t["capacity"]  # which capacity sized replicas and cost, and the estimate beside it
+    assert t["cost"]["capacity_source"] == cap["source"] and cap["estimate"] == pytest.approx(tuning["throughput"], abs=0.1)
+    assert "Cost and replicas use" in (d / "tuning.md").read_text()
     if smoke:
         st = t["smoke_test"]
         assert st["passed"], st
-        assert st["models"]["digits_resnet"]["max_abs_diff"] <= 1e-4
+        m = st["models"]["digits_resnet"]
+        assert m["max_abs_diff"] <= 1e-4 and m["sla"]["p99_ms"] == tuning["sla_p99_ms"]
+        assert cap["measured"] == m["capacity"]["capacity_rps"]
+        assert cap["source"].startswith("measured" if cap["measured"] else "estimate")
+    else:
+        assert cap["measured"] is None and cap["source"].startswith("estimate: in-process")
 
 
 def test_a_repository_with_another_model_is_refused(emitted, cache_dir, tmp_path):
