@@ -44,6 +44,9 @@ def test_remote_model_store_and_server_flags():
     assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0]
     assert pod["containers"][0]["args"][-1] == "--cache-config=local,size=1024"
     assert k8s.validate([deployment]) == []
+    gpu = docs(gpus=1)[0]
+    assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert k8s.validate([gpu]) == []
 
 
 def test_removed_or_misspelled_apis_are_refused():

@@ -166,7 +166,8 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
                                {k: list(v.shape[1:]) for k, v in pool.items()}, cfg.triton.response_cache)
     repo = repository_dir(cfg, out_dir)
     emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name)
-    record = {"provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
+    record = {"provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"], "artifact_id": art.id,
+              "io": io, "tuning": values, "cost": info["cost"],
               "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
     md = tuning_markdown(cfg, record, config)
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
@@ -223,7 +224,8 @@ def kubernetes_manifests(cfg, chosen: Dict, tuning: Tuning, cost: Dict, repo: Pa
     memory = k8s.memory_mb(chosen.get("peak_memory_mb"), tuning.instances)
     flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
     docs = k8s.manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
-                         high, round(cfg.serving.utilization * 100), flags)
+                         high, round(cfg.serving.utilization * 100), flags,
+                         gpus=1 if cfg.hardware.device.value == "cuda" else 0)
     try:
         problems = k8s.validate(docs)
         validated = f"against the Kubernetes {k8s.K8S_VERSION} schemas"
@@ -233,7 +235,8 @@ def kubernetes_manifests(cfg, chosen: Dict, tuning: Tuning, cost: Dict, repo: Pa
         raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
     path = k8s.write(repo.parent / "kubernetes", docs)
     return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
-            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated, "model_store": cfg.triton.model_store,
+            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
+            "model_store": cfg.triton.model_store,
             "replicas_from": "serving.target_qps" if "min_replicas" in cost else
             "no serving.target_qps: 1 replica, up to serving.burst_factor"}
 

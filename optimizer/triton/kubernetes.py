@@ -38,8 +38,10 @@ def memory_mb(peak_mb: Optional[float], instances: int) -> int:
 
 
 def manifests(name: str, image: str, model_store: str, cores: int, memory: int, min_replicas: int,
-              max_replicas: int, cpu_target: int = 70, server_args: Optional[List[str]] = None) -> List[Dict]:
-    """Deployment, Service and HorizontalPodAutoscaler for one model repository."""
+              max_replicas: int, cpu_target: int = 70, server_args: Optional[List[str]] = None,
+              gpus: int = 0) -> List[Dict]:
+    """Deployment, Service and HorizontalPodAutoscaler for one model repository (``gpus``: ``nvidia.com/gpu``
+    per pod, for GPU hardware entries)."""
     app = f"{dns_name(name)}-triton"
     labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": "inference"}
     remote = "://" in model_store
@@ -56,6 +58,8 @@ def manifests(name: str, image: str, model_store: str, cores: int, memory: int, 
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
                           "initialDelaySeconds": 15, "periodSeconds": 10, "failureThreshold": 6},
     }
+    if gpus:
+        container["resources"]["limits"]["nvidia.com/gpu"] = gpus
     pod: Dict = {"containers": [container]}
     if not remote:
         container["volumeMounts"] = [{"name": "model-repository", "mountPath": model_store, "readOnly": True}]

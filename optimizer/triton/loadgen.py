@@ -96,7 +96,10 @@ def open_loop(url: str, model: str, payload: bytes, rate: float, max_requests: i
                 delay = t0 + due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                sent_at.append(time.perf_counter() - t0)
+                now = time.perf_counter() - t0
+                if now > max_seconds:  # a late client does not stretch the level past its bound
+                    break
+                sent_at.append(now)
                 tasks.append(asyncio.ensure_future(one(infer)))
             done, pending = await asyncio.wait(tasks, timeout=max_seconds) if tasks else (set(), set())
             for task in pending:
