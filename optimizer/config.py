@@ -121,7 +121,7 @@ class TritonConfig:
     overwrite: bool = False  # replace a repository that holds another model
     smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
-    smoke_requests: int = 2000  # requests per concurrency level at most (a p99's interval needs ~500 to be bounded)
+    smoke_requests: int = 2000  # requests per concurrency level at most (a p99's interval needs 368 to be bounded above)
     smoke_seconds: float = 10.0  # seconds per concurrency level at most
     capacity_test: bool = True  # with smoke_test: find the highest open-loop rate served within the SLA (sizes replicas)
     capacity_seconds: float = 2.0  # seconds per open-loop rate step at most

@@ -308,10 +308,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("repository", type=Path, help="the emitted model_repository directory")
     p.add_argument("--concurrency", default="1,2,4,8", help="load-test concurrency levels, comma-separated")
     p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level at most (a p99 "
-                   "needs ~500 for an upper bound on its interval)")
+                   "needs 368 for its interval to have an upper bound)")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds per concurrency level at most")
     p.add_argument("--sla-ms", type=float, default=None, help="p99 SLA to check the load test against "
-                   "(default: serving.p99_ms from each model's tuning.json)")
+                   "(default: serving.p99_ms from each model's tuning.json; with QoS tiers there, each tier is held to "
+                   "its own SLA)")
     p.add_argument("--capacity", action="store_true", help="also find the highest open-loop (Poisson) rate served "
                    "within the SLA, stepping around the in-process estimate in tuning.json")
     p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per open-loop rate step at most")
