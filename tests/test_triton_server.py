@@ -159,16 +159,19 @@ def test_config_error_is_reported_verbatim(install, tmp_path):
 
 
 def test_serve_check_command_line(install, tmp_path):
+    import json
+
     repo = tiny_repository(tmp_path)
+    tuning = repo / "digits_resnet" / "tuning.json"
+    tuning.write_text(json.dumps({"tuning": {"throughput": 100.0}}))  # the in-process estimate the search steps around
     args = [str(repo), "--concurrency", "1,4", "--requests", "40", "--seconds", "3", "--sla-ms", "1000",
-            "--json", str(tmp_path / "r.json")]
+            "--capacity", "--capacity-seconds", "0.5", "--json", str(tmp_path / "r.json")]
     proc = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "READY in" in proc.stdout and "max |diff| vs reference 0" in proc.stdout and "passed" in proc.stdout
     if not install.full:
         assert "swapped for backend python" in proc.stdout
-    import json
 
     r = json.loads((tmp_path / "r.json").read_text())
     m = r["models"]["digits_resnet"]
@@ -176,6 +179,10 @@ def test_serve_check_command_line(install, tmp_path):
     assert m["sla"] == {"p99_ms": 1000.0, "source": "given", "tiers": {}}
     lo, hi = m["load"][0]["p99_ci_ms"]  # 40 requests bound no p99 from above
     assert lo is not None and lo <= m["load"][0]["p99_ms"] and hi is None
+    cap = m["capacity"]  # 25 .. 140 requests/s against a 1000 ms SLA: every step served
+    assert "capacity (open loop, Poisson arrivals): 140.0 requests/s" in proc.stdout
+    assert cap["capacity_rps"] == 140.0 and len(cap["levels"]) == 7 and cap["stopped"] == "every level served"
+    assert all(r["errors"] == 0 and r["requests"] <= max(10, int(r["rate_asked"] * 0.5)) for r in cap["levels"])
 
 
 def test_serve_check_enforces_the_sla_from_tuning_json(install, tmp_path):
