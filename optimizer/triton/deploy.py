@@ -137,7 +137,8 @@ def provenance(cfg, art, out_dir: Path, run: Dict) -> Dict:
 def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path, run: Optional[Dict] = None) -> Dict:
     """Tune, emit and (optionally) smoke-test the chosen variant; the summary's ``triton`` block.
 
-    ``gate`` is set when the SLA cannot be met even at batch 1: nothing is emitted then. ``run`` names the
+    ``gate`` is set when the SLA cannot be met even at batch 1 (nothing is emitted then), or when the smoke
+    test's p99 missed an SLA (the repository stays, the run exits 3). ``run`` names the
     recipe and the measurement session id (``recipe``, ``measurement_id``) for the provenance."""
     from optimizer.cost import price
     from optimizer.triton.report import tuning_markdown
@@ -183,7 +184,9 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
         from optimizer.triton.serve_check import check_repository
 
         info["smoke_test"] = check_repository(repo, cfg.triton)  # the SLAs written in tuning.json
-        if not info["smoke_test"]["passed"]:
+        if info["smoke_test"].get("sla_missed"):  # answers right, a p99 over its SLA: a gate (exit 3), like serve_check
+            info["gate"] = f"smoke test: {info['smoke_test']['error']}"
+        elif not info["smoke_test"]["passed"]:
             info["failed"] = f"smoke test: {info['smoke_test']['error']}"
     info["capacity"] = record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
     info["cost"] = record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
