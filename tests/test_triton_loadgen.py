@@ -4,7 +4,8 @@ The generator against a real server is in tests/test_triton_server.py."""
 import numpy as np
 import pytest
 
-from optimizer.triton.loadgen import arrival_times, check_loopback, level_ok, p99_interval, quantile_ranks, summarize
+from optimizer.triton.loadgen import (arrival_times, check_loopback, is_rejection, level_ok, p99_interval,
+                                      quantile_ranks, summarize)
 
 
 def test_poisson_schedule_has_the_rate_asked():
@@ -48,3 +49,9 @@ def test_load_goes_to_loopback_only():
     check_loopback("localhost:8001")
     with pytest.raises(ValueError, match="local server only"):
         check_loopback("10.0.0.7:8001")
+
+
+def test_rejections_are_the_queue_policys_refusals():
+    assert is_rejection("[request id: <id_unknown>] Exceeds maximum queue size")
+    assert is_rejection("Request timeout expired")
+    assert not is_rejection("Request for unknown model: 'no_such_model' is not found")
