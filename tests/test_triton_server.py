@@ -98,9 +98,12 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
     from tests.test_triton_emit import QUEUED
 
     repo = tiny_repository(tmp_path, tuning=QUEUED, response_cache=True)
+    tight = {**TUNING, "preferred_batch_size": 0, "max_queue_delay_us": 0, "instances": 1, "max_queue_size": 1}
+    tiny_repository(tmp_path, tuning=tight, name="overloaded")  # a second model in the same repository
     server, _, tmp = serve(repo, install)
     try:
         server.wait_ready("digits_resnet", timeout=60)
+        server.wait_ready("overloaded", timeout=60)
         client = http.InferenceServerClient(server.http_url)
         try:
             echoed = client.get_model_config("digits_resnet")
@@ -134,6 +137,11 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         assert by_time["rate_sent"] == pytest.approx(200, rel=0.2)
         by_count = open_loop(server.grpc_url, "digits_resnet", payload, rate=500, max_requests=40, max_seconds=10)
         assert by_count["requests"] == by_count["answered"] == 40  # the count bound stopped it
+        # one instance, a queue of one request, 3000 requests/s: the excess is refused at once, and counted so
+        flood = open_loop(server.grpc_url, "overloaded", _infer_request("overloaded", one), rate=3000, max_requests=1500,
+                          max_seconds=0.5)
+        assert flood["rejected"] > 0 and flood["errors"] == flood["rejected"]
+        assert "Exceeds maximum queue size" in flood["first_error"]
         cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
                             fractions=(0.5, 1.0), seconds=0.5)
         assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]

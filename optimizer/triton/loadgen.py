@@ -48,6 +48,13 @@ def p99_interval(latencies_ms: Sequence[float], q: float = 0.99, confidence: flo
     return [round(float(x[lo - 1]), 3) if lo else None, round(float(x[hi - 1]), 3) if hi else None]
 
 
+def is_rejection(error: str) -> bool:
+    """The server's queue policy refused the request ('Exceeds maximum queue size', 'Request timeout expired'),
+    as opposed to a broken request or answer."""
+    e = error.lower()
+    return "maximum queue size" in e or "timeout expired" in e
+
+
 def check_loopback(url: str) -> None:
     """Load is only ever sent to a server on this machine."""
     host = url.rsplit(":", 1)[0]
@@ -125,7 +132,7 @@ def summarize(rate: float, sent_at: Sequence[float], latencies_s: Sequence[float
     scheduled = sent_at if scheduled is None else scheduled
     lag = (np.asarray(sent_at) - np.asarray(scheduled)) * 1e3
     ms = np.asarray(latencies_s) * 1e3
-    rejected = [e for e in errors if "queue" in e.lower() or "timeout" in e.lower() or "timed out" in e.lower()]
+    rejected = [e for e in errors if is_rejection(e)]
     return {"rate_asked": round(rate, 1), "requests": len(sent_at),
             "rate_scheduled": _rate(scheduled), "rate_sent": _rate(sent_at),
             "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 3) if len(lag) else None,
