@@ -158,15 +158,24 @@ def find_capacity(url: str, model: str, payload: bytes, sla_ms: float, estimate:
                   fractions: Sequence[float] = (0.25, 0.5, 0.7, 0.85, 1.0, 1.2, 1.4), seconds: float = 2.0,
                   max_requests: int = 6000) -> Dict:
     """Step the open-loop rate through ``fractions`` of ``estimate`` (requests/s); the highest rate served
-    (``level_ok``) before the first that is not is the measured capacity (0 when the first level fails)."""
-    levels, capacity, why = [], 0.0, "every level served"
-    for i, f in enumerate(fractions):
-        rate = estimate * f
-        r = open_loop(url, model, payload, rate, min(max_requests, max(10, int(rate * seconds))), seconds, seed=i)
+    (``level_ok``) before the first that is not is the measured capacity (0 when the first level fails).
+    After a miss that follows a served step, the midpoint of the two is tried once (a finer figure)."""
+    levels: List[Dict] = []
+
+    def step(rate: float) -> bool:
+        r = open_loop(url, model, payload, rate, min(max_requests, max(10, int(rate * seconds))), seconds,
+                      seed=len(levels))
         ok, r["verdict"] = level_ok(r, sla_ms)
         levels.append(r)
-        if not ok:
-            why = f"at {rate:.0f}/s: {r['verdict']}"
+        return ok
+
+    capacity, why = 0.0, "every level served"
+    for f in fractions:
+        rate = estimate * f
+        if not step(rate):
+            why = f"at {rate:.0f}/s: {levels[-1]['verdict']}"
+            if capacity and step((capacity + rate) / 2):
+                capacity = (capacity + rate) / 2
             break
         capacity = rate
     return {"capacity_rps": round(capacity, 1), "sla_p99_ms": sla_ms, "estimate_rps": round(estimate, 1),
