@@ -98,6 +98,12 @@ class TrackingConfig:
 
 
 @dataclass
+class TierConfig:
+    name: str = "standard"  # QoS class, e.g. premium, standard, batch
+    p99_ms: Optional[float] = None  # this class's p99 SLA in milliseconds; null: no SLA (batch traffic)
+
+
+@dataclass
 class ServingConfig:
     p99_ms: float = 50.0  # SLA: p99 latency of one request through the batcher, in milliseconds
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
@@ -107,6 +113,10 @@ class ServingConfig:
     queue_delay_cap_us: int = 2000  # upper bound on the tuned max_queue_delay_microseconds
     overhead_ms: float = 0.5  # per-execution server overhead (request handling, copies) that batching amortizes
     thread_options: List[int] = field(default_factory=lambda: [0, 1])  # intra-op threads per instance; 0 = all cores
+    queue_policy: bool = True  # bound the batcher's queue (max_queue_size from capacity × SLA budget); false: unbounded
+    queue_timeout: bool = True  # reject a request once it has waited longer than the SLA leaves it (REJECT)
+    tiers: List[TierConfig] = field(default_factory=list)  # QoS tiers, highest priority first (priority level 1)
+    default_tier: str = ""  # tier of requests that name no priority; "" = the last tier with an SLA
 
 
 @dataclass
@@ -117,8 +127,15 @@ class TritonConfig:
     smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
     onnx_tensorrt: bool = False  # GPU hardware: serve an ONNX variant through the onnxruntime backend's TensorRT accelerator
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
-    smoke_requests: int = 200  # requests per concurrency level at most
-    smoke_seconds: float = 5.0  # seconds per concurrency level at most
+    smoke_requests: int = 2000  # requests per concurrency level at most (a p99's interval needs 368 to be bounded above)
+    smoke_seconds: float = 10.0  # seconds per concurrency level at most
+    capacity_test: bool = True  # with smoke_test: find the highest open-loop rate served within the SLA (sizes replicas)
+    capacity_seconds: float = 2.0  # seconds per open-loop rate step at most
+    response_cache: bool = False  # response_cache { enable: true }: only for deterministic models; the server needs --cache-config
+    response_cache_mb: int = 256  # size of the server's local response cache (--cache-config local,size=...)
+    kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository
+    image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"  # the tritonserver image the Deployment runs (24.10 = Triton 2.51)
+    model_store: str = "/models"  # --model-repository in the pod: a mounted path (PVC) or s3:// gs:// as:// URL
 
 
 @dataclass

@@ -136,7 +136,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
     warnings += _reference_note(records, chosen) + _contention_note(measured.session)
-    triton = deploy(cfg, chosen, variants, splits, cache, out_dir) if chosen and cfg.triton.emit else {}
+    triton = deploy(cfg, chosen, variants, splits, cache, out_dir,
+                    {"recipe": recipe, "measurement_id": measured.session.get("id")}) if chosen and cfg.triton.emit else {}
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
     if code == EXIT_OK and (triton.get("gate") or triton.get("failed")):
