@@ -174,7 +174,10 @@ def test_queue_policy_and_priority_levels(tmp_path):
     q = db.default_queue_policy
     assert (q.max_queue_size, q.default_timeout_microseconds, q.timeout_action) == (75, 30300, mc.ModelQueuePolicy.REJECT)
     assert (db.priority_levels, db.default_priority_level) == (3, 2)
-    assert sorted(db.priority_queue_policy) == [1, 2]  # the batch tier: unbounded, no timeout (Triton's default)
+    # every level has its own policy: Triton would give a level without one the bounded default_queue_policy
+    assert sorted(db.priority_queue_policy) == [1, 2, 3]
+    batch = db.priority_queue_policy[3]  # the batch tier: unbounded (0), no timeout
+    assert (batch.max_queue_size, batch.default_timeout_microseconds) == (0, 0)
     assert (db.priority_queue_policy[2].max_queue_size, db.priority_queue_policy[2].default_timeout_microseconds) \
         == (200, 80300)
     text = text_format.MessageToString(c)

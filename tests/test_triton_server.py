@@ -100,10 +100,15 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
     repo = tiny_repository(tmp_path, tuning=QUEUED, response_cache=True)
     tight = {**TUNING, "preferred_batch_size": 0, "max_queue_delay_us": 0, "instances": 1, "max_queue_size": 1}
     tiny_repository(tmp_path, tuning=tight, name="overloaded")  # a second model in the same repository
+    tiered = {**tight, "default_priority_level": 1, "tiers": [  # the same tight queue, with an unbounded batch tier
+        {"name": "premium", "level": 1, "p99_ms": 50.0, "max_queue_size": 1, "timeout_us": 30300},
+        {"name": "batch", "level": 2, "p99_ms": None, "max_queue_size": 0, "timeout_us": 0}]}
+    tiny_repository(tmp_path, tuning=tiered, name="tiered")
     server, _, tmp = serve(repo, install)
     try:
         server.wait_ready("digits_resnet", timeout=60)
         server.wait_ready("overloaded", timeout=60)
+        server.wait_ready("tiered", timeout=60)
         client = http.InferenceServerClient(server.http_url)
         try:
             echoed = client.get_model_config("digits_resnet")
@@ -114,7 +119,7 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         assert int(db["default_queue_policy"]["default_timeout_microseconds"]) == 30300
         assert db["default_queue_policy"]["timeout_action"] == "REJECT"
         assert (int(db["priority_levels"]), int(db["default_priority_level"])) == (3, 2)
-        assert sorted(db["priority_queue_policy"]) == ["1", "2"]
+        assert sorted(db["priority_queue_policy"]) == ["1", "2", "3"]  # the batch tier's own (unbounded) policy
         assert db["priority_queue_policy"]["2"]["max_queue_size"] == 200
         assert echoed["response_cache"]["enable"] is True
 
@@ -143,6 +148,11 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         # refusals, not failures (a loaded machine may add a stray transport error or two)
         assert flood["rejected"] > 0 and flood["errors"] - flood["rejected"] <= max(2, flood["errors"] // 100)
         assert "Exceeds maximum queue size" in flood["first_error"]
+        # the same flood at the batch tier's level: its own unbounded policy, not the default one, applies
+        batch = open_loop(server.grpc_url, "tiered", _infer_request("tiered", one, priority=2), rate=3000,
+                          max_requests=600, max_seconds=5)  # the count bound stops it; 5 s to drain the queue
+        assert batch["requests"] == 600 and batch["rejected"] == 0, batch.get("first_error")
+        assert batch["errors"] == 0 and batch["answered"] == 600, batch.get("first_error")
         cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
                             fractions=(0.5, 1.0), seconds=0.5)
         assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]

@@ -163,7 +163,9 @@ def _profile_problems(c, max_profile_batch: Optional[int]) -> List[str]:
 
 def queue_policies(batching, tuning: Dict) -> None:
     """Overload protection and QoS tiers (see tune.py): ``default_queue_policy``, and with tiers
-    ``priority_levels``, ``default_priority_level`` and one ``priority_queue_policy`` per level.
+    ``priority_levels``, ``default_priority_level`` and one ``priority_queue_policy`` per level, written even
+    for an unbounded tier (``max_queue_size: 0``, no timeout): Triton gives a level without its own policy the
+    ``default_queue_policy``, which would bound and time out the batch tier.
 
     ``timeout_action`` is set to REJECT, Triton's default (enum 0), which the text format leaves out."""
     from tritonclient.grpc import model_config_pb2 as mc
@@ -180,9 +182,8 @@ def queue_policies(batching, tuning: Dict) -> None:
     if tiers:
         batching.priority_levels = len(tiers)
         batching.default_priority_level = tuning["default_priority_level"]
-        for tier in tiers:
-            if tier["max_queue_size"] or tier["timeout_us"]:
-                fill(batching.priority_queue_policy[tier["level"]], tier["max_queue_size"], tier["timeout_us"])
+        for tier in tiers:  # every level gets its own policy: a level without one falls back to default_queue_policy
+            fill(batching.priority_queue_policy[tier["level"]], tier["max_queue_size"], tier["timeout_us"])
 
 
 def validate(config_path: Path, io: Dict, cores: Optional[int] = None,

@@ -1,0 +1,330 @@
+"""Overload and QoS tiers on the real Triton server: does the emitted queue policy keep the SLA past capacity?
+
+In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 only):
+
+1. the emitted repository of the built-in default model (``python -m optimizer recipe=int8``, or ``--repo``);
+2. one replica's capacity, measured with the product's own open-loop capacity search
+   (``optimizer.triton.loadgen.find_capacity``, the SLA from tuning.json), printed beside the in-process
+   estimate recorded in tuning.json;
+3. overload: open-loop Poisson traffic at ``--factor`` (1.5) × the measured capacity, for ``--seconds``, to
+   (a) the emitted config with its queue policy and (b) the same model with ``default_queue_policy`` removed,
+   alternating a b a b ...; for each the p99 of the ADMITTED (answered) requests with its 95 % interval, the
+   rejection rate, and whether the p99 is within the SLA;
+4. tiers: a repository emitted with ``serving.tiers=[{name:premium,p99_ms:50},{name:batch}]`` (or
+   ``--tiers-repo``), the same rate with each arrival premium or batch at random (half each): p99 and
+   rejections per tier, and whether the premium p99 is within its SLA.
+
+The load average is printed before and after each phase. Everything is written under a temporary directory
+(``--json FILE`` also writes the record there).
+
+    python experiments/bench_overload.py [--repo DIR] [--tiers-repo DIR] [--rounds 3] [--seconds 8] [--json FILE]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FAST = ["benchmark.batch_sizes=[1,8]", "benchmark.min_repeats=20", "benchmark.max_seconds=0.5",
+        "tracking.enabled=false"]
+TIERS = "serving.tiers=[{name:premium,p99_ms:50},{name:batch}]"
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def phase(title: str) -> None:
+    print(f"\n== {title} ({load()})", flush=True)
+
+
+def emitted_repository(work: Path, name: str, *overrides: str) -> Path:
+    """Run the default int8 recipe (cached artifacts are reused) and return its model_repository."""
+    out = work / name
+    subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", *FAST, *overrides, f"hydra.run.dir={out}"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out / "model_repository"
+
+
+def without_queue_policy(repository: Path, into: Path) -> Path:
+    """A copy of ``repository`` whose config.pbtxt has no ``default_queue_policy`` (Triton's unbounded queue)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    shutil.copytree(repository, into)
+    for path in into.glob("*/config.pbtxt"):
+        c = text_format.Parse(path.read_text(), mc.ModelConfig())
+        c.dynamic_batching.ClearField("default_queue_policy")
+        path.write_text(text_format.MessageToString(c))
+    return into
+
+
+def model_of(repository: Path):
+    """(name, directory, one-sample inputs, config) of the repository's single model."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from optimizer.triton.serve_check import _reference
+
+    (cfg_path,) = sorted(repository.glob("*/config.pbtxt"))
+    config = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
+    inputs, _, _ = _reference(cfg_path.parent)
+    one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
+    return config.name, cfg_path.parent, one, config
+
+
+class Served:
+    """A tritonserver on 127.0.0.1 serving ``repository``, READY, stopped on exit; with Triton's latency summaries
+    on (``--metrics-config=summary_latencies=true``, loopback only), so the server's own p99 can be read."""
+
+    def __init__(self, repository: Path, model: str):
+        from optimizer.triton.server import Server, find_server, free_port, server_args, stage
+
+        install = find_server()
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench_overload-triton-"))
+        stage(repository, install, self.tmp / "repository")
+        self.metrics_port = free_port()
+        self.server = Server(self.tmp / "repository", install, self.tmp / "tritonserver.log",
+                             [*server_args(self.tmp / "repository", install), "--allow-metrics=true",
+                              "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
+                              "--metrics-config=summary_latencies=true", "--allow-gpu-metrics=false",
+                              "--allow-cpu-metrics=false"])
+        self.model = model
+
+    def __enter__(self):
+        try:
+            self.server.wait_ready(self.model)
+        except Exception:
+            self.__exit__()
+            raise
+        return self
+
+    def server_p99(self) -> Dict[str, Optional[float]]:
+        """Triton's own p99 (ms) since start of successful requests: end to end in the server, and queueing."""
+        import re
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
+        out: Dict[str, Optional[float]] = {}
+        for key, metric in (("request", "nv_inference_request_summary_us"), ("queue", "nv_inference_queue_summary_us")):
+            m = re.search(rf'^{metric}{{model="{self.model}",version="\d+",quantile="0.99"}} (\S+)$', text, re.M)
+            out[key] = round(float(m.group(1)) / 1e3, 3) if m and m.group(1) != "nan" else None
+        return out
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def verdict(r: Dict, sla_ms: float) -> str:
+    lo, hi = r["p99_ci_ms"]
+    if r["p99_ms"] is None:
+        return "no answer"
+    if r["p99_ms"] > sla_ms:
+        return f"p99 OVER the SLA {sla_ms} ms" + (" (the whole interval above it)" if lo is not None and lo > sla_ms else "")
+    return f"p99 within the SLA {sla_ms} ms" + ("" if hi is not None and hi <= sla_ms else " (interval reaches past it)")
+
+
+def line(label: str, r: Dict, sla_ms: Optional[float]) -> str:
+    n = max(r["requests"], 1)
+    lo, hi = r["p99_ci_ms"]
+    return (f"{label}: {r['rate_sent']:.0f}/s sent ({r['requests']} requests, client lag p99 {r['send_lag_p99_ms']} ms), "
+            f"{r['answered']} admitted: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms [95 %: {lo}–{hi}]; "
+            f"rejected {r['rejected']} ({100 * r['rejected'] / n:.1f} %), unanswered/other errors "
+            f"{r['errors'] - r['rejected']}" + (f" — {verdict(r, sla_ms)}" if sla_ms else " — no SLA"))
+
+
+def mixed_open_loop(url: str, payloads: Dict[str, bytes], rate: float, seconds: float, seed: int = 0) -> Dict:
+    """Open-loop Poisson arrivals at ``rate`` for ``seconds``, each request one of ``payloads`` at random
+    (equal shares); one ``loadgen.summarize`` record per payload name (the share of the rate it carried)."""
+    import grpc
+
+    from optimizer.triton.loadgen import arrival_times, check_loopback, summarize
+
+    check_loopback(url)
+    names = list(payloads)
+    schedule = arrival_times(rate, max(10, int(rate * seconds * 1.2)), seed)
+    schedule = schedule[schedule <= seconds]
+    which = np.random.default_rng(seed + 1000).integers(0, len(names), len(schedule))
+    sent = {n: [] for n in names}
+    due = {n: [] for n in names}
+    lat = {n: [] for n in names}
+    err = {n: [] for n in names}
+
+    async def one(infer, name) -> None:
+        start = time.perf_counter()
+        try:
+            await infer(payloads[name])
+            lat[name].append(time.perf_counter() - start)
+        except grpc.aio.AioRpcError as e:
+            err[name].append(e.details() or str(e.code()))
+
+    async def run() -> float:
+        async with grpc.aio.insecure_channel(url) as channel:
+            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            tasks, t0 = [], time.perf_counter()
+            for at, i in zip(schedule, which):
+                delay = t0 + at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now = time.perf_counter() - t0
+                if now > seconds:
+                    break
+                sent[names[i]].append(now)
+                due[names[i]].append(at)
+                tasks.append(asyncio.ensure_future(one(infer, names[i])))
+            _, pending = await asyncio.wait(tasks, timeout=seconds) if tasks else (set(), set())
+            for task in pending:
+                task.cancel()
+            await asyncio.sleep(0)
+            return time.perf_counter() - t0
+
+    elapsed = asyncio.run(run())
+    out = {}
+    for n in names:
+        missing = len(sent[n]) - len(lat[n]) - len(err[n])
+        out[n] = summarize(rate / len(names), sent[n], lat[n], err[n] + ["no answer in time"] * max(0, missing),
+                           elapsed, due[n])
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repo", type=Path, default=None, help="an emitted model_repository (default: emit one)")
+    p.add_argument("--tiers-repo", type=Path, default=None,
+                   help=f"an emitted model_repository with two tiers (default: emit one with {TIERS})")
+    p.add_argument("--rounds", type=int, default=3, help="a/b alternations of the overload target")
+    p.add_argument("--factor", type=float, default=1.5, help="offered rate ÷ measured capacity")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds of traffic per overload level")
+    p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per capacity-search step")
+    p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
+    a = p.parse_args()
+
+    from optimizer.triton.loadgen import find_capacity, open_loop
+    from optimizer.triton.serve_check import _estimate, _infer_request, _slas
+
+    t_start = time.perf_counter()
+    record: Dict = {"load_start": os.getloadavg()}
+    print(f"bench_overload: {os.cpu_count()} CPUs, {load()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_overload-") as tmp:
+        work = Path(tmp)
+        phase("1. emitted repositories")
+        plain = a.repo or emitted_repository(work, "plain")
+        tiered = a.tiers_repo or emitted_repository(work, "tiers", TIERS)
+        bare = without_queue_policy(plain, work / "no_queue_policy")
+        model, model_dir, one, config = model_of(plain)
+        db = config.dynamic_batching
+        qp = db.default_queue_policy
+        sla = _slas(model_dir, None)["p99_ms"]
+        estimate = _estimate(model_dir)
+        print(f"{model}: max_batch_size {config.max_batch_size}, preferred {list(db.preferred_batch_size)}, "
+              f"{sum(g.count for g in config.instance_group)} instance(s); queue policy max_queue_size "
+              f"{qp.max_queue_size}, timeout {qp.default_timeout_microseconds} us; SLA p99 {sla} ms (tuning.json); "
+              f"in-process estimate {estimate}/s")
+        print(f"({load()})")
+
+        phase("2. capacity of one replica (open loop, Poisson; the product's find_capacity)")
+        payload = _infer_request(model, one)
+        with Served(plain, model) as served:
+            cap = find_capacity(served.server.grpc_url, model, payload, sla, estimate, seconds=a.capacity_seconds)
+        for r in cap["levels"]:
+            print(f"  {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
+                  f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
+        capacity = cap["capacity_rps"]
+        print(f"measured capacity {capacity}/s within p99 ≤ {sla} ms  vs  in-process estimate {estimate}/s "
+              f"({capacity / estimate:.2f}× the estimate); stopped: {cap['stopped']}")
+        record["capacity"] = cap
+        if not capacity:
+            capacity = cap["levels"][0]["rate_asked"]
+            print(f"NOTE: no level was served; the overload uses the lowest level tried, {capacity}/s, as capacity")
+        rate = a.factor * capacity
+        print(f"({load()})")
+
+        phase(f"3. overload: {a.factor}× capacity = {rate:.0f}/s for {a.seconds} s, (a) emitted queue policy "
+              f"vs (b) none, alternating, {a.rounds} round(s)")
+        runs: Dict[str, List[Dict]] = {"a": [], "b": []}
+        repos = {"a": plain, "b": bare}
+        label = {"a": "(a) with queue policy", "b": "(b) no queue policy  "}
+        for rnd in range(a.rounds):
+            for k in ("a", "b"):
+                with Served(repos[k], model) as served:
+                    url = served.server.grpc_url
+                    open_loop(url, model, payload, capacity * 0.25, int(capacity), 0.5, seed=99)  # warm, ~1 % of the count
+                    before = load()
+                    r = open_loop(url, model, payload, rate, int(rate * a.seconds * 1.2) + 10, a.seconds, seed=rnd)
+                    r["server_p99_ms"] = served.server_p99()
+                r["within_sla"] = r["p99_ms"] is not None and r["p99_ms"] <= sla
+                runs[k].append(r)
+                sp = r["server_p99_ms"]
+                print(f"round {rnd + 1} {line(label[k], r, sla)}  [{before} → {load()}]\n"
+                      f"        server-side p99 of the answered (Triton's summary): {sp['request']} ms, of which "
+                      f"queueing p99 {sp['queue']} ms", flush=True)
+        for k in ("a", "b"):
+            rs = runs[k]
+            p99s = [r["p99_ms"] for r in rs if r["p99_ms"] is not None]
+            rej = [r["rejected"] / max(r["requests"], 1) for r in rs]
+            print(f"{label[k]}: p99 of admitted {', '.join(f'{x:.1f}' for x in p99s)} ms over rounds (server-side "
+                  f"{', '.join(str(r['server_p99_ms']['request']) for r in rs)} ms); rejection "
+                  f"rate {', '.join(f'{100 * x:.1f} %' for x in rej)}; within SLA {sla} ms in "
+                  f"{sum(r['within_sla'] for r in rs)}/{len(rs)} rounds")
+        record["overload"] = {"rate": rate, "sla_p99_ms": sla, **runs}
+        print(f"({load()})")
+
+        phase(f"4. tiers: {rate:.0f}/s ({a.factor}× capacity), half premium half batch, {a.seconds} s")
+        t_model, t_dir, t_one, t_config = model_of(tiered)
+        t_sla = _slas(t_dir, None)
+        levels = {n: t["priority"] for n, t in t_sla["tiers"].items()}
+        tdb = t_config.dynamic_batching
+        print(f"tiers config: priority_levels {tdb.priority_levels}, default level {tdb.default_priority_level}, "
+              + "; ".join(f"level {lvl}: max_queue_size {q.max_queue_size}, timeout {q.default_timeout_microseconds} us"
+                          for lvl, q in sorted(tdb.priority_queue_policy.items()))
+              + f"; max_batch_size {t_config.max_batch_size}")
+        payloads = {n: _infer_request(t_model, t_one, lvl) for n, lvl in levels.items()}
+        tier_runs = []
+        with Served(tiered, t_model) as served:
+            server = served.server
+            open_loop(server.grpc_url, t_model, payloads[next(iter(payloads))], capacity * 0.25, int(capacity), 0.5,
+                      seed=99)
+            for rnd in range(a.rounds):
+                before = load()
+                per = mixed_open_loop(server.grpc_url, payloads, rate, a.seconds, seed=rnd)
+                tier_runs.append(per)
+                for n, r in per.items():
+                    r["within_sla"] = (t_sla["tiers"][n]["p99_ms"] is None
+                                       or (r["p99_ms"] is not None and r["p99_ms"] <= t_sla["tiers"][n]["p99_ms"]))
+                    print(f"round {rnd + 1} tier {n:<8} (level {levels[n]}): "
+                          f"{line('', r, t_sla['tiers'][n]['p99_ms'])[2:]}", flush=True)
+                print(f"  [{before} → {load()}]")
+            sp = served.server_p99()
+            print(f"server-side p99 of the answered, both tiers and all rounds together (Triton's summary): "
+                  f"{sp['request']} ms, queueing p99 {sp['queue']} ms")
+        premium = next(iter(levels))
+        ok = sum(per[premium]["within_sla"] for per in tier_runs)
+        print(f"premium p99 within its SLA {t_sla['tiers'][premium]['p99_ms']} ms in {ok}/{len(tier_runs)} rounds")
+        record["tiers"] = tier_runs
+        print(f"({load()})")
+
+        a_ok = sum(r["within_sla"] for r in runs["a"])
+        b_miss = sum(not r["within_sla"] for r in runs["b"])
+        print(f"\nSUMMARY: capacity {capacity}/s measured vs {estimate}/s estimated; at {a.factor}× capacity "
+              f"(a) queue policy within SLA in {a_ok}/{a.rounds} rounds, (b) no policy over the SLA in "
+              f"{b_miss}/{a.rounds} rounds; premium tier within its SLA in {ok}/{len(tier_runs)} rounds; "
+              f"{time.perf_counter() - t_start:.0f} s total ({load()})")
+        if a.json:
+            a.json.write_text(json.dumps(record, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
