@@ -80,6 +80,10 @@ _started = False  # set once Hydra has composed the recipe and handed it to main
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["list"], ["explain"]):  # discovery: no Hydra run directory, nothing runs
+        from optimizer.discover import main as discover
+
+        sys.exit(discover(sys.argv[1:]))
     _check_recipe_choice(sys.argv[1:])
     try:
         main()
