@@ -96,7 +96,7 @@ def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
 
 
 def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
-    from optimizer import formats, plots, tracking
+    from optimizer import formats, gates, plots, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.measure.evaluate import check_outputs, resolve_task
@@ -107,6 +107,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.sources.models import load_source
     from optimizer.triton.deploy import deploy
 
+    if cfg.gates.baseline:
+        gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
     cache = Cache(cfg.cache_dir)
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
@@ -157,6 +159,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
         "cache_dir": str(cache.root),
         "versions": versions(),
     }
+    gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
     summary["summary_path"] = str(write_summary(summary, out_dir))
     summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
