@@ -52,7 +52,7 @@ def main(dcfg: DictConfig) -> None:
     except OptimizerError as e:
         console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return _finish(hc, e.exit_code)
-    console.print(table(summary))
+    console.print(table(summary, console.width))
     for w in summary["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     for name, why in summary["gate_failures"].items():

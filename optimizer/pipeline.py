@@ -87,16 +87,19 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
+    from optimizer import ci_report
     from optimizer.report import write_summary
 
-    write_summary({"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
-                   "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
-                   "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
-                   "versions": versions()}, out_dir)
+    summary = {"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
+               "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
+               "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
+               "versions": versions()}
+    summary["reports"] = ci_report.write(summary, out_dir)
+    write_summary(summary, out_dir)
 
 
 def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
-    from optimizer import formats, gates, plots, tracking
+    from optimizer import ci_report, formats, gates, plots, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.measure.evaluate import check_outputs, resolve_task
@@ -162,6 +165,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
     summary["summary_path"] = str(write_summary(summary, out_dir))
     summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
+    summary["reports"] = ci_report.write(summary, out_dir)  # report.md and junit.xml for CI
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
     write_summary(summary, out_dir)
     return summary
