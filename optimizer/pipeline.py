@@ -87,19 +87,19 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
-    from optimizer import ci_report
+    from optimizer import ci_report, provenance
     from optimizer.report import write_summary
 
     summary = {"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
                "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
                "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
-               "versions": versions()}
+               "versions": versions(), **provenance.record(cfg, out_dir, provenance.now())}
     summary["reports"] = ci_report.write(summary, out_dir)
     write_summary(summary, out_dir)
 
 
 def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
-    from optimizer import ci_report, formats, gates, plots, tracking
+    from optimizer import ci_report, formats, gates, plots, provenance, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.measure.evaluate import check_outputs, resolve_task
@@ -110,6 +110,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.sources.models import load_source
     from optimizer.triton.deploy import deploy
 
+    started = provenance.now()
     if cfg.gates.baseline:
         gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
     cache = Cache(cfg.cache_dir)
@@ -162,11 +163,13 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
         "cache_dir": str(cache.root),
         "versions": versions(),
     }
+    summary.update(provenance.record(cfg, out_dir, started))  # schema version, start time, git revision, overrides
     gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
     summary["summary_path"] = str(write_summary(summary, out_dir))
     summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
     summary["reports"] = ci_report.write(summary, out_dir)  # report.md and junit.xml for CI
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
+    summary["finished"] = provenance.now()
     write_summary(summary, out_dir)
     return summary
 

@@ -69,8 +69,11 @@ def speed_cell(r: Dict, bs: str) -> str:
 
 
 def write_summary(summary: Dict, out_dir: Path) -> Path:
+    """Write ``summary.json``: paths relative to the run directory, the absolute ones under ``paths``."""
+    from optimizer.provenance import portable
+
     path = Path(out_dir) / "summary.json"
-    write_atomic(path, json.dumps(summary, indent=2, default=str).encode())
+    write_atomic(path, json.dumps(portable({**summary, "summary_path": str(path)}), indent=2, default=str).encode())
     return path
 
 
@@ -116,10 +119,10 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
         (f"samples/s b{last}", "right", 1, lambda r: _fmt(r.get("benchmark", {}).get(last, {}).get("throughput"), ".0f")),
         (f"speed-up b{last}", "right", 1, lambda r: speed_cell(r, last)),
         ("size KB", "right", 3, lambda r: _fmt(r["size_bytes"] / 1024, ".0f") if "size_bytes" in r else "-"),
-        ("$/1M", "right", 2, lambda r: _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")),
+        ("$/1M", "right", 3, lambda r: _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")),
     ]
     if qps:
-        cols.append((f"replicas @{qps:g} qps", "right", 2,
+        cols.append((f"replicas @{qps:g} qps", "right", 3,
                      lambda r: f"{r['cost']['min_replicas']}-{r['cost']['max_replicas']}"
                      if "min_replicas" in r.get("cost", {}) else "-"))
     return cols

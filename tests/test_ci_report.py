@@ -41,6 +41,16 @@ def test_report_and_junit_of_a_passing_run(first_run):
     assert all(case.is_passed for case in suite)
 
 
+def test_summary_records_provenance_and_relative_paths(first_run):
+    out, s = first_run
+    assert s["schema_version"] == 2 and s["started"] <= s["finished"] and s["started"].endswith("+00:00")
+    assert "recipe=baseline" in s["overrides"] and "tracking.enabled=false" in s["overrides"]
+    assert len(s["git"]["commit"]) == 40  # the built-in model's source lives in this checkout
+    assert s["paths"]["run_dir"] == str(out) and s["paths"]["summary"] == str(out / "summary.json")
+    assert s["variants"][1]["path"] == f"{s['variants'][1]['artifact_id']}/model.onnx"  # under paths.cache_dir
+    assert not any(str(out) in json.dumps(v) for k, v in s.items() if k != "paths")
+
+
 def test_same_measurements_pass_against_themselves(first_run, cache_dir, tmp_path):
     out, _ = first_run
     code, log, s = run_cli(["recipe=baseline", *FAST, f"gates.baseline={out / 'summary.json'}"], cache_dir, tmp_path)
