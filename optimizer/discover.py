@@ -153,6 +153,11 @@ def main(argv: Sequence[str]) -> int:
             print(list_text(rest[0] if rest else ""), end="")
             return 0
         recipe = next((a.split("=", 1)[1] for a in rest if a.startswith("recipe=")), "int8")
+        from optimizer.recipes import available
+
+        if recipe not in available():
+            print(f"error: unknown recipe {recipe!r}; available: {', '.join(available())}", file=sys.stderr)
+            return EXIT_RECIPE
         print(explain_text(recipe, [a for a in rest if not a.startswith("recipe=")]), end="")
         return 0
     except OptimizerError as e:
