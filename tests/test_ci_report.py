@@ -80,6 +80,8 @@ def test_faster_baseline_fails_the_gate(first_run, cache_dir, tmp_path):
     failed = [g for g in s["regression"]["gates"] if not g["passed"]]
     assert {g["name"] for g in failed} == {"throughput_b1", "throughput_b8"}
     assert "gate: regression: export throughput_b1: median-call throughput at batch 1" in log
+    n = len(s["regression"]["gates"])
+    assert f"regression gates: {n - 2}/{n} passed against {tmp_path / 'baseline.json'}; baseline measured on this host" in log
     suite = _suite(tmp_path / "run" / "junit.xml")
     assert suite.failures == 2
     case = next(c for c in suite if c.name == "regression export throughput_b8")
@@ -111,3 +113,30 @@ def test_example_workflow_runs_a_recipe_uploads_and_fails_on_a_gate():
     assert upload["if"] == "always()"
     for name in ("model_repository/", "summary.json", "report.md", "junit.xml"):
         assert f"${{{{ env.OUT }}}}/{name}" in paths
+
+
+def test_junit_of_a_failed_step_and_no_chosen_variant(tmp_path):
+    from optimizer.ci_report import junit, markdown
+
+    summary = {"recipe": "int8", "status": "failed", "exit_code": 1, "chosen": None, "objective": "throughput",
+               "hardware": {"name": "local-cpu"}, "benchmark_batch_sizes": [1], "output_dir": str(tmp_path),
+               "gate_failures": {"export": ["mean cosine to the reference 0.3600 < 0.99 (short by 0.6300)"]},
+               "variants": [
+                   {"name": "reference", "chain": [], "status": "ok", "ran": False, "seconds": 0.0},
+                   {"name": "export", "chain": ["export"], "status": "ok", "ran": True, "seconds": 2.5,
+                    "violations": ["mean cosine to the reference 0.3600 < 0.99 (short by 0.6300)"]},
+                   {"name": "fuse", "chain": ["export", "fuse"], "status": "failed", "ran": False, "seconds": 0.1,
+                    "error": "step 'fuse': RuntimeError: boom (traceback: fuse.error.txt)"},
+                   {"name": "quantize", "chain": ["export", "fuse", "quantize"], "status": "skipped", "ran": False,
+                    "error": "an earlier step failed"}]}
+    path = tmp_path / "junit.xml"
+    path.write_text(junit(summary))
+    suite = _suite(path)
+    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (5, 1, 1, 1)
+    cases = {c.name: c for c in suite}
+    assert "boom" in cases["variant fuse"].result[0].message
+    assert cases["variant quantize"].is_skipped
+    assert cases["constraints"].result[0].message == "no variant met the recipe's constraints"
+    assert "export: mean cosine to the reference 0.3600 < 0.99" in cases["constraints"].result[0].text
+    md = markdown(summary)
+    assert "❌ a step failed" in md and "**No variant chosen**" in md and "- **export**: mean cosine" in md
