@@ -122,7 +122,7 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
         ("$/1M", "right", 3, lambda r: _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")),
     ]
     if qps:
-        cols.append((f"replicas @{qps:g} qps", "right", 3,
+        cols.append((f"replicas @{qps:g} qps", "right", 2,
                      lambda r: f"{r['cost']['min_replicas']}-{r['cost']['max_replicas']}"
                      if "min_replicas" in r.get("cost", {}) else "-"))
     return cols

@@ -44,6 +44,7 @@ def test_narrow_terminal_drops_low_priority_columns_first():
     h120 = next(line for line in _render(120).splitlines() if "variant" in line)
     assert "p50/p99 ms b8" not in h80 and "size KB" not in h80 and "replicas" not in h80
     assert "status" in h120 and "cosine" in h120 and "p50/p99 ms b8" not in h120 and "$/1M" not in h120
+    assert "replicas @500 qps" in h120  # asked for with serving.target_qps: kept before cost and size
 
 
 def test_wide_terminal_and_report_keep_every_column():
