@@ -60,7 +60,8 @@ def markdown(summary: Dict) -> str:
         lines += [caption, ""]
     failures = summary.get("gate_failures") or {}
     if failures:
-        lines += ["### Gate failures", ""] + [f"- **{name}**: {'; '.join(why)}" for name, why in failures.items()] + [""]
+        lines += ["### Gate failures", ""]
+        lines += [f"- **{name}**: {'; '.join(why)}" for name, why in failures.items()] + [""]
     lines += _gate_rows(summary)
     if summary.get("warnings"):
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
@@ -90,9 +91,9 @@ def junit(summary: Dict) -> str:
     suite = ET.Element("testsuite", name=f"optimizer.{recipe}")
     for r in summary["variants"]:
         ev = r.get("evaluation", {})
-        out = "; ".join(f"{k}={v}" for k, v in (("chain", ">".join(r["chain"]) or "source"),
-                                               ("score", ev.get("score")), ("mean_cosine", ev.get("mean_cosine")),
-                                               ("violations", "; ".join(r.get("violations", [])) or None)) if v is not None)
+        facts = (("chain", ">".join(r["chain"]) or "source"), ("score", ev.get("score")),
+                 ("mean_cosine", ev.get("mean_cosine")), ("violations", "; ".join(r.get("violations", [])) or None))
+        out = "; ".join(f"{k}={v}" for k, v in facts if v is not None)
         _case(suite, f"variant {r['name']}", f"optimizer.{recipe}.variants", r.get("seconds", 0.0),
               error=r.get("error", "") if r["status"] == "failed" else "",
               skipped=r.get("error", "skipped") if r["status"] == "skipped" else "", out=out)

@@ -94,7 +94,8 @@ def list_text(section: str = "") -> str:
     """The text of ``python -m optimizer list [recipes|passes|hardware]``."""
     lines: List[str] = []
     if section in ("", "recipes"):
-        lines.append("Recipes (python -m optimizer recipe=<name>; explain one: python -m optimizer explain recipe=<name>)")
+        lines.append("Recipes (python -m optimizer recipe=<name>; "
+                     "explain one: python -m optimizer explain recipe=<name>)")
         for r in recipes():
             lines += [f"  {r['name']}: {r['description']}", f"      chain: {' -> '.join(r['chain']) or '(none)'}"]
         lines.append("")

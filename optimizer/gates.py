@@ -44,9 +44,11 @@ def _speed_gates(cfg, name: str, new: Dict, old: Dict, new_ref: Dict, old_ref: D
         nb, ob = new["benchmark"][bs], old["benchmark"][bs]
         if cfg.max_throughput_drop is not None:
             if same_host:
-                base, value = ob.get("median_throughput", ob["throughput"]), nb.get("median_throughput", nb["throughput"])
+                base = ob.get("median_throughput", ob["throughput"])
+                value = nb.get("median_throughput", nb["throughput"])
                 rounds = nb.get("rounds") or [value]
-                interval, metric, unit = [min(rounds), max(rounds)], f"median-call throughput at batch {bs}", " samples/s"
+                interval, unit = [min(rounds), max(rounds)], " samples/s"
+                metric = f"median-call throughput at batch {bs}"
             elif bs in new.get("speedup", {}) and bs in old.get("speedup", {}):
                 base, value = old["speedup"][bs], new["speedup"][bs]
                 interval = new.get("speedup_interval", {}).get(bs) or [value, value]
@@ -78,7 +80,8 @@ def _quality_gates(cfg, name: str, new: Dict, old: Dict) -> List[Dict]:
     ne, oe = new.get("evaluation") or {}, old.get("evaluation") or {}
     if cfg.max_score_drop is not None and "score" in ne and "score" in oe:
         limit = oe["score"] - cfg.max_score_drop
-        out.append(_gate("score", name, ne.get("metric", "score"), oe["score"], ne["score"], limit, ne["score"] >= limit))
+        out.append(_gate("score", name, ne.get("metric", "score"), oe["score"], ne["score"], limit,
+                         ne["score"] >= limit))
     if cfg.max_cosine_drop is not None and "mean_cosine" in ne and "mean_cosine" in oe:
         limit = oe["mean_cosine"] - cfg.max_cosine_drop
         out.append(_gate("parity", name, "mean cosine to the reference", oe["mean_cosine"], ne["mean_cosine"], limit,
@@ -109,7 +112,8 @@ def compare(cfg, summary: Dict, baseline: Dict, baseline_path: str = "") -> Dict
     note = ("baseline measured on this host: speed compared in absolute figures" if same_host else
             f"baseline measured on another host ({_host(old_host)}; this run: {_host(new_host)}): speed compared "
             f"only through ratios to each run's own reference (speed-ups, p99 relative to the reference)")
-    new_ref, old_ref = summary["variants"][0] if summary["variants"] else {}, baseline["variants"][0] if baseline["variants"] else {}
+    new_ref = summary["variants"][0] if summary["variants"] else {}
+    old_ref = baseline["variants"][0] if baseline["variants"] else {}
     gates: List[Dict] = []
     for new, old in _pairs(cfg, summary, baseline, same_host):
         gates += _speed_gates(cfg, new["name"], new, old, new_ref, old_ref, same_host)

@@ -116,7 +116,8 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
     for i, bs in enumerate(sizes):
         cols.append((f"p50/p99 ms b{bs}", "right", 1 if i == 0 else (4 if i < len(sizes) - 1 else 3), latency(bs)))
     cols += [
-        (f"samples/s b{last}", "right", 1, lambda r: _fmt(r.get("benchmark", {}).get(last, {}).get("throughput"), ".0f")),
+        (f"samples/s b{last}", "right", 1,
+         lambda r: _fmt(r.get("benchmark", {}).get(last, {}).get("throughput"), ".0f")),
         (f"speed-up b{last}", "right", 1, lambda r: speed_cell(r, last)),
         ("size KB", "right", 3, lambda r: _fmt(r["size_bytes"] / 1024, ".0f") if "size_bytes" in r else "-"),
         ("$/1M", "right", 3, lambda r: _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")),

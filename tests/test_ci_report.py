@@ -81,7 +81,7 @@ def test_faster_baseline_fails_the_gate(first_run, cache_dir, tmp_path):
     assert {g["name"] for g in failed} == {"throughput_b1", "throughput_b8"}
     assert "gate: regression: export throughput_b1: median-call throughput at batch 1" in log
     n = len(s["regression"]["gates"])
-    assert f"regression gates: {n - 2}/{n} passed against {tmp_path / 'baseline.json'}; baseline measured on this host" in log
+    assert f"regression gates: {n - 2}/{n} passed against {baseline}; baseline measured on this host" in log
     suite = _suite(tmp_path / "run" / "junit.xml")
     assert suite.failures == 2
     case = next(c for c in suite if c.name == "regression export throughput_b8")

@@ -31,8 +31,9 @@ def installed(tmp_path_factory):
                    check=True, cwd=root, capture_output=True)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     wheel = next(dist.glob("optimizer-*.whl"))
-    target = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                            check=True, capture_output=True, text=True).stdout.strip()
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    target = subprocess.run([str(venv / "bin" / "python"), "-c", purelib], check=True, capture_output=True,
+                            text=True).stdout.strip()
     subprocess.run([*pip, "install", "-q", "--no-deps", "--no-index", "--target", target, str(wheel)],
                    check=True, capture_output=True)
     empty = root / "empty"
@@ -58,7 +59,8 @@ def test_installed_package_lists_its_recipes(installed):
     where = subprocess.run([str(python), "-c", "import optimizer.resources as r; print(r.RECIPES); print(r.TEMPLATES)"],
                            cwd=empty, env=_env(), capture_output=True, text=True, check=True).stdout.split()
     assert all("site-packages" in w and "/optimizer/_" in w for w in where), where
-    proc = subprocess.run([str(python), "-m", "optimizer", "list"], cwd=empty, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run([str(python), "-m", "optimizer", "list"], cwd=empty, env=_env(), capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr
     assert "  int8: export -> fuse -> static INT8" in proc.stdout
     assert "  quantize  (onnx -> onnx)" in proc.stdout and "aws_c7i_large: aws-c7i.large" in proc.stdout
