@@ -1,5 +1,7 @@
 """``python -m optimizer recipe=int8``: compose the recipe, run it, print the table, exit with its code.
 
+``python -m optimizer cache verify|prune`` checks the cache or removes leftovers of killed runs.
+
 Exit codes: 0 every gate passed; 1 a step failed; 2 the recipe or its inputs are wrong
 (nothing ran); 3 no variant met the recipe's constraints."""
 
@@ -11,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from optimizer.config import OptimizerConfig, register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
+from optimizer.recipe_files import check_command_line, composition_error, config_dirs
 from optimizer.recipes import RECIPES, available
 
 register_schema()
@@ -19,9 +22,8 @@ register_schema()
 def _check_recipe_choice(argv) -> None:
     """Name the available recipes in one line when ``recipe=`` names none of them."""
     names = set(available())
-    for flag, value in zip(argv, argv[1:]):
-        if flag in ("--config-dir", "-cd"):  # a user's own recipes beside the built-in ones
-            names |= {p.stem for p in (Path(value) / "recipe").glob("*.yaml")}
+    for directory in config_dirs(argv):  # a user's own recipes beside the built-in ones
+        names |= {p.stem for p in (directory / "recipe").glob("*.yaml")}
     names = sorted(names)
     for arg in argv:
         if arg.startswith("recipe="):
@@ -41,6 +43,7 @@ def main(dcfg: DictConfig) -> None:
 
     global _started
     _started = True
+    _release_stderr()
     hc = HydraConfig.get()
     recipe = hc.runtime.choices.get("recipe", "custom")
     try:
@@ -83,6 +86,30 @@ def _finish(hc, code: int) -> None:
 
 
 _started = False  # set once Hydra has composed the recipe and handed it to main()
+_stderr = None  # the real stderr while Hydra's composition messages are held back
+
+
+def _hold_stderr() -> None:
+    """Hold what is written to stderr until main() starts: a composition error is then shown in two lines,
+    not Hydra's multi-line report (HYDRA_FULL_ERROR=1 shows everything as it comes)."""
+    global _stderr
+    import io
+    import os
+
+    if not os.environ.get("HYDRA_FULL_ERROR"):
+        _stderr, sys.stderr = sys.stderr, io.StringIO()
+
+
+def _release_stderr() -> str:
+    """Give stderr back; returns what was held (already written through when main() started)."""
+    global _stderr
+    if _stderr is None:
+        return ""
+    held, sys.stderr, _stderr = sys.stderr.getvalue(), _stderr, None
+    if _started:  # main() began: what Hydra said before it is ordinary output
+        sys.stderr.write(held)
+        return ""
+    return held
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
@@ -90,10 +117,27 @@ if __name__ == "__main__":
         from optimizer.discover import main as discover
 
         sys.exit(discover(sys.argv[1:]))
+    if sys.argv[1:2] == ["cache"]:  # python -m optimizer cache verify|prune: no recipe involved
+        from optimizer.integrity import main as cache_main
+
+        sys.exit(cache_main(sys.argv[2:]))
+    try:
+        check_command_line(sys.argv[1:], RECIPES)
+    except OptimizerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     _check_recipe_choice(sys.argv[1:])
+    _hold_stderr()
     try:
         main()
     except SystemExit as e:
+        held = _release_stderr()
+        if not _started and e.code:  # Hydra or argparse refused the command line or composition
+            print(composition_error(held), file=sys.stderr)
+        elif held:  # --help, --cfg job, ...: whatever was said goes through
+            sys.stderr.write(held)
         # Hydra exits 1 on a composition error (bad override, missing key): that is a recipe error
         sys.exit(EXIT_RECIPE if e.code == 1 and not _started else e.code)
+    finally:
+        sys.stderr.write(_release_stderr())  # anything else that ended main() keeps its message
     sys.exit(_multirun_code)

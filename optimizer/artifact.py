@@ -23,10 +23,13 @@ class Artifact:
         meta = {**self.meta, **changes.pop("meta", {})}
         return replace(self, meta=meta, **changes)
 
-    def save(self, directory: Path) -> Path:
-        """Write ``artifact.json`` into ``directory`` (the path stored relative to it when inside)."""
+    def save(self, directory: Path, files: Optional[Mapping[str, Any]] = None) -> Path:
+        """Write ``artifact.json`` into ``directory`` (the path stored relative to it when inside); ``files``:
+        the cache's record of the entry's files (sha256 and size), checked before the entry is used."""
         directory = Path(directory)
         record = asdict(self)
+        if files is not None:
+            record["files"] = dict(files)
         path = Path(self.path)
         try:
             record["path"] = str(path.resolve().relative_to(directory.resolve()))
@@ -43,5 +46,6 @@ class Artifact:
         """Read the artifact recorded in ``directory/artifact.json``."""
         directory = Path(directory)
         record = json.loads((directory / SIDECAR).read_text())
+        record.pop("files", None)
         path = Path(record.pop("path"))
         return cls(path=path if path.is_absolute() else directory / path, **record)

@@ -1,7 +1,9 @@
 """Content-addressed cache: ``<root>/<id>/`` holds one step's output and its ``artifact.json``.
 
 An entry is built in a temporary directory and renamed into place, and only counts once its
-``artifact.json`` exists, so a killed run never leaves a half-written entry that is read.
+``artifact.json`` exists, so a killed run never leaves a half-written entry that is read. The
+``artifact.json`` records the sha256 and size of the entry's files, and ``get`` verifies them (and the
+factory a torch artifact asks for) before returning the entry; see ``optimizer/integrity.py``.
 Measurements of an artifact live beside it as small JSON files."""
 
 import hashlib
@@ -11,7 +13,7 @@ import shutil
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from optimizer.artifact import SIDECAR, Artifact
 
@@ -52,24 +54,47 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class Cache:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, factories: Optional[Iterable[str]] = None):
+        """``factories``: the factories the recipe names (``factory.recipe_factories``); a cached artifact
+        asking for another is treated as damaged. None: only the factory rule applies."""
+        from optimizer.integrity import prune
+
         self.root = Path(os.path.expanduser(str(root)))
         self.root.mkdir(parents=True, exist_ok=True)
+        self.factories = None if factories is None else frozenset(factories)
+        self.warnings: List[str] = []  # one line per damaged entry moved aside during this run
+        prune(self.root, stale_only=True)  # build directories of killed runs
 
-    def get(self, key: str) -> Optional[Artifact]:
-        """The artifact stored under ``key``, or None when there is no complete entry."""
+    def get(self, key: str, step: str = "") -> Optional[Artifact]:
+        """The artifact stored under ``key``, or None when there is no complete, intact entry (a damaged
+        one is moved to the quarantine and reported in ``warnings``, naming ``step`` and the file)."""
+        from optimizer.integrity import problems, quarantine
+
         entry = self.root / key
-        if (entry / SIDECAR).exists():
+        if not (entry / SIDECAR).exists():
+            return None
+        bad = problems(entry, self.factories)
+        if not bad:
             return Artifact.load(entry)
+        moved = quarantine(self.root, entry)
+        self.warnings.append(f"cache entry of step '{step or key[:12]}' is damaged ({'; '.join(bad[:2])}); "
+                             f"moved to {moved or 'the quarantine'} and rebuilt")
         return None
 
     def put(self, key: str, produce: Callable[[Path], Artifact]) -> Artifact:
-        """Run ``produce(tmp_dir)`` and commit its artifact as entry ``key``."""
-        tmp = self.root / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        """Run ``produce(tmp_dir)`` and commit its artifact as entry ``key``, with the sha256 and size of
+        every file it holds."""
+        from optimizer.errors import OptimizerError
+        from optimizer.integrity import manifest, tmp_name
+
+        tmp = self.root / tmp_name(key)
         tmp.mkdir()
         try:
             art = produce(tmp).evolve(id=key)
-            art.save(tmp)
+            files = manifest(tmp)
+            if Path(os.path.relpath(Path(art.path).resolve(), tmp.resolve())).as_posix() not in files:
+                raise OptimizerError(f"the model file {art.path} was not written inside its cache entry {tmp}")
+            art.save(tmp, files)
             final = self.root / key
             if final.exists() and not (final / SIDECAR).exists():
                 shutil.rmtree(final)  # a half-written entry left by a killed run

@@ -25,6 +25,9 @@ class ModelConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
     train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
     task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction
+    allow_factories: List[str] = field(default_factory=list)  # when given, every factory must match one ("mypkg.*")
+    deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
+    trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class HardwareConfig:
     price_source: str = ""  # where the price comes from
     price_date: str = ""  # when the price was read
     gpu: Optional[str] = None  # GPU model, null for CPU-only machines
+    onnx_provider: str = "cuda"  # ONNX Runtime on a GPU: cuda (CUDA EP) or tensorrt (TensorRT EP, CUDA EP for the rest)
 
 
 @dataclass
@@ -68,6 +72,7 @@ class BenchmarkConfig:
     target_cv: float = 0.05  # Triton tuning sweep: stop early once the running median is this stable
     rounds: int = 5  # interleaved rounds per batch size (A B C, then C B A, ...); intervals come from them
     max_cv: float = 0.5  # a pooled latency CV above this flags the measurement unstable (shown, never reused)
+    max_foreign_cores: float = 0.5  # other processes' average CPU use while timing above this flags the set contended; 0: off
     memory_budget_mb: float = 0  # memory the worker processes may use at once; 0: 80 % of MemAvailable
     reuse: bool = True  # reuse the whole measurement set of the same variants, settings and host
 
@@ -109,6 +114,12 @@ class TrackingConfig:
 
 
 @dataclass
+class TierConfig:
+    name: str = "standard"  # QoS class, e.g. premium, standard, batch
+    p99_ms: Optional[float] = None  # this class's p99 SLA in milliseconds; null: no SLA (batch traffic)
+
+
+@dataclass
 class ServingConfig:
     p99_ms: float = 50.0  # SLA: p99 latency of one request through the batcher, in milliseconds
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
@@ -118,6 +129,10 @@ class ServingConfig:
     queue_delay_cap_us: int = 2000  # upper bound on the tuned max_queue_delay_microseconds
     overhead_ms: float = 0.5  # per-execution server overhead (request handling, copies) that batching amortizes
     thread_options: List[int] = field(default_factory=lambda: [0, 1])  # intra-op threads per instance; 0 = all cores
+    queue_policy: bool = True  # bound the batcher's queue (max_queue_size from capacity × SLA budget); false: unbounded
+    queue_timeout: bool = True  # reject a request once it has waited longer than the SLA leaves it (REJECT)
+    tiers: List[TierConfig] = field(default_factory=list)  # QoS tiers, highest priority first (priority level 1)
+    default_tier: str = ""  # tier of requests that name no priority; "" = the last tier with an SLA
 
 
 @dataclass
@@ -126,9 +141,17 @@ class TritonConfig:
     repository: str = ""  # where to write it; empty means <run dir>/model_repository
     overwrite: bool = False  # replace a repository that holds another model
     smoke_test: bool = False  # serve the emitted repository on a real tritonserver and compare answers
+    onnx_tensorrt: bool = False  # GPU hardware: serve an ONNX variant through the onnxruntime backend's TensorRT accelerator
     smoke_concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8])  # load-test concurrency levels
-    smoke_requests: int = 200  # requests per concurrency level at most
-    smoke_seconds: float = 5.0  # seconds per concurrency level at most
+    smoke_requests: int = 2000  # requests per concurrency level at most (a p99's interval needs 368 to be bounded above)
+    smoke_seconds: float = 10.0  # seconds per concurrency level at most
+    capacity_test: bool = True  # with smoke_test: find the highest open-loop rate served within the SLA (sizes replicas)
+    capacity_seconds: float = 2.0  # seconds per open-loop rate step at most
+    response_cache: bool = False  # response_cache { enable: true }: only for deterministic models; the server needs --cache-config
+    response_cache_mb: int = 256  # size of the server's local response cache (--cache-config local,size=...)
+    kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository
+    image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"  # the tritonserver image the Deployment runs (24.10 = Triton 2.51)
+    model_store: str = "/models"  # --model-repository in the pod: a mounted path (PVC) or s3:// gs:// as:// URL
 
 
 @dataclass

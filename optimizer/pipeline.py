@@ -1,6 +1,7 @@
 """plan -> run passes (cache hit? load : run) -> evaluate + benchmark -> select -> summary."""
 
 import contextlib
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -9,8 +10,8 @@ from typing import Dict, List, Optional
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
-from optimizer.errors import OptimizerError, PassError, one_line
-from optimizer.plan import Step, plan
+from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
+from optimizer.plan import Step, check_environment, plan
 from optimizer.registry import Context
 
 
@@ -41,7 +42,7 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
             continue
         key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
                           ctx_base["hardware"].device.value, versions())
-        cached = cache.get(key)
+        cached = cache.get(key, step.label)
         t0 = time.perf_counter()
         try:
             if cached is None:
@@ -68,13 +69,21 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
     Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
     the one-line error) before it propagates."""
+    from optimizer import rundir
     from optimizer.triton.deploy import preflight
 
     steps = plan(cfg)
-    preflight(cfg, out_dir)  # serving, cost and repository settings
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # nothing stale from an earlier run into the same directory
+        rundir.clean(out_dir, [s.label for s in steps], own_repository=not cfg.triton.repository)
+    except OSError as e:
+        raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
+                          f"choose another with hydra.run.dir=DIR") from None
+    try:
+        preflight(cfg, out_dir)  # serving, cost and repository settings
+        check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
         return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
         _error_summary(cfg, recipe, out_dir, e)
@@ -102,7 +111,9 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer import ci_report, formats, gates, plots, provenance, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+    from optimizer.factory import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
+    from optimizer.measure.limits import check_memory
     from optimizer.measure.run import host, measure
     from optimizer.report import compare, variant_record, write_summary
     from optimizer.select import choose, pareto, throughput, violations
@@ -113,15 +124,16 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     started = provenance.now()
     if cfg.gates.baseline:
         gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
-    cache = Cache(cfg.cache_dir)
+    cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
     source = load_source(cfg.model, splits, cache, cfg.seed)
     check_outputs(task, formats.io(source), cfg.evaluation.output)
+    check_memory(cfg, source, splits)  # a batch that cannot fit is refused before any pass runs
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     measured = measure(variants, splits, cfg, cache, task)
     records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
-    warnings = compare(records)
+    warnings = cache.warnings + compare(records)  # damaged cache entries first
     for r in records:
         r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)
         r["violations"] = violations(r, cfg.constraints)
@@ -129,8 +141,9 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
-    warnings += _reference_note(records, chosen)
-    triton = deploy(cfg, chosen, variants, splits, cache, out_dir) if chosen and cfg.triton.emit else {}
+    warnings += _reference_note(records, chosen) + _contention_note(measured.session)
+    triton = deploy(cfg, chosen, variants, splits, cache, out_dir,
+                    {"recipe": recipe, "measurement_id": measured.session.get("id")}) if chosen and cfg.triton.emit else {}
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
     if code == EXIT_OK and (triton.get("gate") or triton.get("failed")):
@@ -172,6 +185,16 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     summary["finished"] = provenance.now()
     write_summary(summary, out_dir)
     return summary
+
+
+def _contention_note(session: Dict) -> List[str]:
+    """A warning when other processes loaded the machine while the rounds were timed."""
+    if not session.get("contended"):
+        return []
+    return [f"other processes used {session['foreign_cores']:.2f} cores on average while the variants were timed "
+            f"({os.cpu_count()} cores here): every round saw that load, so the intervals cannot show what it did to "
+            f"the speed-ups; this set will not be reused (measure on a quiet machine, or set "
+            f"hardware.intra_op_threads below the core count)"]
 
 
 def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:

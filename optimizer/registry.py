@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict
+from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 if TYPE_CHECKING:
     from optimizer.config import HardwareConfig
@@ -23,20 +23,25 @@ class PassSpec:
     fn: Callable
     takes: str  # artifact format the pass accepts
     makes: str  # artifact format the pass produces
+    prepare: Optional[Callable] = None  # (config, recipe) -> config completed from the recipe at plan time
+    requires: Optional[Callable] = None  # (config, recipe, where): RecipeError when this machine cannot run it
 
 
 PASSES: Dict[str, PassSpec] = {}
 
 
-def register(name: str, config_cls: type, *, takes: str, makes: str) -> Callable:
-    """Register ``fn(artifact, config, ctx) -> Artifact`` as pass ``name``."""
+def register(name: str, config_cls: type, *, takes: str, makes: str, prepare: Optional[Callable] = None,
+             requires: Optional[Callable] = None) -> Callable:
+    """Register ``fn(artifact, config, ctx) -> Artifact`` as pass ``name``. ``prepare`` fills config values
+    that follow from the rest of the recipe (so they enter the cache key); ``requires`` checks, before any
+    work, that this machine has what the pass needs (a GPU, a library)."""
     if takes not in FORMATS or makes not in FORMATS:
         raise ValueError(f"pass {name}: formats must be among {FORMATS}")
 
     def wrap(fn: Callable) -> Callable:
         if name in PASSES and PASSES[name].fn is not fn:
             raise ValueError(f"pass {name!r} registered twice")
-        PASSES[name] = PassSpec(name, config_cls, fn, takes, makes)
+        PASSES[name] = PassSpec(name, config_cls, fn, takes, makes, prepare, requires)
         return fn
 
     return wrap

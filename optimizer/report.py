@@ -21,7 +21,7 @@ def variant_record(v, m: Dict) -> Dict:
         rec["meta"] = {k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")}
     if m:
         rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
-        for k in ("speedup", "speedup_interval", "verdict", "unstable", "group", "peak_memory_mb"):
+        for k in ("speedup", "speedup_interval", "verdict", "unstable", "group", "peak_memory_mb", "gpu_memory_mb"):
             if k in m:
                 rec[k] = m[k]
     return rec
@@ -186,6 +186,14 @@ def _triton_caption(tr: Dict) -> str:
     batching = (f"preferred {v['preferred_batch_size']}, queue delay {v['max_queue_delay_microseconds']} µs"
                 if v["preferred_batch_size"] else "dynamic batching of what is queued (no preferred size)")
     line = f"Triton: {tr['config']} — max_batch_size {v['max_batch_size']}, {batching}, {groups}"
+    if v.get("max_queue_size"):
+        line += f", queue ≤ {v['max_queue_size']} (timeout {v['default_timeout_microseconds']} µs, REJECT)"
+    if v.get("priority_levels"):
+        line += f", {v['priority_levels']} priority levels"
+    if tr.get("capacity"):
+        line += f"; capacity {tr['capacity']['used']:.0f}/s ({tr['capacity']['source'].split(':')[0]})"
+    if tr.get("kubernetes"):
+        line += f"; Kubernetes: {tr['kubernetes']['manifests']}"
     smoke = tr.get("smoke_test")
     if smoke:
         line += "; smoke test " + ("passed" if smoke["passed"] else f"FAILED: {smoke['error']}")

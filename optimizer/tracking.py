@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from optimizer.artifact import SIDECAR
+from optimizer.tracking_store import store_lock
 
 # Defaults for the MLflow HTTP client while we log: a server that dies mid-run costs seconds,
 # not the minutes of MLflow's own retry schedule. Values the user exported win.
@@ -101,7 +102,7 @@ def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
     why = unreachable(uri, tc.timeout_seconds)
     if why is None:
         try:
-            with _env(_ENV), _quiet():
+            with _env(_ENV), _quiet(), store_lock(uri):
                 record = _log(cfg, summary, Path(out_dir), uri)
             record["seconds"] = round(time.perf_counter() - t0, 2)
             where = record.get("ui") or (f"mlflow ui --backend-store-uri {uri}, then open "

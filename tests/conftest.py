@@ -20,9 +20,24 @@ FAST = [
     "benchmark.warmup_seconds=0.05",
     "benchmark.rounds=2",
     "benchmark.max_cv=1000",  # a busy test machine must not decide whether measurements are reused
+    "benchmark.max_foreign_cores=0",  # nor whether they are flagged contended
     "tracking.enabled=false",  # the tracking tests turn it back on
     "triton.emit=false",  # the Triton tests turn it back on
 ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests skip where the CUDA driver sees no GPU (asked only when such a test is collected)."""
+    marked = [item for item in items if "gpu" in item.keywords]
+    if not marked:
+        return
+    from optimizer.gpu import gpus
+
+    if gpus():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: the CUDA driver (libcuda.so.1) sees none")
+    for item in marked:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,20 @@ def two_inputs():
             return (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     return Pool()
+
+
+def digits_like(train_size: int = 16, evaluation_size: int = 16, calibration_size: int = 16, side: int = 32,
+                train_side: int = 0):
+    """Random 1 x side x side float inputs with labels 0-9; ``train_side`` gives the train split another size."""
+    import numpy as np
+
+    from optimizer.sources.data import Splits
+
+    rng = np.random.default_rng(0)
+
+    def x(n, s=side):
+        return rng.random((n, 1, s, s), dtype=np.float32)
+
+    y = lambda n: rng.integers(0, 10, n).astype(np.int64)  # noqa: E731
+    return Splits(x(train_size, train_side or side), y(train_size), x(calibration_size), x(evaluation_size),
+                  y(evaluation_size))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,39 @@ def test_reference_is_never_emitted_and_its_lead_is_stated_with_its_interval():
     assert "2.00x its median-call throughput at batch 32, every round 1.25-2.50x" in note and "export is emitted" in note
     records[1].update(speedup={"32": 0.9}, speedup_interval={"32": [0.7, 1.1]}, verdict={"32": "same"})
     assert _reference_note(records, chosen) == []  # within the spread: no claim
+
+
+def test_contention_counts_other_processes_not_the_runs_own():
+    """Two meters over the same phase, one counting a busy child as the run's own, one not: the difference is
+    that child's CPU time, and the set is flagged contended only above the limit."""
+
+    from optimizer.measure.contention import Meter, process_ticks, verdict
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        mine, other = Meter([busy.pid]), Meter([])
+        ticks0 = process_ticks([busy.pid])
+        mine.start(), other.start()
+        time.sleep(1.5)
+        a, b = mine.stop(), other.stop()
+        burned = (process_ticks([busy.pid]) - ticks0) / os.sysconf("SC_CLK_TCK") / a["seconds"]  # cores
+    finally:
+        busy.kill()
+        busy.wait()
+    assert burned > 0.02  # the child got CPU (a loaded machine gives it less than a core)
+    assert b["foreign_cores"] - a["foreign_cores"] == pytest.approx(burned, abs=0.15)
+    assert 0.0 <= a["steal_share"] <= 1.0
+    assert verdict([a, b], limit=0.0)["contended"] is False  # 0 turns the check off
+    assert verdict([{"foreign_cores": 0.1, "steal_share": 0.0}, {"foreign_cores": 0.9, "steal_share": 0.01}], 0.5) == \
+        {"foreign_cores": 0.9, "steal_share": 0.01, "contended": True}
+    assert verdict([{}], 0.5) == {}
+
+
+def test_a_contended_set_is_never_reused():
+    from optimizer.measure.run import reusable
+
+    record = {"variants": {"reference": {}, "export": {}}, "session": {"unstable": False, "contended": False}}
+    assert reusable(record, ["export", "reference"])
+    record["session"]["contended"] = True
+    assert not reusable(record, ["export", "reference"])

@@ -56,7 +56,7 @@ def test_torch_export_program_source(splits, tmp_path):
                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
     path = tmp_path / "model.pt2"
     torch.export.save(program, str(path))
-    art = load_source(ModelConfig(source=str(path)), splits, Cache(tmp_path), seed=0)
+    art = load_source(ModelConfig(source=str(path), trust_pickle=True), splits, Cache(tmp_path), seed=0)
     assert art.format == "torch"
     np.testing.assert_allclose(logits(load_module(art), splits.evaluation["input"][:5]),
                                logits(module, splits.evaluation["input"][:5]), atol=1e-5)

@@ -84,7 +84,8 @@ def test_bert_served_by_a_real_triton_server(bert, cache_dir, tmp_path):
     directory, _, labelled = bert
     code, out, s = run_cli(["recipe=transformer_int8", f"model.source=hf:{directory}", f"data.source=text:{labelled}",
                             "evaluation.task=embedding", *TEXT, *FAST, "triton.emit=true", "triton.smoke_test=true",
-                            "triton.smoke_concurrency=[1,4]", "triton.smoke_requests=40", "serving.max_batch_cap=8"],
+                            "triton.smoke_concurrency=[1,4]", "triton.smoke_requests=40", "triton.capacity_test=false",
+                            "serving.max_batch_cap=8"],
                            cache_dir, tmp_path / "run")
     assert code == 0, out
     smoke = s["triton"]["smoke_test"]

@@ -87,6 +87,70 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
     assert server.proc.poll() is not None and group_gone(pgid)
 
 
+def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
+    """One server on a config with every serving field: the server echoes them; mixed-priority traffic is
+    answered per tier; the open-loop generator keeps its rate and its bounds; the capacity search runs."""
+    import tritonclient.http as http
+
+    from optimizer.triton.loadgen import find_capacity, open_loop
+    from optimizer.triton.serve_check import _infer_request, _reference, load_test
+    from optimizer.triton.server import serve
+    from tests.test_triton_emit import QUEUED
+
+    repo = tiny_repository(tmp_path, tuning=QUEUED, response_cache=True)
+    tight = {**TUNING, "preferred_batch_size": 0, "max_queue_delay_us": 0, "instances": 1, "max_queue_size": 1}
+    tiny_repository(tmp_path, tuning=tight, name="overloaded")  # a second model in the same repository
+    server, _, tmp = serve(repo, install)
+    try:
+        server.wait_ready("digits_resnet", timeout=60)
+        server.wait_ready("overloaded", timeout=60)
+        client = http.InferenceServerClient(server.http_url)
+        try:
+            echoed = client.get_model_config("digits_resnet")
+        finally:
+            client.close()
+        db = echoed["dynamic_batching"]
+        assert db["default_queue_policy"]["max_queue_size"] == 75
+        assert int(db["default_queue_policy"]["default_timeout_microseconds"]) == 30300
+        assert db["default_queue_policy"]["timeout_action"] == "REJECT"
+        assert (int(db["priority_levels"]), int(db["default_priority_level"])) == (3, 2)
+        assert sorted(db["priority_queue_policy"]) == ["1", "2"]
+        assert db["priority_queue_policy"]["2"]["max_queue_size"] == 200
+        assert echoed["response_cache"]["enable"] is True
+
+        inputs, _, _ = _reference(repo / "digits_resnet")
+        one = {k: v[:1] for k, v in inputs.items()}
+        tiers = {"premium": 1, "standard": 2, "batch": 3}
+        mixed = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=300, max_seconds=10,
+                          tiers=tiers)
+        assert mixed["errors"] == 0 and mixed["requests"] == 300
+        assert sorted(mixed["tiers"]) == sorted(tiers) and sum(t["answered"] for t in mixed["tiers"].values()) == 300
+        assert all(t["answered"] == 100 and 0 < t["p50_ms"] <= t["p99_ms"] for t in mixed["tiers"].values())
+
+        payload = _infer_request("digits_resnet", one)
+        by_time = open_loop(server.grpc_url, "digits_resnet", payload, rate=200, max_requests=1000, max_seconds=1.5,
+                            keep_times=True)
+        sent = by_time["sent_at"]
+        assert by_time["errors"] == 0 and by_time["answered"] == by_time["requests"] == len(sent)
+        assert sent[-1] <= 1.5 and len(sent) < 1000  # the time bound stopped it
+        assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(200, rel=0.2)  # the rate asked, from timestamps
+        assert by_time["rate_sent"] == pytest.approx(200, rel=0.2)
+        by_count = open_loop(server.grpc_url, "digits_resnet", payload, rate=500, max_requests=40, max_seconds=10)
+        assert by_count["requests"] == by_count["answered"] == 40  # the count bound stopped it
+        # one instance, a queue of one request, 3000 requests/s: the excess is refused at once, and counted so
+        flood = open_loop(server.grpc_url, "overloaded", _infer_request("overloaded", one), rate=3000, max_requests=1500,
+                          max_seconds=0.5)
+        assert flood["rejected"] > 0 and flood["errors"] == flood["rejected"]
+        assert "Exceeds maximum queue size" in flood["first_error"]
+        cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
+                            fractions=(0.5, 1.0), seconds=0.5)
+        assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert group_gone(server.proc.pid)
+
+
 def test_config_error_is_reported_verbatim(install, tmp_path):
     from optimizer.triton.server import ServerError, serve
 
@@ -103,20 +167,53 @@ def test_config_error_is_reported_verbatim(install, tmp_path):
 
 
 def test_serve_check_command_line(install, tmp_path):
+    import json
+
     repo = tiny_repository(tmp_path)
+    tuning = repo / "digits_resnet" / "tuning.json"
+    tuning.write_text(json.dumps({"tuning": {"throughput": 100.0}}))  # the in-process estimate the search steps around
     args = [str(repo), "--concurrency", "1,4", "--requests", "40", "--seconds", "3", "--sla-ms", "1000",
-            "--json", str(tmp_path / "r.json")]
+            "--capacity", "--capacity-seconds", "0.5", "--json", str(tmp_path / "r.json")]
     proc = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "READY in" in proc.stdout and "max |diff| vs reference 0" in proc.stdout and "passed" in proc.stdout
     if not install.full:
         assert "swapped for backend python" in proc.stdout
-    import json
 
     r = json.loads((tmp_path / "r.json").read_text())
     m = r["models"]["digits_resnet"]
     assert r["passed"] and m["within_sla"] and [x["concurrency"] for x in m["load"]] == [1, 4]
+    assert m["sla"] == {"p99_ms": 1000.0, "source": "given", "tiers": {}}
+    lo, hi = m["load"][0]["p99_ci_ms"]  # 40 requests bound no p99 from above
+    assert lo is not None and lo <= m["load"][0]["p99_ms"] and hi is None
+    cap = m["capacity"]  # 25 .. 140 requests/s against a 1000 ms SLA: every step served
+    assert "capacity (open loop, Poisson arrivals): 140.0 requests/s" in proc.stdout
+    assert cap["capacity_rps"] == 140.0 and len(cap["levels"]) == 7 and cap["stopped"] == "every level served"
+    assert all(r["errors"] == 0 and r["requests"] <= max(10, int(r["rate_asked"] * 0.5)) for r in cap["levels"])
+
+
+def test_serve_check_enforces_the_sla_from_tuning_json(install, tmp_path):
+    import json
+
+    repo = tiny_repository(tmp_path)
+    tuning = repo / "digits_resnet" / "tuning.json"
+    record = json.loads(tuning.read_text())
+    record["tuning"]["sla_p99_ms"] = 0.001  # no server answers in a microsecond
+    tuning.write_text(json.dumps(record))
+    args = [str(repo), "--concurrency", "2", "--requests", "600", "--seconds", "5", "--json", str(tmp_path / "r.json")]
+    proc = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # answers right, SLA missed
+    assert "SLA: p99 ≤ 0.001 ms (from " in proc.stdout and "tuning.json" in proc.stdout
+    assert "SLA MISSED: digits_resnet: p99 " in proc.stdout and "exceeds the SLA 0.001 ms (95 % interval" in proc.stdout
+    r = json.loads((tmp_path / "r.json").read_text())
+    m = r["models"]["digits_resnet"]
+    assert not r["passed"] and r["sla_missed"] and not m["within_sla"] and m["max_abs_diff"] <= 1e-4
+    level = m["load"][0]
+    assert level["requests"] == 600 and level["errors"] == 0
+    lo, hi = level["p99_ci_ms"]  # 600 requests: both sides of the p99 bounded, around the estimate
+    assert lo <= level["p99_ms"] <= hi
 
 
 def test_serve_check_reports_a_mismatch(install, tmp_path):

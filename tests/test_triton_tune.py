@@ -2,7 +2,8 @@
 
 import pytest
 
-from optimizer.triton.tune import knee, max_batch, queue_delay_us, served, sweep_sizes, tune, tune_curve
+from optimizer.triton.tune import (default_level, knee, max_batch, queue_delay_us, queue_policy, served, sweep_sizes,
+                                   tier_policies, tune, tune_curve, worst_case_ms)
 
 
 def curve(per_call_ms, p99_factor=1.5):
@@ -76,12 +77,12 @@ def test_queue_delay():
 
 
 def test_tune_curve_preferred_never_exceeds_max():
-    for sla in (4.0, 6.0, 8.0, 13.0, 100.0):
+    for sla in (8.0, 12.0, 16.0, 26.0, 100.0):  # queued worst case 2 × p99: batch 2 needs 6.6 ms
         t = tune_curve(AMORTIZED, sla, 2000)
         assert 2 <= t["preferred_batch_size"] == t["knee_batch_size"] <= t["max_batch_size"]
-    only_one = tune_curve(AMORTIZED, 3.2, 2000)  # batch 1 (p99 3.15 ms) fits, batch 2 (3.3 ms) does not
+    only_one = tune_curve(AMORTIZED, 6.4, 2000)  # batch 1 (2 × 3.15 ms) fits, batch 2 (2 × 3.3 ms) does not
     assert (only_one["max_batch_size"], only_one["preferred_batch_size"], only_one["max_queue_delay_us"]) == (1, 0, 0)
-    assert tune_curve(AMORTIZED, 3.0, 2000) is None
+    assert tune_curve(AMORTIZED, 6.0, 2000) is None
 
 
 def test_no_preferred_size_when_batching_runs_no_faster():
@@ -90,12 +91,12 @@ def test_no_preferred_size_when_batching_runs_no_faster():
     flat = curve(lambda b: 0.3 * b)
     t = tune_curve(flat, 50.0, 2000, overhead_ms=0.5)
     assert t["knee_batch_size"] == 1 and t["preferred_batch_size"] == 0 and t["max_queue_delay_us"] == 0
-    assert t["max_batch_size"] == 64
+    assert t["max_batch_size"] == 32  # batch 64's p99 28.8 ms: queued 2 × 29.3 ms misses 50 ms
     assert t["throughput_per_instance"] == pytest.approx(1000 / (0.3 + 0.5))  # capacity counts the overhead
     # the assumed overhead does not move the preferred size: queueing amortizes it without one
     assert tune_curve(flat, 50.0, 2000, overhead_ms=5.0)["preferred_batch_size"] == 0
     # a real in-process gain does: 1 ms fixed + 0.25 ms per sample has its knee at 32
-    gaining = tune_curve(curve(lambda b: 1.0 + 0.25 * b), 50.0, 2000)
+    gaining = tune_curve(curve(lambda b: 1.0 + 0.25 * b), 100.0, 2000)
     assert gaining["preferred_batch_size"] == gaining["knee_batch_size"] == 32
     assert gaining["max_queue_delay_us"] == 1250  # capped by the batch-1 p50 (1.25 ms)
 
@@ -121,3 +122,50 @@ def test_sla_missed_at_batch_one():
     t = tune({2: AMORTIZED, 1: AMORTIZED}, 1.0, cores=2)
     assert not t.feasible and t.max_batch_size == 0
     assert "cannot be met even at batch 1" in t.reason and "3.15 ms" in t.reason
+
+
+def test_max_batch_counts_one_running_execution_ahead():
+    # the default model's shape: ~19 ms p99 at batch 64 fits 50 ms alone, but 2 × (19 + 0.5) = 39 ms queued;
+    # at 26 ms p99, 2 × 26.5 = 53 ms does not fit and batch 32 is the largest
+    flat = curve(lambda b: 0.3 * b, p99_factor=1.0)  # p99 = 0.3 ms × batch: 64 -> 19.2 ms
+    assert worst_case_ms(flat[6], 0.5) == pytest.approx(2 * 19.7)
+    assert max_batch(flat, 50.0, 0.5, queued=True) == 64
+    slower = curve(lambda b: 0.4 * b, p99_factor=1.0)  # 64 -> 25.6 ms: alone 26.1 fits, queued 52.2 does not
+    assert max_batch(slower, 50.0, 0.5) == 64
+    assert max_batch(slower, 50.0, 0.5, queued=True) == 32
+    assert tune_curve(slower, 50.0, 2000, 0.5)["max_batch_size"] == 32
+
+
+def test_queue_policy_from_capacity_and_sla_budget():
+    # 2000 samples/s; own execution 20 ms of a 50 ms SLA leaves 30 ms of waiting: 60 requests, timeout 30 ms
+    p = queue_policy(50.0, 20.0, 2000.0, 8)
+    assert p == {"wait_budget_ms": 30.0, "max_queue_size": 60, "timeout_us": 30000}
+    assert queue_policy(50.0, 20.0, 100.0, 8)["max_queue_size"] == 8  # never below a full batch
+    assert queue_policy(None, 20.0, 2000.0, 8) == {"wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}
+
+
+def test_tune_sets_the_default_queue_policy_and_the_switches():
+    flat = curve(lambda b: 0.3 * b, p99_factor=1.0)
+    t = tune({1: flat}, 50.0, cores=2, overhead_ms=0.5)
+    assert (t.instances, t.max_batch_size, t.p99_at_max_ms) == (2, 64, pytest.approx(19.2))
+    assert t.queue_wait_budget_ms == pytest.approx(50 - 19.7)
+    assert t.throughput == pytest.approx(2 * 1000 / 0.8)  # 2500 samples/s
+    assert t.max_queue_size == int(2500 * 30.3 / 1000) == 75
+    assert t.queue_timeout_us == 30300
+    off = tune({1: flat}, 50.0, cores=2, overhead_ms=0.5, queue_policy_on=False)
+    assert (off.max_queue_size, off.queue_timeout_us) == (0, 0)
+    no_timeout = tune({1: flat}, 50.0, cores=2, overhead_ms=0.5, timeout_on=False)
+    assert (no_timeout.max_queue_size, no_timeout.queue_timeout_us) == (75, 0)
+
+
+def test_tiers_become_priority_levels():
+    tiers = {"premium": 50.0, "standard": 100.0, "batch": None}
+    flat = curve(lambda b: 0.3 * b, p99_factor=1.0)
+    t = tune({1: flat}, 999.0, cores=2, overhead_ms=0.5, tiers=tiers)
+    assert t.sla_p99_ms == 50.0 and t.max_batch_size == 64  # the tightest tier is the SLA
+    assert [(x["name"], x["level"]) for x in t.tiers] == [("premium", 1), ("standard", 2), ("batch", 3)]
+    assert [x["timeout_us"] for x in t.tiers] == [30300, 80300, 0]
+    assert [x["max_queue_size"] for x in t.tiers] == [75, int(2500 * 80.3 / 1000), 0]
+    assert t.default_priority_level == 2  # the last tier with an SLA
+    assert default_level(tiers, "premium") == 1 and default_level({"a": None}) == 1
+    assert tier_policies({"only": 10.0}, 12.0, 1000.0, 4)[0]["max_queue_size"] == 4  # no budget: a full batch

@@ -43,7 +43,7 @@ class Format:
     libraries: tuple = ()  # distributions whose versions enter the cache key of passes making this format
 
 
-_MODULES = {"onnx": "optimizer.formats.onnx", "torch": "optimizer.formats.torch"}
+_MODULES = {"onnx": "optimizer.formats.onnx", "torch": "optimizer.formats.torch", "tensorrt": "optimizer.formats.tensorrt"}
 
 
 def get(name: str) -> Format:

@@ -1,5 +1,7 @@
 """ONNX models: ONNX Runtime sessions, I/O read from the graph, served by Triton's onnxruntime backend."""
 
+from pathlib import Path
+
 import numpy as np
 
 from optimizer.artifact import Artifact
@@ -9,8 +11,51 @@ from optimizer.formats import Format, Session, threads
 from optimizer.io import IOSpec, TensorSpec
 
 
-def ort_session(path, hw: HardwareConfig):
-    """An ONNX Runtime InferenceSession configured from the hardware entry."""
+def gpu_providers(hw: HardwareConfig, available, precision: str = "fp32", cache_dir=None, profiles=None):
+    """ONNX Runtime's providers for a GPU entry: ``hardware.onnx_provider`` tensorrt puts the TensorRT EP first
+    (FP16/INT8 as the model is, engines and timing cache under ``cache_dir``, optional shape profiles as
+    ``{"min": "x:1x3,...", "opt": ..., "max": ...}``), then CUDA, then CPU for what neither takes."""
+    if "CUDAExecutionProvider" not in available:
+        raise RecipeError(f"hardware={hw.name} runs ONNX models on the GPU, which needs onnxruntime-gpu "
+                          f"(pip uninstall -y onnxruntime && pip install onnxruntime-gpu); this one has {list(available)}")
+    providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    if hw.onnx_provider != "tensorrt":
+        return providers
+    if "TensorrtExecutionProvider" not in available:
+        raise RecipeError("hardware.onnx_provider=tensorrt: this onnxruntime-gpu has no TensorRT execution provider "
+                          "(it needs the TensorRT libraries it was built against on the library path)")
+    options = {"device_id": 0, "trt_fp16_enable": precision in ("fp16", "int8"), "trt_int8_enable": precision == "int8",
+               "trt_builder_optimization_level": 3}
+    if cache_dir is not None:
+        options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
+                       trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+    for key in ("min", "opt", "max"):
+        if profiles and profiles.get(key):
+            options[f"trt_profile_{key}_shapes"] = profiles[key]
+    return [("TensorrtExecutionProvider", options), *providers]
+
+
+def profile_strings(shapes) -> dict:
+    """``{input: (min, opt, max) shapes}`` as the TensorRT EP's ``trt_profile_*_shapes`` strings."""
+    return {key: ",".join(f"{name}:{'x'.join(str(d) for d in s[k])}" for name, s in shapes.items())
+            for k, key in enumerate(("min", "opt", "max"))} if shapes else {}
+
+
+ORT_TRT_BATCH = (1, 32, 64)  # the TensorRT EP's batch profile: the benchmark's sizes and the Triton sweep's cap
+
+
+def _trt_profiles(art: Artifact):
+    """Shape profiles for the TensorRT EP from the model's I/O (none when an axis other than batch is dynamic)."""
+    from optimizer.passes.tensorrt import profile_shapes
+
+    try:
+        return profile_strings(profile_shapes(IOSpec.from_dict(art.meta["io"]), ORT_TRT_BATCH, {}, {}))
+    except (KeyError, RecipeError):
+        return {}
+
+
+def ort_session(path, hw: HardwareConfig, art: Artifact = None):
+    """An ONNX Runtime InferenceSession configured from the hardware entry (GPU providers on a cuda entry)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -20,12 +65,17 @@ def ort_session(path, hw: HardwareConfig):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = ["CPUExecutionProvider"]
     if hw.device == Device.cuda:
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from the nvidia-* wheels, when they are installed
+            ort.preload_dlls()
+        meta = art.meta if art is not None else {}
+        cache = Path(path).parent / "ort_tensorrt" if art is not None and art.id else None  # beside a cache entry
+        providers = gpu_providers(hw, ort.get_available_providers(), str(meta.get("precision", "fp32")), cache,
+                                  _trt_profiles(art) if art is not None and hw.onnx_provider == "tensorrt" else None)
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
 def _open(art: Artifact, hw: HardwareConfig) -> Session:
-    sess = ort_session(art.path, hw)
+    sess = ort_session(art.path, hw, art)
     inputs = [i.name for i in sess.get_inputs()]
     outputs = [o.name for o in sess.get_outputs()]
 

@@ -52,13 +52,16 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
     return content_key("measure-set", SCHEMA, [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
-                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint)[:32]
+                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint,
+                       *([hw.onnx_provider] if hw.device.value == "cuda" else []))[:32]
 
 
 def reusable(record: Optional[Dict], names: List[str]) -> bool:
-    """A cached set is reused only whole (exactly these variants) and only when no figure was unstable."""
+    """A cached set is reused only whole (exactly these variants), and only when no figure was unstable and
+    no other process loaded the machine while it was timed."""
+    session = (record or {}).get("session", {})
     return (record is not None and sorted(record.get("variants", {})) == sorted(names)
-            and not record.get("session", {}).get("unstable", True))
+            and not session.get("unstable", True) and not session.get("contended", False))
 
 
 def measure(variants: List, splits: Splits, cfg, cache: Cache, task: str) -> Measured:
@@ -92,6 +95,7 @@ def _plan(ok: List, cfg) -> List[List[str]]:
 def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
     """Measure the variants ``ok`` (the reference first) together: ``{"variants": ..., "session": ...}``."""
     from optimizer.console import progress
+    from optimizer.measure.contention import verdict
 
     x, y = _eval_set(cfg, splits)
     plan = _plan(ok, cfg)
@@ -106,7 +110,8 @@ def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
     with progress("measuring", sum(len(g) for g in plan) * len(cfg.benchmark.batch_sizes) * cfg.benchmark.rounds) as adv:
         for gi, group in enumerate(plan):
             pooled[gi] = _time_group(gi, [by_name[n] for n in group], x, cfg, cache, session, outputs, memory, adv)
-    session.update(load_after=list(os.getloadavg()), seconds=time.perf_counter() - t0)
+    session.update(load_after=list(os.getloadavg()), seconds=time.perf_counter() - t0,
+                   **verdict(session.get("contention", []), cfg.benchmark.max_foreign_cores))
     records = _assemble(ok, plan, pooled, outputs, memory, y, cfg, task)
     session["unstable"] = any(r["unstable"] for r in records.values())
     return {"variants": records, "session": session}
@@ -116,6 +121,7 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
                 advance) -> Dict[str, Dict]:
     """Start one worker per variant of the group, evaluate, time the rounds under the lock; pooled figures."""
     from optimizer.formats import threads
+    from optimizer.measure.contention import Meter
     from optimizer.measure.lock import host_lock
     from optimizer.measure.rounds import block_log, run_rounds
     from optimizer.measure.stats import pooled
@@ -135,13 +141,14 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
                 outputs[name] = w.call("predict", cfg.evaluation.batch_size)
         with host_lock(cache.root) as lock:
             t0 = time.perf_counter()
+            meter = Meter(w.proc.pid for w in workers.values()).start()
             blocks = run_rounds(workers, [v.name for v in group], cfg.benchmark, advance)
+            session.setdefault("contention", []).append(meter.stop())
             session["timing_seconds"] += time.perf_counter() - t0
         session["lock_wait_seconds"] += lock["wait_seconds"]
         for name, w in workers.items():
-            peak = w.call("memory").get("peak_memory_mb")
-            if peak is not None:
-                memory[name] = max(memory.get(name, 0.0), peak)
+            for key, value in w.call("memory").items():  # peak_memory_mb, and gpu_memory_mb on a GPU
+                memory.setdefault(name, {})[key] = max(memory.get(name, {}).get(key, 0.0), value)
     finally:
         for w in workers.values():
             w.close()
@@ -171,8 +178,7 @@ def _assemble(ok: List, plan: List[List[str]], pooled: Dict, outputs: Dict, memo
         records[v.name] = {"evaluation": ev, "benchmark": bench, "group": gi,
                            **stats.compare(bench, pooled[gi][ref_name], is_ref),
                            "unstable": [bs for bs, b in bench.items() if b["unstable"]]}
-        if v.name in memory:
-            records[v.name]["peak_memory_mb"] = memory[v.name]
+        records[v.name].update(memory.get(v.name, {}))
     return records
 
 

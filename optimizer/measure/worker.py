@@ -26,7 +26,7 @@ class _State:
     """What one worker holds: its session, the evaluation feeds, one batch per size, the memory baseline."""
 
     def __init__(self):
-        self.session, self.pool, self.batches, self.base = None, None, {}, None
+        self.session, self.pool, self.batches, self.base, self.gpu = None, None, {}, None, False
 
     def hello(self) -> Dict[str, Any]:
         import optimizer
@@ -41,6 +41,7 @@ class _State:
         from optimizer.measure.benchmark import reset_peak
 
         self.base = reset_peak()
+        self.gpu = hardware.device.value == "cuda"
         t0 = time.perf_counter()
         self.session = load(artifact, hardware)
         return {"load_seconds": time.perf_counter() - t0}
@@ -65,7 +66,19 @@ class _State:
     def memory(self) -> Dict[str, float]:
         from optimizer.measure.benchmark import peak_since
 
-        return peak_since(self.base)
+        record = peak_since(self.base)
+        if self.gpu:  # device memory this process holds, whichever runtime allocated it
+            from optimizer.gpu import process_memory_mb
+
+            used = process_memory_mb(os.getpid())
+            if used is None and "torch" in sys.modules:  # nvidia-smi sees no process of this PID namespace
+                import torch
+
+                if torch.cuda.is_initialized():  # torch's own and TensorRT sessions' buffers only
+                    used = torch.cuda.max_memory_reserved() / 2**20
+            if used is not None:
+                record["gpu_memory_mb"] = used
+        return record
 
     def close(self) -> None:
         if self.session is not None:

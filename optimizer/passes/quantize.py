@@ -145,14 +145,21 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) ->
     ops = _default_ops(cfg, transformer)
     exclude = sorted({*cfg.nodes_to_exclude, *(_activation_matmuls(src) if transformer else [])})
     extra = {"CalibPercentile": cfg.percentile} if cfg.calibration_method == Calibration.percentile else {}
+    symmetric = ctx.hardware.device == Device.cuda  # TensorRT takes Q/DQ only with zero points of 0
+    if symmetric:
+        extra.update(ActivationSymmetric=True, WeightSymmetric=True)
     with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
         quantize_static(src, str(out), _reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
                         per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=act,
                         weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=exclude,
                         calibrate_method=methods[cfg.calibration_method.value], extra_options=extra)
-    return {"precision": "int8", "activation_type": act_name, "weight_type": weight_name,
+    meta = {"precision": "int8", "activation_type": act_name, "weight_type": weight_name,
             "calibration_samples": n, "calibration_method": cfg.calibration_method.value,
-            "quantized_ops": ops, "nodes_excluded": len(exclude)}
+            "quantized_ops": ops, "nodes_excluded": len(exclude), "symmetric": symmetric}
+    if n < cfg.calibration_samples:  # asked for more than the split holds: say so, never cut silently
+        meta["warnings"] = [f"passes.{ctx.step}.calibration_samples={cfg.calibration_samples} but "
+                            f"the calibration split has {n} samples; calibrated on {n}"]
+    return meta
 
 
 def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -> dict:
@@ -220,4 +227,6 @@ def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
         raise PassError(ctx.step, f"{cfg.mode.value} quantization failed: {type(e).__name__}: {str(e)[:300]}") from e
     finally:
         (ctx.out_dir / "pre.onnx").unlink(missing_ok=True)
+    if "warnings" in meta:  # descendants inherit the meta: keep the warnings of earlier steps
+        meta["warnings"] = [*art.meta.get("warnings", []), *meta["warnings"]]
     return art.evolve(path=out, meta={**meta, "op_counts": op_counts(out)})

@@ -87,8 +87,17 @@ def train(module, splits: Splits, epochs: int, seed: int, lr: float = 3e-3, labe
     return module.eval()
 
 
+def defaults(fn) -> dict:
+    """A factory's keyword defaults: they go into the cache key and the artifact, so a model built before a
+    default changed is never taken for one built after."""
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+
 def load_builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
     """``builtin`` or ``builtin:<name>``: the named built-in model, trained on the splits once, then cached."""
+    from optimizer.factory import resolve
     from optimizer.sources.models import probe_meta, torch_artifact
     from optimizer.sources.models import load_module as load_torch
 
@@ -100,19 +109,18 @@ def load_builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> A
     if splits.num_classes is None:
         raise RecipeError(f"model.source {cfg.source!r} is trained on class labels; the data has none")
     image = next(iter(splits.evaluation.values()))
-    kwargs = {"num_classes": splits.num_classes, "in_channels": image.shape[1], **cfg.kwargs}
+    build = resolve(factory, "model.source")
+    kwargs = {**defaults(build), "num_classes": splits.num_classes, "in_channels": image.shape[1], **cfg.kwargs}
     key = content_key("builtin", factory, kwargs, cfg.train_epochs, seed, splits.fingerprint, versions())
 
     def produce(directory: Path) -> Artifact:
         import torch
 
-        from optimizer.factory import resolve
-
         torch.manual_seed(seed)
-        module = resolve(factory, "model.source")(**kwargs)
+        module = build(**kwargs)
         lr = getattr(module, "learning_rate", 3e-3)
         train(module, splits, cfg.train_epochs, seed, lr=lr, label=f"training built-in model {name or 'digits_resnet'}")
         art = torch_artifact(module, directory, factory, kwargs, {"precision": "fp32"})
         return art.evolve(meta=probe_meta(load_torch(art), splits))
 
-    return cache.get(key) or cache.put(key, produce)
+    return cache.get(key, "source") or cache.put(key, produce)

@@ -12,7 +12,7 @@ import numpy as np
 
 from optimizer.config import DataConfig
 from optimizer.errors import RecipeError
-from optimizer.factory import resolve
+from optimizer.factory import Rule, resolve
 from optimizer.io import Feeds, TensorSpec, count, input_specs
 
 
@@ -157,7 +157,7 @@ def load_splits(cfg: DataConfig, seed: int = 0, model=None) -> Splits:
         return digits(cfg, seed)
     if cfg.source.startswith("text:"):
         return text(cfg, seed, model)
-    fn = resolve(cfg.source, "data.source")
+    fn = resolve(cfg.source, "data.source", Rule.of(model) if model is not None else None)
     try:
         splits = fn(**cfg.kwargs)
     except RecipeError:

@@ -16,7 +16,7 @@ from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, file_digest, versions
 from optimizer.config import ModelConfig
 from optimizer.errors import RecipeError, one_line
-from optimizer.factory import resolve
+from optimizer.factory import Rule, resolve
 from optimizer.io import IOSpec, TensorSpec, take
 from optimizer.sources.data import Splits
 
@@ -109,7 +109,7 @@ def _factory(cfg: ModelConfig, splits: Splits, cache: Cache) -> Artifact:
 
     import torch
 
-    fn = resolve(cfg.source, "model.source")
+    fn = resolve(cfg.source, "model.source", Rule.of(cfg))
     try:
         module = fn(**cfg.kwargs)
     except Exception as e:
@@ -128,7 +128,7 @@ def _module_artifact(module, factory: str, kwargs: Dict, splits: Splits, cache: 
     buf = io.BytesIO()
     torch.save(module.state_dict(), buf)
     key = content_key("factory", factory, kwargs, hashlib.sha256(buf.getvalue()).hexdigest(), meta, versions())
-    return cache.get(key) or cache.put(key, lambda d: torch_artifact(module, d, factory, kwargs, meta))
+    return cache.get(key, "source") or cache.put(key, lambda d: torch_artifact(module, d, factory, kwargs, meta))
 
 
 def _hf(cfg: ModelConfig, splits: Splits, cache: Cache) -> Artifact:
@@ -155,6 +155,9 @@ def _file(cfg: ModelConfig, splits: Splits) -> Artifact:
         check_feeds(io, splits, f"model.source {cfg.source!r}")
         return Artifact(path=path.resolve(), format="onnx", id=content_key("file", file_digest(path)),
                         meta={"io": io.to_dict(), "precision": "fp32"})
+    if not cfg.trust_pickle:
+        raise RecipeError(f"model.source {cfg.source!r}: a .pt2 program is loaded with torch.export.load, which "
+                          f"unpickles Python objects and can run code; set model.trust_pickle=true to trust it")
     import torch
 
     try:

@@ -3,7 +3,7 @@ optionally smoke-test it on a real server. ``pipeline.run`` calls ``preflight`` 
 
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -32,14 +32,44 @@ def preflight(cfg, out_dir: Path) -> None:
     if s.max_batch_cap < 1 or s.queue_delay_cap_us < 0 or any(t < 0 for t in s.thread_options) or not s.thread_options:
         raise RecipeError("serving.max_batch_cap must be ≥ 1, serving.queue_delay_cap_us ≥ 0, "
                           "serving.thread_options a non-empty list of thread counts ≥ 0")
+    _check_tiers(s)
     if not cfg.triton.emit:
         return
     emit.check_name(cfg.model.name)
-    emit.check_target(repository_dir(cfg, out_dir), cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite)
+    repo = repository_dir(cfg, out_dir)
+    blocker = next((p for p in [repo, *repo.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise RecipeError(f"triton.repository {str(repo)!r}: {str(blocker)!r} is a file, not a directory; "
+                          f"choose a directory")
+    emit.check_target(repo, cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite, plan=plan_id(cfg))
     if cfg.triton.smoke_test:
         from optimizer.triton.server import find_server
 
         find_server()  # raises a RecipeError saying how to provision one
+
+
+def plan_id(cfg) -> str:
+    """What a repository's model is made from: the model, the data and the passes (not how it was measured).
+    A re-run of the same recipe may replace its own emitted model; another recipe's is a conflict."""
+    from omegaconf import OmegaConf
+
+    passes = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+              for k, v in (cfg.passes or {}).items()}
+    return content_key(asdict(cfg.model), asdict(cfg.data), passes)[:16]
+
+
+def _check_tiers(s) -> None:
+    """``serving.tiers``: name -> positive p99 ms or null; ``serving.default_tier`` one of them."""
+    names = [t.name for t in s.tiers]
+    for i, t in enumerate(s.tiers):
+        if t.p99_ms is not None and t.p99_ms <= 0:
+            raise RecipeError(f"serving.tiers[{i}] ({t.name}): p99_ms must be positive milliseconds or null (no SLA), "
+                              f"got {t.p99_ms}")
+    if len(set(names)) != len(names) or not all(names):
+        raise RecipeError(f"serving.tiers: names must be non-empty and unique, got {names}")
+    if s.default_tier and s.default_tier not in names:
+        raise RecipeError(f"serving.default_tier {s.default_tier!r} is not one of serving.tiers "
+                          f"({', '.join(names) or 'none defined'})")
 
 
 def thread_counts(cfg) -> List[int]:
@@ -57,7 +87,8 @@ def sweep(cfg, art, pool: Feeds, cache: Cache) -> Dict[int, List[Dict]]:
     from optimizer.measure.benchmark import summarize, time_calls
     from optimizer.measure.run import host
 
-    sizes, counts = sweep_sizes(cfg.serving.max_batch_cap), thread_counts(cfg)
+    sizes, counts = sweep_sizes(min(cfg.serving.max_batch_cap, engine_max_batch(art) or cfg.serving.max_batch_cap)), \
+        thread_counts(cfg)
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k not in ("reuse", "batch_sizes")}
     name = "tune-" + content_key(sizes, counts, bench, asdict(cfg.hardware), host())[:24]
     cached = cache.read_json(art.id, name) if cfg.benchmark.reuse else None
@@ -77,6 +108,12 @@ def sweep(cfg, art, pool: Feeds, cache: Cache) -> Dict[int, List[Dict]]:
                 session.close()
     cache.write_json(art.id, name, {str(t): c for t, c in curves.items()})
     return curves
+
+
+def engine_max_batch(art):
+    """The largest batch a TensorRT engine's profile accepts (None for other formats)."""
+    batch = art.meta.get("tensorrt", {}).get("batch") if art.format == "tensorrt" else None
+    return int(batch[2]) if batch else None
 
 
 def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarray]:
@@ -101,10 +138,30 @@ def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarr
             "tolerance": np.float64(max(1e-4, 2 * spread))}
 
 
-def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path) -> Dict:
+def provenance(cfg, art, out_dir: Path, run: Dict) -> Dict:
+    """Where a repository came from: tool version, recipe, overrides, artifact, measurement session, date."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    import yaml
+
+    overrides = Path(out_dir) / ".hydra" / "overrides.yaml"  # what Hydra recorded for this run
+    try:
+        version = metadata.version("optimizer")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"tool": f"optimizer {version}", "recipe": run.get("recipe", "unknown"),
+            "overrides": yaml.safe_load(overrides.read_text()) or [] if overrides.exists() else [],
+            "artifact_id": art.id, "measurement_session": run.get("measurement_id") or "none",
+            "hardware": cfg.hardware.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path, run: Optional[Dict] = None) -> Dict:
     """Tune, emit and (optionally) smoke-test the chosen variant; the summary's ``triton`` block.
 
-    ``gate`` is set when the SLA cannot be met even at batch 1: nothing is emitted then."""
+    ``gate`` is set when the SLA cannot be met even at batch 1 (nothing is emitted then), or when the smoke
+    test's p99 missed an SLA (the repository stays, the run exits 3). ``run`` names the
+    recipe and the measurement session id (``recipe``, ``measurement_id``) for the provenance."""
     from optimizer.cost import price
     from optimizer.triton.report import tuning_markdown
 
@@ -118,8 +175,10 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
                                             f"add an onnx_export step"}
     pool = take(splits.evaluation, slice(0, max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)))
     gpu = cfg.hardware.device.value == "cuda"
-    tuning: Tuning = tune(sweep(cfg, art, pool, cache), cfg.serving.p99_ms, cfg.hardware.cores, gpu,
-                          cfg.serving.queue_delay_cap_us, cfg.serving.overhead_ms)
+    s = cfg.serving
+    tuning: Tuning = tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, gpu, s.queue_delay_cap_us,
+                          s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},
+                          s.default_tier)
     info: Dict = {"emitted": False, "variant": chosen["name"], "tuning": tuning.to_dict()}
     if not tuning.feasible:
         return {**info, "gate": tuning.reason, "reason": tuning.reason}
@@ -127,16 +186,21 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     io = emit.model_io(art.path, art.format)
     values = tuning.to_dict()
     config = emit.build_config(cfg.model.name, art.format, io, values, gpu,
-                               {k: list(v.shape[1:]) for k, v in pool.items()})
+                               {k: list(v.shape[1:]) for k, v in pool.items()}, cfg.triton.response_cache)
+    if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
+        emit.tensorrt_accelerator(config, io, str(art.meta.get("precision", "fp32")),
+                                  {k: list(v.shape[1:]) for k, v in pool.items()})
     repo = repository_dir(cfg, out_dir)
-    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name)
-    record = {"variant": chosen["name"], "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
+    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
+    record = {"plan": plan_id(cfg), "provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"],
+              "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
               "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
     md = tuning_markdown(cfg, record, config)
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
     record["serve_check_tolerance"] = float(ref["tolerance"])
-    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name)
-    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores)
+    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name,
+                                      record["provenance"])
+    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores, engine_max_batch(art))
     if problems:
         raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
     info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
@@ -144,10 +208,65 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     if cfg.triton.smoke_test:
         from optimizer.triton.serve_check import check_repository
 
-        info["smoke_test"] = check_repository(repo, cfg.triton, sla_p99_ms=cfg.serving.p99_ms)
-        if not info["smoke_test"]["passed"]:
+        info["smoke_test"] = check_repository(repo, cfg.triton)  # the SLAs written in tuning.json
+        if info["smoke_test"].get("sla_missed"):  # answers right, a p99 over its SLA: a gate (exit 3), like serve_check
+            info["gate"] = f"smoke test: {info['smoke_test']['error']}"
+        elif not info["smoke_test"]["passed"]:
             info["failed"] = f"smoke test: {info['smoke_test']['error']}"
+    info["capacity"] = record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
+    info["cost"] = record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
+                                     "capacity_source": info["capacity"]["source"]}
+    if cfg.triton.kubernetes:
+        info["kubernetes"] = record["kubernetes"] = kubernetes_manifests(cfg, chosen, tuning, info["cost"], repo)
+    emit.write_docs(model_dir, tuning_markdown(cfg, record, config), record)  # with the capacity used and manifests
     return info
+
+
+def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:
+    """The capacity that sizes replicas and cost: measured on the smoke server (open loop) when it found a
+    rate served within the SLA, else the in-process estimate; ``source`` says which."""
+    out = {"estimate": round(tuning.throughput, 1), "measured": None, "used": tuning.throughput,
+           "source": "estimate: in-process sweep (instances × batch ÷ (p50 + overhead) at the knee)"}
+    found = ((smoke or {}).get("models", {}).get(name) or {}).get("capacity")
+    if found:
+        out["measured"] = found["capacity_rps"]
+        out["measured_vs_estimate"] = round(found["capacity_rps"] / tuning.throughput, 3) if tuning.throughput else None
+        if found["capacity_rps"] > 0:
+            out["used"] = found["capacity_rps"]
+            out["source"] = (f"measured: open-loop Poisson arrivals on {smoke['server']}, the highest rate with p99 ≤ "
+                             f"{found['sla_p99_ms']} ms and no rejection" + (" (python backend swap)" if
+                                                                             smoke.get("platform_swapped") else ""))
+        else:
+            out["source"] += f"; the open-loop search served no rate within the SLA ({found['stopped']})"
+    return out
+
+
+def kubernetes_manifests(cfg, chosen: Dict, tuning: Tuning, cost: Dict, repo: Path) -> Dict:
+    """Deployment, Service and HPA in ``<repository>/../kubernetes/``, validated offline (RecipeError if not)."""
+    import math
+
+    from optimizer.triton import kubernetes as k8s
+
+    low = cost.get("min_replicas", 1)
+    high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
+    memory = k8s.memory_mb(chosen.get("peak_memory_mb"), tuning.instances)
+    flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
+    docs = k8s.manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
+                         high, round(cfg.serving.utilization * 100), flags,
+                         gpus=1 if cfg.hardware.device.value == "cuda" else 0)
+    try:
+        problems = k8s.validate(docs)
+        validated = f"against the Kubernetes {k8s.K8S_VERSION} schemas"
+    except ImportError:  # kubernetes-validate is a test dependency
+        problems, validated = [], "not checked offline (pip install kubernetes-validate)"
+    if problems:
+        raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
+    path = k8s.write(repo.parent / "kubernetes", docs)
+    return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
+            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
+            "model_store": cfg.triton.model_store,
+            "replicas_from": "serving.target_qps" if "min_replicas" in cost else
+            "no serving.target_qps: 1 replica, up to serving.burst_factor"}
 
 
 def _values(config) -> Dict:
@@ -155,6 +274,9 @@ def _values(config) -> Dict:
     return {"max_batch_size": config.max_batch_size,
             "preferred_batch_size": list(config.dynamic_batching.preferred_batch_size),
             "max_queue_delay_microseconds": config.dynamic_batching.max_queue_delay_microseconds,
+            "max_queue_size": config.dynamic_batching.default_queue_policy.max_queue_size,
+            "default_timeout_microseconds": config.dynamic_batching.default_queue_policy.default_timeout_microseconds,
+            "priority_levels": config.dynamic_batching.priority_levels,
             "instance_group": [{"kind": "KIND_GPU" if g.kind == 1 else "KIND_CPU", "count": g.count}
                                for g in config.instance_group],
             "parameters": {k: v.string_value for k, v in config.parameters.items()}}

@@ -55,9 +55,12 @@ def batchable(io: Dict[str, List[Dict]]) -> bool:
     return all(t["dims"] and t["dims"][0] == -1 for t in io["inputs"] + io["outputs"])
 
 
-def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample: Optional[Dict[str, List[int]]] = None):
+def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample: Optional[Dict[str, List[int]]] = None,
+                 response_cache: bool = False):
     """The ModelConfig protobuf: the platform's template, filled from the model and the tuning.
 
+    ``response_cache`` turns on Triton's response cache (identical requests answered from the cache; only
+    right for a deterministic model; the server must run with ``--cache-config``).
     ``sample`` gives each input's per-sample shape in the data: the warm-up request needs concrete dims where
     the model's are dynamic (Triton refuses a warm-up with -1 dims)."""
     from google.protobuf import text_format
@@ -87,6 +90,9 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample:
         if tuning["preferred_batch_size"] > 0:
             config.dynamic_batching.preferred_batch_size.append(tuning["preferred_batch_size"])
         config.dynamic_batching.max_queue_delay_microseconds = tuning["max_queue_delay_us"]
+        queue_policies(config.dynamic_batching, tuning)
+    if response_cache:
+        config.response_cache.enable = True
     warm = config.model_warmup.add()
     warm.batch_size = max(1, tuning["preferred_batch_size"]) if batch > 0 else 1
     warm.name = f"warmup_batch_{warm.batch_size}"
@@ -101,7 +107,86 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample:
     return config
 
 
-def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[str]:
+# Triton's ONNX Runtime backend maps these keys of its "tensorrt" GPU accelerator onto the TensorRT EP's options.
+PRECISION_MODES = {"fp16": "FP16", "int8": "INT8"}  # anything else: FP32
+
+
+def profile_shapes(io: Dict, sample: Optional[Dict[str, List[int]]], batches) -> Dict[str, str]:
+    """``trt_profile_{min,opt,max}_shapes`` strings for the inputs' -1 dims: the batch axis takes ``batches``
+    (min, opt, max), other dynamic axes their size in ``sample`` (per-sample shapes, batch axis excluded)."""
+    out = {}
+    for k, key in enumerate(("min", "opt", "max")):
+        parts = []
+        for t in io["inputs"]:
+            known = (sample or {}).get(t["name"]) or [1] * len(t["dims"])
+            dims = [batches[k] if i == 0 and d < 0 else (d if d > 0 else int(known[i - 1]))
+                    for i, d in enumerate(t["dims"])]
+            parts.append(f"{t['name']}:{'x'.join(map(str, dims))}")
+        out[key] = ",".join(parts)
+    return out
+
+
+def tensorrt_accelerator(config, io: Dict, precision: str, sample: Optional[Dict[str, List[int]]] = None,
+                         workspace_mb: int = 4096, cache_path: str = "/tmp/triton_ort_tensorrt") -> None:
+    """Add ``optimization.execution_accelerators.gpu_execution_accelerator [{name: "tensorrt"}]`` to an ONNX
+    model's config: FP16/INT8 as the model is, engine and timing caches, and one shape profile whose batch
+    axis spans 1 .. max_batch_size with the warm-up batch as its optimum."""
+    acc = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
+    acc.name = "tensorrt"
+    params = {"precision_mode": PRECISION_MODES.get(precision, "FP32"),
+              "max_workspace_size_bytes": str(int(workspace_mb) << 20),
+              "trt_builder_optimization_level": "3",
+              "trt_engine_cache_enable": "true", "trt_engine_cache_path": cache_path,
+              "trt_timing_cache_enable": "true", "trt_timing_cache_path": cache_path}
+    if config.max_batch_size > 0:
+        opt = max(1, min(config.max_batch_size, max([w.batch_size for w in config.model_warmup] or [1])))
+        for key, value in profile_shapes(io, sample, (1, opt, config.max_batch_size)).items():
+            params[f"trt_profile_{key}_shapes"] = value
+    for key, value in params.items():
+        acc.parameters[key] = value
+
+
+def _profile_problems(c, max_profile_batch: Optional[int]) -> List[str]:
+    """A config whose batches exceed the engine's (or the accelerator's) shape profile fails at load or run."""
+    problems = []
+    if max_profile_batch is not None and c.max_batch_size > max_profile_batch:
+        problems.append(f"max_batch_size {c.max_batch_size} exceeds the engine's profile maximum {max_profile_batch}")
+    for acc in c.optimization.execution_accelerators.gpu_execution_accelerator:
+        shapes = acc.parameters.get("trt_profile_max_shapes", "")
+        for part in filter(None, shapes.split(",")):
+            name, dims = part.rsplit(":", 1)
+            if c.max_batch_size > 0 and int(dims.split("x")[0]) < c.max_batch_size:
+                problems.append(f"tensorrt accelerator profile of {name!r} ends at batch {dims.split('x')[0]} "
+                                f"< max_batch_size {c.max_batch_size}")
+    return problems
+
+
+def queue_policies(batching, tuning: Dict) -> None:
+    """Overload protection and QoS tiers (see tune.py): ``default_queue_policy``, and with tiers
+    ``priority_levels``, ``default_priority_level`` and one ``priority_queue_policy`` per level.
+
+    ``timeout_action`` is set to REJECT, Triton's default (enum 0), which the text format leaves out."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    def fill(policy, size: int, timeout_us: int) -> None:
+        policy.max_queue_size = size
+        policy.default_timeout_microseconds = timeout_us
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.allow_timeout_override = False
+
+    if tuning.get("max_queue_size"):
+        fill(batching.default_queue_policy, tuning["max_queue_size"], tuning.get("queue_timeout_us", 0))
+    tiers = tuning.get("tiers") or []
+    if tiers:
+        batching.priority_levels = len(tiers)
+        batching.default_priority_level = tuning["default_priority_level"]
+        for tier in tiers:
+            if tier["max_queue_size"] or tier["timeout_us"]:
+                fill(batching.priority_queue_policy[tier["level"]], tier["max_queue_size"], tier["timeout_us"])
+
+
+def validate(config_path: Path, io: Dict, cores: Optional[int] = None,
+             max_profile_batch: Optional[int] = None) -> List[str]:
     """Triton's rules that bite people, checked on the file as written (parsed back)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
@@ -124,6 +209,13 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
         for name, data in w.inputs.items():
             if any(d < 1 for d in data.dims):
                 problems.append(f"model_warmup {w.name!r} input {name!r} has variable dims {list(data.dims)}")
+    db = c.dynamic_batching
+    if db.priority_levels and not 1 <= db.default_priority_level <= db.priority_levels:
+        problems.append(f"default_priority_level {db.default_priority_level} is outside 1..priority_levels "
+                        f"({db.priority_levels})")
+    if any(level < 1 or level > db.priority_levels for level in db.priority_queue_policy):
+        problems.append(f"priority_queue_policy levels {sorted(db.priority_queue_policy)} exceed priority_levels "
+                        f"({db.priority_levels})")
     if c.max_batch_size > 0 and not batchable(io):
         problems.append("max_batch_size > 0 but the model has a fixed first axis")
     for field, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
@@ -137,25 +229,52 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None) -> List[s
     for g in c.instance_group:
         if cores and g.kind == mc.ModelInstanceGroup.KIND_CPU and g.count * max(threads, 1) > cores:
             problems.append(f"{g.count} CPU instances × {threads} threads exceed {cores} cores")
-    return problems
+    return problems + _profile_problems(c, max_profile_batch)
 
 
-def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx") -> None:
-    """Refuse to write over a repository that holds another model, unless ``overwrite``."""
+def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx",
+                 plan: Optional[str] = None) -> None:
+    """Refuse to write over a repository that holds another model, unless ``overwrite``.
+
+    ``plan`` identifies the recipe that emits (``deploy.plan_id``): a model directory the same recipe emitted
+    is replaced, one another recipe emitted is refused (before any pass runs, when called at plan time). A
+    directory without that record is compared by file content. Hidden entries (a killed writer's
+    ``.<name>.tmp``) are not models: ``write_repository`` replaces its own."""
     if overwrite or not repository.exists():
         return
-    others = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != name)
+    others = sorted(p.name for p in repository.iterdir() if p.is_dir() and p.name != name and not p.name.startswith("."))
     existing = repository / name / "1" / file_name
-    if existing.exists() and model.exists() and file_digest(existing) != file_digest(model):
+    made_by = _emitted_by(repository / name)
+    if existing.exists() and plan is not None and made_by is not None:
+        if made_by != plan:
+            others.append(f"{name}, emitted by another recipe")
+    elif existing.exists() and model.exists() and file_digest(existing) != file_digest(model):
         others.append(f"{name} (a different {file_name})")
     if others:
         raise RecipeError(f"triton.repository {str(repository)!r} already holds another model ({', '.join(others)}); "
                           f"choose another directory or set triton.overwrite=true")
 
 
+def _emitted_by(model_dir: Path) -> Optional[str]:
+    """The ``plan`` recorded in ``<model dir>/tuning.json`` by the run that wrote it, if any."""
+    try:
+        return json.loads((model_dir / "tuning.json").read_text()).get("plan")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def header(provenance: Dict) -> str:
+    """``# key: value`` comment lines for the top of config.pbtxt (Triton and protobuf skip comments)."""
+    lines = ["# Generated by optimizer; how each value was set: tuning.md beside this file."]
+    lines += [f"# {k}: {' '.join(v) if isinstance(v, list) else v}" for k, v in provenance.items()]
+    return "\n".join(line.replace("\n", " ") for line in lines) + "\n"
+
+
 def write_repository(repository: Path, name: str, model: Path, config, tuning_md: str, tuning: Dict,
-                     reference: Dict[str, np.ndarray], file_name: str = "model.onnx") -> Path:
-    """Write ``<repository>/<name>/`` in a temporary directory and rename it into place."""
+                     reference: Dict[str, np.ndarray], file_name: str = "model.onnx",
+                     provenance: Optional[Dict] = None) -> Path:
+    """Write ``<repository>/<name>/`` in a temporary directory and rename it into place; ``provenance``
+    becomes a comment block at the top of config.pbtxt."""
     from google.protobuf import text_format
 
     repository.mkdir(parents=True, exist_ok=True)
@@ -163,7 +282,7 @@ def write_repository(repository: Path, name: str, model: Path, config, tuning_md
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "1").mkdir(parents=True)
     shutil.copyfile(model, tmp / "1" / file_name)
-    (tmp / "config.pbtxt").write_text(text_format.MessageToString(config))
+    (tmp / "config.pbtxt").write_text((header(provenance) if provenance else "") + text_format.MessageToString(config))
     (tmp / "tuning.md").write_text(tuning_md)
     write_atomic(tmp / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())
     np.savez(tmp / "reference.npz", **reference)
@@ -172,3 +291,9 @@ def write_repository(repository: Path, name: str, model: Path, config, tuning_md
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def write_docs(model_dir: Path, tuning_md: str, tuning: Dict) -> None:
+    """Rewrite tuning.md and tuning.json of a written repository (once the smoke test measured capacity)."""
+    write_atomic(Path(model_dir) / "tuning.md", tuning_md.encode())
+    write_atomic(Path(model_dir) / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())

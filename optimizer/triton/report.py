@@ -13,6 +13,78 @@ def _curve_table(curves: Dict[str, List[Dict]]) -> List[str]:
     return lines
 
 
+def _default_sla(cfg) -> bool:
+    from optimizer.config import ServingConfig
+
+    return not cfg.serving.tiers and cfg.serving.p99_ms == ServingConfig.p99_ms
+
+
+def _queue_rows(t: Dict, db) -> List[str]:
+    """Rows of the queue policy and the QoS tiers (overload protection)."""
+    if not t.get("max_queue_size") and not t.get("tiers"):
+        return ["| dynamic_batching.default_queue_policy | none | turned off (`serving.queue_policy=false`): past "
+                "capacity the queue, and every request's latency, grows without bound |"]
+    budget = t["queue_wait_budget_ms"]
+    own = t["p99_at_max_ms"] + t["overhead_ms"]
+    rows = []
+    if t.get("max_queue_size"):
+        q = db.default_queue_policy
+        rows += [
+            f"| default_queue_policy.max_queue_size | {q.max_queue_size} | capacity × wait budget = "
+            f"{t['throughput']:.0f} samples/s × {budget:.1f} ms, at least max_batch_size: the one-sample requests a "
+            f"server drains within the budget; one more is rejected at once (Triton: 'Exceeds maximum queue size') "
+            f"instead of queueing for an answer that comes too late. The wait budget is the SLA less a request's own "
+            f"execution: {t['sla_p99_ms']} − ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) ms. Requests of several "
+            f"samples drain slower; the timeout still bounds them |",
+            f"| default_queue_policy.default_timeout_microseconds | {q.default_timeout_microseconds or 'none'} | "
+            + (f"the wait budget ({budget:.1f} ms): a request still queued after it can no longer meet the SLA |"
+               if q.default_timeout_microseconds else "turned off (`serving.queue_timeout=false`) |"),
+            "| default_queue_policy.timeout_action | REJECT | a timed-out request is answered with an error at once "
+            "(Triton's default, enum 0, so the text format does not print it); DELAY would keep it queued |",
+        ]
+    for tier in t.get("tiers") or []:
+        sla = f"p99 {tier['p99_ms']} ms" if tier["p99_ms"] is not None else "no SLA"
+        rows.append(f"| priority level {tier['level']} ({tier['name']}, {sla}) | max_queue_size "
+                    f"{tier['max_queue_size'] or 'unbounded'}, timeout "
+                    f"{str(tier['timeout_us']) + ' µs' if tier['timeout_us'] else 'none'} | "
+                    + (f"the rule above with this tier's budget {tier['p99_ms']} − {own:.2f} ms |"
+                       if tier["p99_ms"] is not None and tier["max_queue_size"] else
+                       "no SLA: queued behind every higher level, never timed out |"))
+    if t.get("tiers"):
+        rows.append(f"| priority_levels, default_priority_level | {db.priority_levels}, {db.default_priority_level} | "
+                    f"one level per `serving.tiers` entry, level 1 served first; requests naming no priority get "
+                    f"`serving.default_tier` (default: the last tier with an SLA) |")
+    return rows
+
+
+def _capacity_lines(t: Dict, record: Dict) -> List[str]:
+    """Which capacity sizes cost and replicas: the smoke server's measured one, or the in-process estimate."""
+    estimate = (f"In-process estimate of one server's capacity: {t['throughput']:.0f} samples/s ({t['instances']} "
+                f"instance(s) at batch {t['knee_batch_size']}, batch ÷ (p50 + {t['overhead_ms']} ms serving overhead "
+                f"per execution)).")
+    c = record.get("capacity")
+    if not c:
+        return [estimate]
+    lines = [estimate]
+    if c["measured"] is not None:
+        lines.append(f"Measured on a real server: {c['measured']:.0f} requests/s ({c['measured_vs_estimate']}× the "
+                     f"estimate; one-sample requests).")
+    lines.append(f"Cost and replicas use {c['used']:.0f}/s — {c['source']}." + (
+        "" if c["measured"] is not None else " Run with `triton.smoke_test=true` to measure it on a real server."))
+    return lines
+
+
+def _kubernetes_lines(k: Dict) -> List[str]:
+    if not k:
+        return []
+    return ["", "## Kubernetes", "",
+            f"`{k['manifests']}` (`kubectl apply -f`): a Deployment of `{k['image']}` serving `{k['model_store']}` "
+            f"(copy this repository there), {k['cpu']} CPU and {k['memory_mb']} MiB requested (limits: the same CPU, "
+            f"twice the memory), ready on `/v2/health/ready`; a Service (HTTP 8000, gRPC 8001, metrics 8002); a "
+            f"HorizontalPodAutoscaler (autoscaling/v2) keeping {k['min_replicas']}–{k['max_replicas']} replicas at "
+            f"70 % average CPU ({k['replicas_from']})."]
+
+
 def tuning_markdown(cfg, record: Dict, config) -> str:
     """The markdown written beside config.pbtxt."""
     t, hw, cost = record["tuning"], record["hardware"], record["cost"]
@@ -20,11 +92,16 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
     lines = [
         f"# {config.name}: how config.pbtxt was tuned", "",
         f"Variant `{record['variant']}` (artifact `{record['artifact_id'][:12]}`), measured on hardware "
-        f"`{hw['name']}` ({hw['cores']} cores, device {hw['device']}). SLA: p99 ≤ {t['sla_p99_ms']} ms per request.",
+        f"`{hw['name']}` ({hw['cores']} cores, device {hw['device']}). SLA: p99 ≤ {t['sla_p99_ms']} ms per request"
+        + (" (`serving.p99_ms`'s default: set your own SLA, e.g. `serving.p99_ms=20`)." if _default_sla(cfg) else
+           " (`serving.tiers`' tightest tier)." if t.get("tiers") else " (`serving.p99_ms`)."),
         "", "## Tuned values", "",
         "| field | value | rule |", "|---|---|---|",
-        f"| max_batch_size | {config.max_batch_size} | largest swept batch whose p99 fits the SLA "
-        f"(p99 + overhead; sweep 1, 2, 4, … ≤ {cfg.serving.max_batch_cap}; stops at the first miss) |",
+        f"| max_batch_size | {config.max_batch_size} | largest swept batch whose queued worst case fits the SLA: a "
+        f"request waits for one running execution of that size, then runs in one, 2 × (p99 + "
+        f"{t['overhead_ms']} ms overhead) = 2 × ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) = "
+        f"{2 * (t['p99_at_max_ms'] + t['overhead_ms']):.2f} ms ≤ {t['sla_p99_ms']} ms (sweep 1, 2, 4, … ≤ "
+        f"{cfg.serving.max_batch_cap}; stops at the first miss) |",
         f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
         + (f"the knee: the first batch ≤ max_batch_size whose next swept size adds < 10 % in-process throughput "
            f"(p99 {t['p99_at_knee_ms']:.2f} ms) |" if db.preferred_batch_size else
@@ -37,21 +114,33 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
            f"not held longer than it takes to run alone) and {cfg.serving.queue_delay_cap_us} µs |"),
         f"| instance_group | {t['instances']} × {t['kind']} | {t['reason']} |",
         f"| parameters.intra_op_thread_count | {t['threads']} | instances × threads ≤ {hw['cores']} cores |",
-        "| parameters.inter_op_thread_count | 1 | one graph at a time per instance (template) |",
+        "| parameters.inter_op_thread_count | 1 | no effect in ONNX Runtime's default sequential execution mode "
+        "(inter-op threads only run independent nodes in parallel mode); 1 keeps an enabled parallel mode from "
+        "adding threads beyond the instances × intra-op threads budget (template) |",
+        *_queue_rows(t, db),
         f"| model_warmup | batch {config.model_warmup[0].batch_size}, zero data | first requests do not pay "
         f"ONNX Runtime's lazy initialisation |",
+        "| response_cache | " + ("enable: true | `triton.response_cache=true`: an identical request is answered from "
+                                 "the server's cache without running the model; right only for a deterministic model. "
+                                 "tritonserver must run with `--cache-config local,size=<bytes>` (the Kubernetes "
+                                 "Deployment passes it), or it refuses the model |" if config.response_cache.enable else
+                                 "off | the default; `triton.response_cache=true` for a deterministic model with "
+                                 "repeated requests (needs `--cache-config local,size=<bytes>` on the server) |"),
         "", "## Cost and replicas", "",
-        f"Estimated capacity of one server: {t['throughput']:.0f} samples/s ({t['instances']} instance(s) at batch "
-        f"{t['knee_batch_size']}, batch ÷ (p50 + {t['overhead_ms']} ms serving overhead per execution)).",
+        *_capacity_lines(t, record),
     ]
     if "cost_per_million" in cost:
         lines.append(f"Cost: ${cost['cost_per_million']:.4f} per 1M inferences at ${hw['price_per_hour']}/hour "
-                     f"({hw['price_source']}, {hw['price_date']}) = $/hour ÷ (samples/s × 3600) × 10⁶.")
+                     f"({hw['price_source']}, {hw['price_date']}) = $/hour ÷ (capacity × 3600) × 10⁶.")
     else:
         lines.append("Cost: no price for this hardware entry (hardware.price_per_hour is null).")
     if "replicas" in cost:
         lines.append(f"For {cost['target_qps']} requests/s at {cost['utilization']:.0%} target utilisation: "
                      f"{cost['min_replicas']} replica(s) minimum, {cost['max_replicas']} maximum "
                      f"(a {cfg.serving.burst_factor}× burst).")
+    lines += _kubernetes_lines(record.get("kubernetes"))
     lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
+    if record.get("provenance"):
+        lines += ["## Provenance", "", *(f"- {k}: {' '.join(v) if isinstance(v, list) else v or '(none)'}"
+                                         for k, v in record["provenance"].items()), ""]
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 tritonserver (127.0.0.1), wait for READY, send the stored evaluation inputs over HTTP, compare the
 answers with the reference outputs, and run a short bounded load test over gRPC.
 
-Exit code 0 when every model answered within tolerance, 1 otherwise, 2 when no server is found."""
+Exit code 0 when every model answered within tolerance and its p99 met the SLA (``--sla-ms``, default the
+``serving.p99_ms`` in its tuning.json; per tier with QoS tiers), 3 when the answers were right but a p99
+missed its SLA, 1 for wrong answers or failed requests, 2 when no server is found."""
 
 import argparse
 import functools
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from optimizer.triton.loadgen import is_rejection
 
 TOLERANCE = 1e-4  # same model file, same runtime, same batch size: only thread-order float differences
 
@@ -60,12 +64,14 @@ def compare(url: str, model: str, inputs: Dict[str, np.ndarray], expected: Dict[
         client.close()
 
 
-def _infer_request(model: str, sample: Dict[str, np.ndarray]) -> bytes:
-    """A serialized gRPC ModelInferRequest carrying ``sample`` as raw tensor contents."""
+def _infer_request(model: str, sample: Dict[str, np.ndarray], priority: int = 0) -> bytes:
+    """A serialized gRPC ModelInferRequest carrying ``sample`` as raw tensor contents (and a priority level)."""
     from tritonclient.grpc import service_pb2
     from tritonclient.utils import np_to_triton_dtype
 
     request = service_pb2.ModelInferRequest(model_name=model)
+    if priority:
+        request.parameters["priority"].uint64_param = priority
     for name, a in sample.items():
         request.inputs.add(name=name, datatype=np_to_triton_dtype(a.dtype), shape=list(a.shape))
         request.raw_input_contents.append(np.ascontiguousarray(a).tobytes())
@@ -73,7 +79,8 @@ def _infer_request(model: str, sample: Dict[str, np.ndarray]) -> bytes:
 
 
 def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: int, max_requests: int,
-              max_seconds: float, counters: Optional[Callable[[], Dict[str, float]]] = None) -> Dict:
+              max_seconds: float, counters: Optional[Callable[[], Dict[str, float]]] = None,
+              tiers: Optional[Dict[str, int]] = None) -> Dict:
     """Keep ``concurrency`` one-sample gRPC requests in flight; bounded by count and time. Client-side numbers.
 
     The client shares the machine with the server, so it is kept lean: one asyncio loop, ``concurrency``
@@ -81,15 +88,22 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
     must carry a non-empty tensor for each output. (tritonclient's ``async_infer`` costs ~1.4x the CPU
     per request; on 2 cores that time is taken from the server under test.) The record has the client's
     CPU per answered request; with ``counters`` (``Server.counters``, sampled around the timed part) also
-    the server's, and the average batch the scheduler formed (samples per execution)."""
+    the server's, and the average batch the scheduler formed (samples per execution). With ``tiers``
+    (name -> priority level) the requests cycle through the tiers, and each tier's p50/p99 is reported."""
     import asyncio
 
     import grpc
     from tritonclient.grpc import service_pb2
 
-    payload = _infer_request(model, sample)
+    from optimizer.triton.loadgen import check_loopback
+
+    check_loopback(url)
+    names = list(tiers or {"": 0})
+    payloads = [_infer_request(model, sample, (tiers or {}).get(n, 0)) for n in names]
     latencies: List[float] = []
     errors: List[str] = []
+    tier_of: List[int] = []
+    rejected_tier: List[int] = []  # the tier of each request the queue policy refused
 
     def check(raw: bytes) -> None:
         response = service_pb2.ModelInferResponse.FromString(raw)
@@ -107,17 +121,23 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
                 nonlocal sent
                 while sent < limit and time.perf_counter() - t0 < max_seconds:
                     sent += 1
+                    tier = sent % len(payloads)
                     start = time.perf_counter()
                     try:
-                        check(await infer(payload))
+                        check(await infer(payloads[tier]))
                         latencies.append(time.perf_counter() - start)
+                        tier_of.append(tier)
                     except (grpc.aio.AioRpcError, ValueError) as e:
                         errors.append(e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e))
+                        if is_rejection(errors[-1]):
+                            rejected_tier.append(tier)
 
             warm = min(concurrency * 2, max_requests)  # warm-up, not counted
             await asyncio.gather(*(worker(warm, time.perf_counter()) for _ in range(concurrency)))
             latencies.clear()
             errors.clear()
+            tier_of.clear()
+            rejected_tier.clear()
             before, client_cpu = counters() if counters else {}, time.process_time()
             sent, t0 = 0, time.perf_counter()
             await asyncio.gather(*(worker(max_requests, t0) for _ in range(concurrency)))
@@ -130,11 +150,16 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
     used: Dict[str, float] = {}
     sent, elapsed = asyncio.run(run())
     ms = np.asarray(latencies) * 1e3
-    record = {"concurrency": concurrency, "requests": sent, "errors": len(errors), "seconds": round(elapsed, 3),
-              "requests_per_s": round(len(latencies) / elapsed, 1),
-              "p50_ms": round(float(np.percentile(ms, 50)), 3) if len(ms) else None,
-              "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else None,
-              **({"first_error": errors[0]} if errors else {})}
+    refused = np.asarray(rejected_tier)
+    record = {"concurrency": concurrency, "requests": sent, "errors": len(errors), "rejected": len(refused),
+              "seconds": round(elapsed, 3),
+              "requests_per_s": round(len(latencies) / elapsed, 1), **_percentiles(ms, len(refused)),
+              **({"first_error": errors[0], "error_kinds": sorted(set(errors))[:5]} if errors else {})}
+    if tiers:
+        which = np.asarray(tier_of)
+        record["tiers"] = {n: {"priority": tiers[n], "answered": int(np.sum(which == i)),
+                               "rejected": int(np.sum(refused == i)),
+                               **_percentiles(ms[which == i], int(np.sum(refused == i)))} for i, n in enumerate(names)}
     for side in ("server", "client"):
         if latencies and f"{side}_cpu_s" in used:
             record[f"{side}_cpu_ms_per_request"] = round(used[f"{side}_cpu_s"] * 1e3 / len(latencies), 3)
@@ -143,10 +168,76 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
     return record
 
 
+def _percentiles(ms: np.ndarray, rejected: int = 0) -> Dict:
+    """p50, p99 and the p99's 95 % order-statistic interval (``None`` where too few requests bound it) of the
+    answered requests; with ``rejected`` requests also ``p99_counting_rejected_ms``, the p99 with each refused
+    request counted as a miss (infinitely late): ``None`` once more than 1 % were refused."""
+    from optimizer.triton.loadgen import p99_interval
+
+    if not len(ms):
+        return {"p50_ms": None, "p99_ms": None, "p99_ci_ms": [None, None],
+                **({"p99_counting_rejected_ms": None} if rejected else {})}
+    out = {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+           "p99_ci_ms": p99_interval(ms)}
+    if rejected:
+        every = np.percentile(np.concatenate([ms, np.full(rejected, np.inf)]), 99, method="higher")
+        out["p99_counting_rejected_ms"] = round(float(every), 3) if np.isfinite(every) else None
+    return out
+
+
+def _slas(model_dir: Path, sla_p99_ms: Optional[float]) -> Dict:
+    """The SLAs a model's load test is held to: ``--sla-ms`` (``source: given``), else tuning.json's
+    ``serving.p99_ms``; with QoS tiers in tuning.json, each tier's p99 (tiers without one are not checked)."""
+    path = model_dir / "tuning.json"
+    tuning = json.loads(path.read_text()).get("tuning", {}) if path.exists() else {}
+    tiers = {t["name"]: t for t in tuning.get("tiers") or []}
+    if sla_p99_ms is None and "sla_p99_ms" not in tuning:
+        return {"p99_ms": None, "source": "none", "tiers": {}}
+    return {"p99_ms": sla_p99_ms if sla_p99_ms is not None else tuning["sla_p99_ms"],
+            "source": "given" if sla_p99_ms is not None else f"{path}",
+            "tiers": {n: {"priority": t["level"], "p99_ms": t["p99_ms"]} for n, t in tiers.items()}}
+
+
+def _estimate(model_dir: Path) -> Optional[float]:
+    """The in-process capacity estimate (samples/s) in tuning.json, where there is one."""
+    path = model_dir / "tuning.json"
+    return json.loads(path.read_text()).get("tuning", {}).get("throughput") if path.exists() else None
+
+
+def _sla_misses(name: str, m: Dict) -> List[str]:
+    """One line per load level (and tier) whose p99 exceeds its SLA, with the p99's interval; requests the queue
+    policy refused count as misses (a few in a thousand on a busy machine leave the p99 within the SLA)."""
+    sla, out = m["sla"], []
+
+    def miss(where: str, r: Dict, limit: Optional[float]) -> None:
+        if limit is None:
+            return
+        if r["p99_ms"] is None or r["p99_ms"] > limit:
+            lo, hi = r.get("p99_ci_ms", [None, None])
+            out.append(f"{name}: p99 {r['p99_ms']} ms {where} exceeds the SLA {limit} ms (95 % interval {lo}–{hi} ms)")
+        elif r.get("rejected") and (r["p99_counting_rejected_ms"] is None or r["p99_counting_rejected_ms"] > limit):
+            every = r["p99_counting_rejected_ms"]
+            out.append(f"{name}: {r['rejected']} request(s) {where} refused by the queue policy; counting them as misses "
+                       f"the p99 is {f'{every} ms' if every is not None else 'a miss (over 1 % refused)'}, over the "
+                       f"SLA {limit} ms")
+
+    for r in m["load"]:
+        if sla["tiers"]:
+            for tier, t in r.get("tiers", {}).items():
+                miss(f"for tier {tier} at concurrency {r['concurrency']}", t, sla["tiers"][tier]["p99_ms"])
+        else:
+            miss(f"at concurrency {r['concurrency']}", r, sla["p99_ms"])
+    return out
+
+
 def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[float] = None,
-                     concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 200,
-                     max_seconds: float = 5.0, install=None) -> Dict:
-    """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``."""
+                     concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 2000,
+                     max_seconds: float = 10.0, install=None, capacity: bool = False,
+                     capacity_seconds: float = 2.0) -> Dict:
+    """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
+    (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``. With
+    ``capacity``, each model's ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``,
+    rates stepped around the in-process estimate in tuning.json)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -155,6 +246,7 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
     if triton_cfg is not None:
         concurrency, max_requests = triton_cfg.smoke_concurrency, triton_cfg.smoke_requests
         max_seconds = triton_cfg.smoke_seconds
+        capacity, capacity_seconds = triton_cfg.capacity_test, triton_cfg.capacity_seconds
     install = install or find_server()
     record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
                     "notes": [], "models": {}}
@@ -169,17 +261,31 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
             m["max_abs_diff"] = compare(server.http_url, config.name, inputs, expected, config.max_batch_size)
             m["samples"] = len(next(iter(inputs.values())))
             one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
+            m["sla"] = _slas(cfg_path.parent, sla_p99_ms)
+            tiers = {n: t["priority"] for n, t in m["sla"]["tiers"].items()} or None
             m["load"] = [load_test(server.grpc_url, config.name, one, c, max_requests, max_seconds,
-                                   functools.partial(server.counters, config.name)) for c in concurrency]
-            if sla_p99_ms is not None:
-                m["sla_p99_ms"] = sla_p99_ms
-                m["within_sla"] = all(r["p99_ms"] is not None and r["p99_ms"] <= sla_p99_ms for r in m["load"])
+                                   functools.partial(server.counters, config.name), tiers) for c in concurrency]
+            m["sla_p99_ms"] = m["sla"]["p99_ms"]
+            m["within_sla"] = not _sla_misses(config.name, m)
+            estimate = _estimate(cfg_path.parent)
+            if capacity and m["sla_p99_ms"] is not None and estimate:
+                from optimizer.triton.loadgen import find_capacity
+
+                m["capacity"] = find_capacity(server.grpc_url, config.name, _infer_request(config.name, one),
+                                              m["sla_p99_ms"], estimate, seconds=capacity_seconds)
         problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {m['tolerance']:.3g}" for n, m in record["models"].items()
                     if m["max_abs_diff"] > m["tolerance"]]
-        problems += [f"{n}: {r['errors']} failed requests at concurrency {r['concurrency']} ({r['first_error']})"
-                     for n, m in record["models"].items() for r in m["load"] if r["errors"]]
+        problems += [f"{n}: {r['errors'] - r['rejected']} failed requests at concurrency {r['concurrency']} "
+                     f"({next(e for e in r['error_kinds'] if not is_rejection(e))})"
+                     for n, m in record["models"].items() for r in m["load"] if r["errors"] > r["rejected"]]
+        problems += [f"{n}: {r['rejected']} requests refused at concurrency {r['concurrency']} and no SLA to judge "
+                     f"them by ({r['first_error']})" for n, m in record["models"].items() for r in m["load"]
+                     if r["rejected"] and m["sla"]["p99_ms"] is None]
         if not record["models"]:
             problems.append(f"no model directory with a config.pbtxt under {repository}")
+        misses = [x for n, m in record["models"].items() for x in _sla_misses(n, m)]
+        record["sla_missed"] = bool(misses) and not problems
+        problems += misses
         record["passed"], record["error"] = not problems, "; ".join(problems) or None
     except (ServerError, ValueError) as e:
         record["error"] = str(e)
@@ -198,13 +304,29 @@ def _print(record: Dict) -> None:
     for name, m in record["models"].items():
         print(f"{name}: READY in {m['ready_seconds']:.2f} s; max |diff| vs reference "
               f"{m.get('max_abs_diff', float('nan')):.3g} over {m.get('samples', 0)} samples")
+        if m.get("sla", {}).get("p99_ms") is not None:
+            print(f"  SLA: p99 ≤ {m['sla']['p99_ms']} ms ({'--sla-ms' if m['sla']['source'] == 'given' else 'from ' + m['sla']['source']})"
+                  + "".join(f"; {n} ≤ {t['p99_ms']} ms" for n, t in m["sla"]["tiers"].items() if t["p99_ms"]))
         for r in m.get("load", []):
+            lo, hi = r.get("p99_ci_ms", [None, None])
             print(f"  concurrency {r['concurrency']:>2}: {r['requests_per_s']:>8.1f} req/s  "
-                  f"p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  ({r['requests']} requests, {r['errors']} errors)"
+                  f"p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms [95 %: {lo}–{hi}]  "
+                  f"({r['requests']} requests, {r['errors']} errors)"
                   + (f"; average batch {r['avg_batch']}" if "avg_batch" in r else "")
                   + (f"; CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
                      f"{r['client_cpu_ms_per_request']} ms" if "server_cpu_ms_per_request" in r else ""))
-    print("passed" if record["passed"] else f"FAILED: {record['error']}")
+            for n, t in r.get("tiers", {}).items():
+                print(f"    tier {n} (priority {t['priority']}): p50 {t['p50_ms']} ms  p99 {t['p99_ms']} ms "
+                      f"[95 %: {t['p99_ci_ms'][0]}–{t['p99_ci_ms'][1]}]  ({t['answered']} answered)")
+        if "capacity" in m:
+            c = m["capacity"]
+            print(f"  capacity (open loop, Poisson arrivals): {c['capacity_rps']} requests/s within p99 ≤ "
+                  f"{c['sla_p99_ms']} ms (in-process estimate {c['estimate_rps']}/s); stopped: {c['stopped']}")
+            for r in c["levels"]:
+                print(f"    {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
+                      f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
+    print("passed" if record["passed"] else
+          f"{'SLA MISSED' if record.get('sla_missed') else 'FAILED'}: {record['error']}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -213,9 +335,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m optimizer.triton.serve_check", description=__doc__.splitlines()[0])
     p.add_argument("repository", type=Path, help="the emitted model_repository directory")
     p.add_argument("--concurrency", default="1,2,4,8", help="load-test concurrency levels, comma-separated")
-    p.add_argument("--requests", type=int, default=200, help="requests per concurrency level at most")
-    p.add_argument("--seconds", type=float, default=5.0, help="seconds per concurrency level at most")
-    p.add_argument("--sla-ms", type=float, default=None, help="p99 SLA to check the load test against")
+    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level at most (a p99 "
+                   "needs 368 for its interval to have an upper bound)")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per concurrency level at most")
+    p.add_argument("--sla-ms", type=float, default=None, help="p99 SLA to check the load test against "
+                   "(default: serving.p99_ms from each model's tuning.json; with QoS tiers there, each tier is held to "
+                   "its own SLA)")
+    p.add_argument("--capacity", action="store_true", help="also find the highest open-loop (Poisson) rate served "
+                   "within the SLA, stepping around the in-process estimate in tuning.json")
+    p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per open-loop rate step at most")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     a = p.parse_args(argv)
     if not a.repository.is_dir():
@@ -223,14 +351,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         record = check_repository(a.repository, None, a.sla_ms, [int(c) for c in a.concurrency.split(",")],
-                                  a.requests, a.seconds)
+                                  a.requests, a.seconds, capacity=a.capacity, capacity_seconds=a.capacity_seconds)
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     _print(record)
     if a.json:
         a.json.write_text(json.dumps(record, indent=2))
-    return 0 if record["passed"] else 1
+    return 0 if record["passed"] else 3 if record.get("sla_missed") else 1
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from optimizer.errors import OptimizerError, RecipeError
 from optimizer.triton import provision
 
+RESPONSE_CACHE_BYTES = 256 * 2**20  # the local response cache serve_check gives a server whose models enable one
 MODEL_PY = Path(__file__).resolve().parent / "python_model.py"  # model.py of the python-backend swap
 
 
@@ -93,7 +94,7 @@ def free_port() -> int:
 class Server:
     """A running tritonserver in its own process group; ``stop()`` ends the whole group."""
 
-    def __init__(self, repository: Path, install: Install, log_path: Path):
+    def __init__(self, repository: Path, install: Install, log_path: Path, extra_args: Sequence[str] = ()):
         self.http_port, self.grpc_port = free_port(), free_port()
         self.log_path = log_path
         cmd = [str(install.binary), f"--model-repository={repository}", f"--backend-directory={install.backend_dir}",
@@ -101,7 +102,7 @@ class Server:
                "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
                "--allow-metrics=false", "--pinned-memory-pool-byte-size=0", "--disable-auto-complete-config",
                "--exit-timeout-secs=5", "--log-verbose=0",
-               f"--backend-config=python,shm-region-prefix-name=opt{uuid.uuid4().hex[:10]}"]
+               f"--backend-config=python,shm-region-prefix-name=opt{uuid.uuid4().hex[:10]}", *extra_args]
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **install.env}, start_new_session=True)
@@ -211,4 +212,19 @@ def serve(repository: Path, install: Optional[Install] = None, workdir: Optional
     install = install or find_server()
     tmp = Path(tempfile.mkdtemp(prefix="optimizer-triton-", dir=workdir))
     notes = stage(Path(repository), install, tmp / "repository")
-    return Server(tmp / "repository", install, tmp / "tritonserver.log"), notes, tmp
+    return (Server(tmp / "repository", install, tmp / "tritonserver.log", server_args(tmp / "repository", install)),
+            notes, tmp)
+
+
+def server_args(repository: Path, install: Install) -> List[str]:
+    """Flags the repository's configs need: ``--cache-config`` (and the install's ``caches`` directory) when a
+    model enables ``response_cache`` (without a cache the server refuses such a model)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    configs = [text_format.Parse(p.read_text(), mc.ModelConfig()) for p in sorted(Path(repository).glob("*/config.pbtxt"))]
+    if not any(c.response_cache.enable for c in configs):
+        return []
+    caches = Path(install.backend_dir).parent / "caches"
+    return [f"--cache-config=local,size={RESPONSE_CACHE_BYTES}",
+            *([f"--cache-directory={caches}"] if caches.is_dir() else [])]

@@ -7,8 +7,10 @@ execution (request handling, tensor copies); ``overhead_ms`` stands for it. A po
 throughput* is ``batch / (p50 + overhead)`` samples/s (p50, not the mean: a busy machine's
 stalls should not move the knee). The rules:
 
-- ``max_batch_size``: the largest swept batch whose p99 + overhead fits the SLA, walking up from 1
-  and stopping at the first one that does not (a noisy fit beyond a miss is not trusted).
+- ``max_batch_size``: the largest swept batch whose *queued worst case* fits the SLA: a request that
+  arrives while an instance runs a batch of that size waits for it, then runs in a batch of that size
+  itself, so ``2 × (p99 + overhead) ≤ SLA``; walking up from 1 and stopping at the first miss (a noisy
+  fit beyond a miss is not trusted).
 - the *knee*: where in-process throughput stops gaining, the first batch within ``max_batch_size``
   whose next swept size (double it) adds less than ``MIN_GAIN`` (10 %).
 - ``preferred_batch_size``: the knee when it is above 1, else none. A preferred size makes the
@@ -25,7 +27,18 @@ stalls should not move the knee). The rules:
   than it takes to run it alone loses to an instance that is free), and at most ``queue_delay_cap_us``.
 - instances: ``cores // threads`` CPU instances of ``threads`` intra-op threads each, the thread
   count whose instances together serve the most samples/s at the knee (served throughput, with
-  the overhead: the estimate the cost model uses)."""
+  the overhead: the estimate the cost model uses).
+- overload protection (``default_queue_policy``): the *wait budget* is what the SLA leaves once a
+  request's own execution (p99 at ``max_batch_size`` + overhead) is paid. A request that has waited
+  that long can no longer meet the SLA, so ``default_timeout_microseconds`` is the wait budget and
+  ``timeout_action: REJECT``; a server draining ``capacity`` samples/s empties a queue of
+  ``capacity × wait budget`` one-sample requests within the budget, so that is ``max_queue_size``
+  (at least ``max_batch_size``, so a full batch can form); a request past it is rejected at once
+  instead of waiting for an answer that comes too late.
+- QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
+  ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
+  (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
+  ``max_batch_size``."""
 
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -52,6 +65,12 @@ class Tuning:
     throughput_per_instance: float = 0.0  # served samples/s of one instance at the knee
     throughput: float = 0.0  # samples/s of all instances of one server (the estimate used for cost)
     overhead_ms: float = 0.0  # per-execution serving overhead assumed on top of the in-process timings
+    p99_at_max_ms: float = 0.0  # in-process p99 at max_batch_size: a request's own worst execution
+    queue_wait_budget_ms: float = 0.0  # SLA - (p99 at max_batch_size + overhead): how long a request may wait
+    max_queue_size: int = 0  # default_queue_policy.max_queue_size; 0: unbounded (queue policy off)
+    queue_timeout_us: int = 0  # default_queue_policy.default_timeout_microseconds; 0: none
+    tiers: List[Dict] = field(default_factory=list)  # QoS tiers: name, level, p99_ms, max_queue_size, timeout_us
+    default_priority_level: int = 0  # level of requests that name no priority (0: no tiers)
     curves: Dict[str, List[Dict]] = field(default_factory=dict)  # threads -> swept curve
 
     def to_dict(self) -> Dict:
@@ -74,11 +93,18 @@ def served(point: Dict, overhead_ms: float) -> float:
     return point["batch_size"] * 1000.0 / (point["p50_ms"] + overhead_ms)
 
 
-def max_batch(curve: Sequence[Dict], sla_p99_ms: float, overhead_ms: float = 0.0) -> int:
-    """Largest batch of the SLA-fitting prefix of ``curve``; 0 when even the first misses."""
+def worst_case_ms(point: Dict, overhead_ms: float = 0.0, queued: bool = True) -> float:
+    """A request's worst latency at this batch size: its own execution (p99 + overhead), after waiting for
+    one running execution of the same size when ``queued``."""
+    return (2 if queued else 1) * (point["p99_ms"] + overhead_ms)
+
+
+def max_batch(curve: Sequence[Dict], sla_p99_ms: float, overhead_ms: float = 0.0, queued: bool = False) -> int:
+    """Largest batch of the SLA-fitting prefix of ``curve``; 0 when even the first misses. ``queued``: the
+    worst case counts one running execution the request waits for (the rule ``tune`` uses)."""
     best = 0
     for point in sorted(curve, key=lambda p: p["batch_size"]):
-        if point["p99_ms"] + overhead_ms > sla_p99_ms:
+        if worst_case_ms(point, overhead_ms, queued) > sla_p99_ms:
             break
         best = point["batch_size"]
     return best
@@ -102,9 +128,34 @@ def queue_delay_us(sla_p99_ms: float, p99_ms: float, cap_us: int, alone_ms: floa
     return int(max(0, min(cap_us, left_us, alone_ms * 1000.0)))
 
 
+def queue_policy(sla_p99_ms: Optional[float], own_ms: float, capacity: float, min_size: int) -> Dict:
+    """``max_queue_size`` and timeout (µs) for requests with this SLA, given their own worst execution
+    ``own_ms`` and the server's ``capacity`` (samples/s); no SLA (None): unbounded, no timeout."""
+    if sla_p99_ms is None:
+        return {"wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}
+    wait_ms = max(0.0, sla_p99_ms - own_ms)
+    return {"wait_budget_ms": round(wait_ms, 3), "max_queue_size": max(min_size, int(capacity * wait_ms / 1000.0)),
+            "timeout_us": int(wait_ms * 1000.0)}
+
+
+def tier_policies(tiers: Dict[str, Optional[float]], own_ms: float, capacity: float, min_size: int) -> List[Dict]:
+    """One entry per QoS tier, in priority order (level 1 first), with its queue policy."""
+    return [{"name": name, "level": level, "p99_ms": sla, **queue_policy(sla, own_ms, capacity, min_size)}
+            for level, (name, sla) in enumerate(tiers.items(), start=1)]
+
+
+def default_level(tiers: Dict[str, Optional[float]], default_tier: str = "") -> int:
+    """Priority level of requests that name none: ``default_tier``, else the last tier with an SLA."""
+    names = list(tiers)
+    if default_tier:
+        return names.index(default_tier) + 1
+    with_sla = [i for i, n in enumerate(names, start=1) if tiers[n] is not None]
+    return with_sla[-1] if with_sla else len(names)
+
+
 def tune_curve(curve: Sequence[Dict], sla_p99_ms: float, cap_us: int, overhead_ms: float = 0.0) -> Optional[Dict]:
     """Batching values of one curve, or None when the SLA is missed at the smallest batch."""
-    mb = max_batch(curve, sla_p99_ms, overhead_ms)
+    mb = max_batch(curve, sla_p99_ms, overhead_ms, queued=True)
     if mb == 0:
         return None
     k = knee(curve, mb)  # in-process: the overhead is amortized by queueing, not by a preferred size
@@ -113,12 +164,18 @@ def tune_curve(curve: Sequence[Dict], sla_p99_ms: float, cap_us: int, overhead_m
                            min(curve, key=lambda p: p["batch_size"])["p50_ms"]) if preferred else 0
     return {"max_batch_size": mb, "knee_batch_size": k["batch_size"], "preferred_batch_size": preferred,
             "p99_at_knee_ms": k["p99_ms"], "throughput_per_instance": served(k, overhead_ms),
-            "max_queue_delay_us": delay}
+            "max_queue_delay_us": delay, "p99_at_max_ms": next(p["p99_ms"] for p in curve if p["batch_size"] == mb)}
 
 
 def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: bool = False,
-         cap_us: int = 2000, overhead_ms: float = 0.0) -> Tuning:
-    """Pick threads, instances and batching from ``{threads: curve}`` measured on one instance."""
+         cap_us: int = 2000, overhead_ms: float = 0.0, queue_policy_on: bool = True, timeout_on: bool = True,
+         tiers: Optional[Dict[str, Optional[float]]] = None, default_tier: str = "") -> Tuning:
+    """Pick threads, instances, batching and queue policies from ``{threads: curve}`` measured on one instance.
+
+    With ``tiers`` (name -> p99 ms or None, highest priority first) the tightest tier's SLA is the SLA."""
+    tiers = dict(tiers or {})
+    slas = [v for v in tiers.values() if v is not None]
+    sla_p99_ms = min(slas) if slas else sla_p99_ms
     named = {str(t): list(c) for t, c in curves.items()}
     options = []
     for t, curve in curves.items():
@@ -137,5 +194,19 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
     reason = (f"{instances} {kind} instance(s) × {t} thread(s): {total:.0f} samples/s at batch "
               f"{b['knee_batch_size']} (p99 {b['p99_at_knee_ms']:.2f} ms), the most of "
               f"{len(curves)} thread setting(s) measured")
-    return Tuning(True, reason, sla_p99_ms, kind=kind, instances=instances, threads=t, throughput=total,
-                  overhead_ms=overhead_ms, curves=named, **b)
+    out = Tuning(True, reason, sla_p99_ms, kind=kind, instances=instances, threads=t, throughput=total,
+                 overhead_ms=overhead_ms, curves=named, **b)
+    own = b["p99_at_max_ms"] + overhead_ms
+    policy = queue_policy(sla_p99_ms, own, total, b["max_batch_size"])
+    out.queue_wait_budget_ms = policy["wait_budget_ms"]
+    if queue_policy_on:
+        out.max_queue_size, out.queue_timeout_us = policy["max_queue_size"], policy["timeout_us"] if timeout_on else 0
+        if tiers:
+            out.tiers = tier_policies(tiers, own, total, b["max_batch_size"])
+            if not timeout_on:
+                out.tiers = [{**x, "timeout_us": 0} for x in out.tiers]
+    elif tiers:  # priorities without bounds or timeouts
+        out.tiers = [{"name": n, "level": i, "p99_ms": v, "wait_budget_ms": None, "max_queue_size": 0,
+                      "timeout_us": 0} for i, (n, v) in enumerate(tiers.items(), start=1)]
+    out.default_priority_level = default_level(tiers, default_tier) if tiers else 0
+    return out

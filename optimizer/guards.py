@@ -1,0 +1,52 @@
+"""Plan-time guards on what a recipe may make the tool do with the file system and with code:
+
+- names that become file or directory names (step labels, ``model.name``: the Triton model directory)
+  are letters, digits and ``_-.``, with no separator, no ``..`` and no leading dot;
+- every factory the recipe names passes the factory rule (``optimizer/factory.py``), judged by its
+  module name before anything is imported;
+- a ``.pt2`` program is only loaded with ``model.trust_pickle=true``: ``torch.export.load`` unpickles.
+
+Each mistake is a RecipeError naming the key (exit 2), raised before any model or data is loaded."""
+
+import re
+
+from optimizer.errors import RecipeError
+from optimizer.factory import Rule, check
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(value, key: str) -> None:
+    """``value`` is safe as one file or directory name; RecipeError naming ``key`` otherwise."""
+    name = str(value)
+    if not NAME.fullmatch(name) or ".." in name or name.startswith("."):
+        raise RecipeError(f"{key} {name!r}: a name may only hold letters, digits and '_-.', "
+                          f"with no '/', no '..' and no leading '.'")
+
+
+def _is_factory(source: str, plain=()) -> bool:
+    return ":" in source and source.partition(":")[0] not in plain
+
+
+def check_recipe(cfg) -> None:
+    """Names, factories and pickled programs a recipe names, checked before anything is imported or run."""
+    check_name(cfg.model.name, "model.name")
+    for label, entry in (cfg.passes or {}).items():
+        check_name(label, "passes: step label")
+    rule = Rule.of(cfg.model)
+    source = str(cfg.model.source)
+    if source.endswith(".pt2") and not getattr(cfg.model, "trust_pickle", False):
+        raise RecipeError(f"model.source {source!r}: a .pt2 program is loaded with torch.export.load, which unpickles "
+                          f"Python objects and can run code; set model.trust_pickle=true only for a file you trust")
+    if not source.endswith((".onnx", ".pt2")) and _is_factory(source, ("builtin", "hf")):
+        check(source, "model.source", rule)
+    data = str(cfg.data.source)
+    if _is_factory(data, ("text",)):
+        check(data, "data.source", rule)
+    task = str(cfg.evaluation.task)
+    if ":" in task:
+        check(task, "evaluation.task", rule)
+    for label, entry in (cfg.passes or {}).items():
+        student = entry.get("student") if hasattr(entry, "get") else None
+        if student:
+            check(str(student), f"passes.{label}.student", rule)

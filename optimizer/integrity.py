@@ -1,0 +1,204 @@
+"""Cache integrity: an entry's ``artifact.json`` records the sha256 and size of every file the entry holds
+(``files``), and an entry is verified before it is used. A damaged entry (a file missing, truncated or
+edited, a path that leads outside the entry, a factory no recipe names) is moved aside to
+``<cache>/.quarantine/`` — kept for inspection, never read again — and the step runs again.
+
+Leftovers of killed runs (``.tmp-<key>-<pid>-<random>`` build directories) are pruned: on start those
+whose owner process is gone and that are older than ``STALE_SECONDS``; ``python -m optimizer cache prune``
+every one whose owner is gone. ``python -m optimizer cache verify`` checks the whole cache."""
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+from optimizer.artifact import SIDECAR
+from optimizer.cache import file_digest
+
+QUARANTINE = ".quarantine"  # damaged entries moved aside, one directory each
+TMP_PREFIX = ".tmp-"  # build directories of entries not yet committed
+STALE_SECONDS = 600  # a build directory this old whose owner is gone is a killed run's leftover
+
+
+def manifest(directory: Path) -> Dict[str, Dict]:
+    """``{relative path: {sha256, size}}`` of every regular file under ``directory`` but ``artifact.json``."""
+    directory = Path(directory)
+    out = {}
+    for p in sorted(directory.rglob("*")):
+        rel = p.relative_to(directory).as_posix()
+        if rel != SIDECAR and p.is_file() and not p.is_symlink():
+            out[rel] = {"sha256": file_digest(p), "size": p.stat().st_size}
+    return out
+
+
+def _inside(entry: Path, rel: str) -> bool:
+    root = os.path.realpath(entry)
+    target = os.path.realpath(os.path.join(entry, rel))
+    return not os.path.isabs(rel) and os.path.commonpath([root, target]) == root and target != root
+
+
+def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str]:
+    """What is wrong with cache entry ``entry`` (empty when it is intact). ``factories``: the factories a
+    recipe names; a recorded ``meta.factory`` outside them is a problem (None: only the factory rule)."""
+    try:
+        record = json.loads((Path(entry) / SIDECAR).read_text())
+        files, path = record["files"], str(record["path"])
+        meta = record.get("meta") or {}
+        if not isinstance(files, dict) or not isinstance(meta, dict) or not all(isinstance(v, dict) for v in files.values()):
+            raise TypeError("files and meta must be objects")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [f"{SIDECAR}: no readable file record ({type(e).__name__}: {e})"]
+    bad = [f"{Path(entry).name}: the entry is a link"] if Path(entry).is_symlink() else []
+    bad += _file_problems(Path(entry), files)
+    if not _inside(entry, path):
+        bad.append(f"{SIDECAR}: path {path!r} lies outside the entry")
+    elif Path(path).as_posix() not in files:
+        bad.append(f"{SIDECAR}: path {path!r} is not among the entry's recorded files")
+    if path.endswith(".pt2"):
+        bad.append(f"{path}: a cache entry never holds a pickled .pt2 program")
+    bad += _factory_problems(meta.get("factory"), factories)
+    if not bad:
+        from optimizer.artifact import Artifact
+
+        try:
+            Artifact.load(entry)
+        except (TypeError, ValueError) as e:
+            bad.append(f"{SIDECAR}: not an artifact record ({type(e).__name__}: {e})")
+    return bad
+
+
+def _file_problems(entry: Path, files: Dict[str, Dict]) -> List[str]:
+    """Each recorded file is inside the entry, a regular file, of its recorded size and sha256."""
+    bad = []
+    for rel, info in files.items():
+        p = entry / rel
+        if not _inside(entry, rel):
+            bad.append(f"{rel}: lies outside the entry")
+        elif p.is_symlink() or not p.is_file():
+            bad.append(f"{rel}: missing")
+        elif p.stat().st_size != info.get("size"):
+            bad.append(f"{rel}: {p.stat().st_size} bytes, {info.get('size')} recorded")
+        elif file_digest(p) != info.get("sha256"):
+            bad.append(f"{rel}: sha256 differs from the recorded one")
+    return bad
+
+
+def _factory_problems(factory, factories: Optional[Iterable[str]]) -> List[str]:
+    """A recorded factory passes the factory rule and, given the recipe's ``factories``, is one of them."""
+    from optimizer.errors import RecipeError
+    from optimizer.factory import check
+
+    if factory is None:
+        return []
+    try:
+        check(str(factory), "meta.factory")
+    except RecipeError as e:
+        return [f"{SIDECAR}: {e}"]
+    if factories is not None and factory not in factories:
+        return [f"{SIDECAR}: meta.factory {factory!r} is not a factory the recipe names"]
+    return []
+
+
+def quarantine(root: Path, entry: Path) -> Optional[Path]:
+    """Move ``entry`` to ``<root>/.quarantine/<name>-<time>``; None when another run moved it first."""
+    dest = Path(root) / QUARANTINE / f"{Path(entry).name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(entry, dest)
+    except FileNotFoundError:
+        return None
+    return dest
+
+
+def tmp_name(key: str) -> str:
+    """The build directory's name for entry ``key``: it names the owner process."""
+    return f"{TMP_PREFIX}{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(name: str) -> Optional[bool]:
+    parts = name[len(TMP_PREFIX):].split("-")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None  # written by an older version: the owner is unknown
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def prune(root: Path, stale_only: bool = False) -> List[Path]:
+    """Remove build directories left by killed runs: those whose owner process is gone (``stale_only``:
+    and older than STALE_SECONDS), and those of unknown owner older than STALE_SECONDS."""
+    removed = []
+    now = time.time()
+    for p in sorted(Path(root).glob(f"{TMP_PREFIX}*")):
+        if not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            old = now - p.stat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:
+            continue
+        alive = _owner_alive(p.name)
+        if (alive is False and (old or not stale_only)) or (alive is None and old):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def entries(root: Path) -> List[Path]:
+    """The committed entries under ``root`` (directories holding an ``artifact.json``)."""
+    return [p for p in sorted(Path(root).iterdir()) if not p.name.startswith(".") and (p / SIDECAR).is_file()]
+
+
+USAGE = "usage: python -m optimizer cache {verify [--quarantine] | prune} [cache_dir=PATH]"
+
+
+def _root(args: List[str]) -> Path:
+    for a in args:
+        if a.startswith("cache_dir="):
+            return Path(os.path.expanduser(a.split("=", 1)[1]))
+    return Path(os.path.expanduser(os.environ.get("OPTIMIZER_CACHE_DIR") or "~/.cache/optimizer"))
+
+
+def _step(entry: Path) -> str:
+    try:
+        return str(json.loads((entry / SIDECAR).read_text()).get("step", "?"))
+    except (OSError, ValueError, AttributeError):
+        return "?"
+
+
+def main(argv: List[str]) -> int:
+    """``python -m optimizer cache verify|prune``: exit 0 when the cache is intact (verify) or pruned, 1 when
+    verify found damaged entries (one line each), 2 for a usage mistake."""
+    from optimizer.errors import EXIT_FAILED, EXIT_OK, EXIT_RECIPE
+
+    args = list(argv)
+    command = args.pop(0) if args else ""
+    unknown = [a for a in args if not a.startswith("cache_dir=") and a != "--quarantine"]
+    if command not in ("verify", "prune") or unknown or ("--quarantine" in args and command != "verify"):
+        print(f"error: {USAGE}", file=sys.stderr)
+        return EXIT_RECIPE
+    root = _root(args)
+    if not root.is_dir():
+        print(f"no cache at {root}: nothing to {command}")
+        return EXIT_OK
+    if command == "prune":
+        removed = prune(root)
+        for p in removed:
+            print(f"removed {p}")
+        print(f"cache {root}: {len(removed)} leftover build director{'y' if len(removed) == 1 else 'ies'} removed")
+        return EXIT_OK
+    found = entries(root)
+    bad = {e: problems(e) for e in found}
+    bad = {e: why for e, why in bad.items() if why}
+    for e, why in bad.items():
+        moved = quarantine(root, e) if "--quarantine" in args else None
+        print(f"damaged {e.name} (step '{_step(e)}'): {'; '.join(why)}" + (f" (moved to {moved})" if moved else ""), file=sys.stderr)
+    print(f"cache {root}: {len(found)} entries, {len(bad)} damaged")
+    return EXIT_FAILED if bad else EXIT_OK

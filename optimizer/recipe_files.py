@@ -1,0 +1,118 @@
+"""Checks on the command line and the recipe files it names, made before Hydra composes anything, so a
+mistake is one line naming the file and line to fix instead of Hydra's traceback."""
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from optimizer.errors import RecipeError
+
+GROUPS = ("recipe", "model", "data", "hardware")  # config groups a user's --config-dir may add files to
+
+
+def config_dirs(argv: Sequence[str]) -> List[Path]:
+    """The ``--config-dir``/``-cd`` directories on the command line, in both ``flag DIR`` and ``flag=DIR`` form."""
+    dirs = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]).expanduser())
+        elif arg.startswith(("--config-dir=", "-cd=")):
+            dirs.append(Path(arg.split("=", 1)[1]).expanduser())
+    return dirs
+
+
+def choices(argv: Sequence[str]) -> Dict[str, List[str]]:
+    """``{group: [option, ...]}`` chosen by overrides such as ``recipe=int8`` or ``model=vit_digits``."""
+    out: Dict[str, List[str]] = {}
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+~") in GROUPS and not arg.startswith("-"):
+            out.setdefault(key.lstrip("+~"), []).extend(v for v in value.split(",") if v)
+    return out
+
+
+def check_file(path: Path) -> None:
+    """``path`` is UTF-8 YAML whose top level is a mapping without duplicate keys; else RecipeError with the line."""
+    import yaml
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RecipeError(f"recipe file {path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); "
+                          f"save it as UTF-8 YAML") from None
+    if "\x00" in text:
+        raise RecipeError(f"recipe file {path}: binary data, not YAML") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"recipe file {path}{where}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"recipe file {path}: {str(e).splitlines()[0]}") from None
+    if data is not None and not isinstance(data, dict):
+        raise RecipeError(f"recipe file {path}: the top level must be a mapping of keys, got a {type(data).__name__}")
+
+
+def _unique_key_loader():
+    """A safe loader that refuses a key given twice (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {seen[key] + 1}); "
+                                    f"keys and step labels must be unique", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep)
+
+    return Loader
+
+
+def check_command_line(argv: Sequence[str], builtin: Path) -> None:
+    """Every recipe file the command line names, in ``--config-dir`` directories or the built-in ones."""
+    dirs = config_dirs(argv)
+    for d in dirs:
+        if not d.is_dir():
+            raise RecipeError(f"--config-dir {str(d)!r}: no such directory")
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+            check_writable_dir(Path(value).expanduser(), key)
+    for group, names in choices(argv).items():
+        for name in names:
+            for d in [*dirs, builtin]:
+                path = d / group / f"{name}.yaml"
+                if path.is_file():
+                    check_file(path)
+
+
+def check_writable_dir(path: Path, key: str) -> None:
+    """``path`` is, or can be made, a directory this process may write (RecipeError naming ``key``)."""
+    import os
+
+    existing = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise RecipeError(f"{key}={path}: {existing} is a file, not a directory; choose another directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecipeError(f"{key}={path}: {existing} is not writable; choose a writable directory")
+
+
+_NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR",
+          "usage:", "[", "Traceback", "File ", "^")
+
+
+def composition_error(text: str) -> str:
+    """Hydra's or argparse's error text (several lines: usage, keys, a hint) as at most two lines."""
+    lines = [ln.strip() for ln in text.split("Config search path:")[0].splitlines() if ln.strip()]
+    lines = [ln.split(": error: ", 1)[1] if ": error: " in ln else ln for ln in lines]
+    kept = [ln for ln in lines if not ln.startswith(_NOISE)] or lines[-1:] or ["the recipe could not be composed"]
+    first, rest = kept[0], "; ".join(kept[1:]).replace(":; ", ": ")
+    return f"error: {first}" + (f"\n  {rest[:300]}" if rest else "")

@@ -1,0 +1,112 @@
+"""Kubernetes manifests beside the model repository: a Deployment running tritonserver on it, a Service,
+and a HorizontalPodAutoscaler (``autoscaling/v2``) sized from the replica recommendation.
+
+- CPU request (and limit) = the hardware entry's cores: the tuning gave instances × intra-op threads
+  of exactly those cores, so a pod with fewer would oversubscribe them.
+- memory request = ``TRITON_BASE_MB`` (the server and its backend) + instances × the variant's measured
+  peak memory (what loading and running one copy added to its worker); the limit is twice that.
+- readiness on ``/v2/health/ready`` (READY only once every model loaded), liveness on ``/v2/health/live``.
+- the HPA keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``)
+  at ``serving.utilization`` (70 %) average CPU, the utilisation the replica count assumed.
+
+The model store is ``triton.model_store``: a path inside the pod (mounted read-only from the
+PersistentVolumeClaim ``<name>-model-repository`` (``_`` becomes ``-``), into which the emitted repository is copied) or a
+URL tritonserver reads itself (``s3://…``, ``gs://…``, ``as://…``; no volume then)."""
+
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+TRITON_BASE_MB = 512  # tritonserver with one backend loaded, before any model
+HTTP, GRPC, METRICS = 8000, 8001, 8002
+K8S_VERSION = "1.30.0"  # manifests are validated against this API (autoscaling/v2beta2 was removed in 1.26)
+REMOVED = {("HorizontalPodAutoscaler", "autoscaling/v2beta2"), ("HorizontalPodAutoscaler", "autoscaling/v2beta1")}
+
+
+def dns_name(name: str) -> str:
+    """A Kubernetes object name (RFC 1123 label: lowercase alphanumerics and '-') from a Triton model name."""
+    import re
+
+    out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return out[:50] or "model"
+
+
+def memory_mb(peak_mb: Optional[float], instances: int) -> int:
+    """Memory request in MiB: the server's base plus each instance's measured peak, rounded up to 64 MiB."""
+    need = TRITON_BASE_MB + instances * max(peak_mb or 0.0, 0.0)
+    return int(math.ceil(need / 64.0) * 64)
+
+
+def manifests(name: str, image: str, model_store: str, cores: int, memory: int, min_replicas: int,
+              max_replicas: int, cpu_target: int = 70, server_args: Optional[List[str]] = None,
+              gpus: int = 0) -> List[Dict]:
+    """Deployment, Service and HorizontalPodAutoscaler for one model repository (``gpus``: ``nvidia.com/gpu``
+    per pod, for GPU hardware entries)."""
+    app = f"{dns_name(name)}-triton"
+    labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": "inference"}
+    remote = "://" in model_store
+    container = {
+        "name": "tritonserver", "image": image,
+        "command": ["tritonserver"],
+        "args": [f"--model-repository={model_store}", "--strict-readiness=true", *(server_args or [])],
+        "ports": [{"name": "http", "containerPort": HTTP}, {"name": "grpc", "containerPort": GRPC},
+                  {"name": "metrics", "containerPort": METRICS}],
+        "resources": {"requests": {"cpu": str(cores), "memory": f"{memory}Mi"},
+                      "limits": {"cpu": str(cores), "memory": f"{2 * memory}Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                           "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
+                          "initialDelaySeconds": 15, "periodSeconds": 10, "failureThreshold": 6},
+    }
+    if gpus:
+        container["resources"]["limits"]["nvidia.com/gpu"] = gpus
+    pod: Dict = {"containers": [container]}
+    if not remote:
+        container["volumeMounts"] = [{"name": "model-repository", "mountPath": model_store, "readOnly": True}]
+        pod["volumes"] = [{"name": "model-repository",
+                           "persistentVolumeClaim": {"claimName": f"{dns_name(name)}-model-repository", "readOnly": True}}]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "labels": labels},
+                  "spec": {"replicas": min_replicas, "selector": {"matchLabels": labels},
+                           "template": {"metadata": {"labels": labels}, "spec": pod}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "labels": labels},
+               "spec": {"selector": labels, "ports": [{"name": n, "port": p, "targetPort": n}
+                                                      for n, p in (("http", HTTP), ("grpc", GRPC), ("metrics", METRICS))]}}
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": app, "labels": labels},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
+                    "minReplicas": min_replicas, "maxReplicas": max_replicas,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": cpu_target}}}]}}
+    return [deployment, service, hpa]
+
+
+def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
+    """Problems of each manifest against the Kubernetes ``version`` API schemas (offline, strict: unknown
+    fields are errors); removed APIs such as ``autoscaling/v2beta2`` are refused by name."""
+    import kubernetes_validate
+
+    problems = []
+    for doc in docs:
+        what = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')!r} ({doc.get('apiVersion')})"
+        if (doc.get("kind"), doc.get("apiVersion")) in REMOVED:
+            problems.append(f"{what}: this API was removed in Kubernetes 1.26; use autoscaling/v2")
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            problems.append(f"{what}: {'.'.join(str(p) for p in e.path)}: {e.message}")
+        except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as e:
+            problems.append(f"{what}: no schema in Kubernetes {version} ({type(e).__name__} {e})")
+    return problems
+
+
+def write(directory: Path, docs: List[Dict]) -> Path:
+    """``<directory>/<kind>.yaml`` for each manifest and ``all.yaml`` with every one (``kubectl apply -f``)."""
+    import yaml
+
+    from optimizer.cache import write_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for doc in docs:
+        write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
+    write_atomic(directory / "all.yaml", yaml.safe_dump_all(docs, sort_keys=False).encode())
+    return directory / "all.yaml"

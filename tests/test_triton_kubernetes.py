@@ -1,0 +1,64 @@
+"""Kubernetes manifests: validated offline against the 1.30 API schemas (kubernetes-validate), replicas from
+the recommendation, resources from the hardware and measured memory, removed APIs refused."""
+
+import copy
+
+import pytest
+import yaml
+
+from optimizer.triton import kubernetes as k8s
+
+pytest.importorskip("kubernetes_validate")
+
+
+def docs(**kw):
+    args = dict(name="digits_resnet", image="nvcr.io/nvidia/tritonserver:24.10-py3", model_store="/models", cores=2,
+                memory=k8s.memory_mb(37.5, 2), min_replicas=3, max_replicas=6)
+    return k8s.manifests(**{**args, **kw})
+
+
+def test_manifests_validate_and_carry_the_recommendation(tmp_path):
+    deployment, service, hpa = docs()
+    assert k8s.validate([deployment, service, hpa]) == []
+    assert [d["kind"] for d in (deployment, service, hpa)] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
+    assert deployment["metadata"]["name"] == "digits-resnet-triton"  # RFC 1123: no '_'
+    assert deployment["spec"]["replicas"] == 3
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert c["resources"]["requests"] == {"cpu": "2", "memory": "640Mi"}  # 512 + 2 × 37.5, rounded up to 64 MiB
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert "--model-repository=/models" in c["args"] and c["volumeMounts"][0]["mountPath"] == "/models"
+    path = k8s.write(tmp_path / "kubernetes", [deployment, service, hpa])
+    loaded = list(yaml.safe_load_all(path.read_text()))
+    assert loaded == [deployment, service, hpa] and k8s.validate(loaded) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["all.yaml", "deployment.yaml",
+                                                             "horizontalpodautoscaler.yaml", "service.yaml"]
+
+
+def test_remote_model_store_and_server_flags():
+    deployment = docs(model_store="s3://bucket/models", server_args=["--cache-config=local,size=1024"])[0]
+    pod = deployment["spec"]["template"]["spec"]
+    assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0]
+    assert pod["containers"][0]["args"][-1] == "--cache-config=local,size=1024"
+    assert k8s.validate([deployment]) == []
+    gpu = docs(gpus=1)[0]
+    assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert k8s.validate([gpu]) == []
+
+
+def test_removed_or_misspelled_apis_are_refused():
+    hpa = docs()[2]
+    old = {**copy.deepcopy(hpa), "apiVersion": "autoscaling/v2beta2"}
+    assert "removed in Kubernetes 1.26; use autoscaling/v2" in k8s.validate([old])[0]
+    typo = copy.deepcopy(hpa)
+    typo["spec"]["minReplica"] = typo["spec"].pop("minReplicas")
+    assert "'minReplica' was unexpected" in k8s.validate([typo])[0]
+
+
+def test_memory_request():
+    assert k8s.memory_mb(None, 2) == 512
+    assert k8s.memory_mb(100.0, 2) == 768  # 712 rounded up
+    assert k8s.dns_name("My_Model.v2") == "my-model-v2"
