@@ -331,7 +331,8 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
 
 def test_a_repository_with_another_model_is_refused(emitted, cache_dir, tmp_path):
     code, out, s, run_dir, _ = emitted
-    args = ["recipe=int8", *FAST, "triton.emit=true", "model.name=other_model", f"triton.repository={s['model_repository']}"]
+    repository = run_dir / s["model_repository"]  # summary paths are relative to the run directory
+    args = ["recipe=int8", *FAST, "triton.emit=true", "model.name=other_model", f"triton.repository={repository}"]
     code, out, _ = run_cli(args, cache_dir, tmp_path / "again")
     assert code == 2 and "already holds another model (digits_resnet)" in out and "triton.overwrite=true" in out
 
