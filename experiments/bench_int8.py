@@ -42,9 +42,9 @@ def alternating(summary, rounds: int, batch: int = 32):
     from optimizer.formats import load
 
     hw = HardwareConfig()
-    arts = {v["name"]: Artifact.load(Path(v["path"]).parent) for v in summary["variants"] if v["name"] != "reference"}
+    arts = {v["name"]: Artifact.load((Path(summary["paths"]["cache_dir"]) / v["path"]).parent) for v in summary["variants"] if v["name"] != "reference"}
     ref = summary["variants"][0]
-    arts["reference"] = Artifact.load(Path(ref["path"]).parent)
+    arts["reference"] = Artifact.load((Path(summary["paths"]["cache_dir"]) / ref["path"]).parent)
     x = batch_of(load_splits(DataConfig()).evaluation, batch)
     cfg = BenchmarkConfig(min_repeats=50, max_seconds=2.0)
     tput = {"reference": [], "quantize": []}

@@ -42,7 +42,7 @@ def variants_of(summary):
     from optimizer.artifact import Artifact
     from optimizer.pipeline import Variant
 
-    return [Variant(v["name"], v["chain"], Artifact.load(Path(v["path"]).parent)) for v in summary["variants"]]
+    return [Variant(v["name"], v["chain"], Artifact.load((Path(summary["paths"]["cache_dir"]) / v["path"]).parent)) for v in summary["variants"]]
 
 
 def measure_again(variants, cache: Path, rounds: int, extra=()):

@@ -55,17 +55,23 @@ def main(dcfg: DictConfig) -> None:
     except OptimizerError as e:
         console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return _finish(hc, e.exit_code)
-    console.print(table(summary))
+    console.print(table(summary, console.width))
     for w in summary["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     for name, why in summary["gate_failures"].items():
-        console.print(f"[red]gate:[/red] {name}: {escape('; '.join(why))}", highlight=False)
+        for line in (why if name == "regression" else ["; ".join(why)]):  # a regression gate's message has "; "
+            console.print(f"[red]gate:[/red] {name}: {escape(line)}", highlight=False, soft_wrap=True)
+    reg = summary.get("regression")
+    if reg:
+        ok = sum(g["passed"] for g in reg["gates"])
+        console.print(f"regression gates: {ok}/{len(reg['gates'])} passed against {escape(reg['baseline'])}; "
+                      f"{escape(reg['note'])}", highlight=False, soft_wrap=True)
     for r in summary["variants"]:
         if r["status"] == "failed":
             console.print(f"[bold red]error:[/bold red] {escape(r['error'])}", highlight=False, soft_wrap=True)
     chosen = summary["chosen"] or "none"
-    console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}",
-                  highlight=False)
+    console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}"
+                  f"  report: {Path(summary['summary_path']).with_name('report.md')}", highlight=False, soft_wrap=True)
     _finish(hc, summary["exit_code"])
 
 
@@ -107,6 +113,10 @@ def _release_stderr() -> str:
 _multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["list"], ["explain"]):  # discovery: no Hydra run directory, nothing runs
+        from optimizer.discover import main as discover
+
+        sys.exit(discover(sys.argv[1:]))
     if sys.argv[1:2] == ["cache"]:  # python -m optimizer cache verify|prune: no recipe involved
         from optimizer.integrity import main as cache_main
 

@@ -86,6 +86,22 @@ class ConstraintsConfig:
     max_cost_per_million: Optional[float] = None  # $ per million inferences (needs a hardware price)
 
 
+class GateVariants(str, Enum):
+    chosen = "chosen"  # this run's chosen variant against the baseline's chosen variant
+    all = "all"  # every variant both runs have, by name
+
+
+@dataclass
+class GatesConfig:
+    baseline: str = ""  # an earlier run's summary.json to compare with; "" = no regression gates
+    variants: GateVariants = GateVariants.chosen  # which variants are compared with the baseline
+    max_throughput_drop: Optional[float] = 10.0  # % of the baseline's throughput (speed-up on another host) a run may lose
+    max_p99_increase: Optional[float] = 25.0  # % the p99 latency (relative to the reference on another host) may grow
+    max_score_drop: Optional[float] = 0.5  # points of the headline metric (accuracy, ...) a run may lose vs the baseline
+    max_cosine_drop: Optional[float] = 0.001  # how far the mean cosine to the reference may fall vs the baseline
+    max_size_increase: Optional[float] = 5.0  # % the model file may grow
+
+
 @dataclass
 class TrackingConfig:
     enabled: bool = True  # false: nothing is logged to MLflow (plots and summary.json are still written)
@@ -148,6 +164,7 @@ class OptimizerConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)  # regression gates against an earlier run
     serving: ServingConfig = field(default_factory=ServingConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -1,11 +1,13 @@
 """The one rich console and progress bars used for long work (training, calibration, timing)."""
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
 
-console = Console(width=None if Console().is_terminal else 160)  # results, on stdout
+# results, on stdout: the terminal's width, $COLUMNS when set (rich reads it), else 160 (a CI log)
+console = Console(width=None if Console().is_terminal or os.environ.get("COLUMNS") else 160)
 _progress_console = Console(stderr=True)
 
 

@@ -96,16 +96,19 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
+    from optimizer import ci_report, provenance
     from optimizer.report import write_summary
 
-    write_summary({"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
-                   "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
-                   "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
-                   "versions": versions()}, out_dir)
+    summary = {"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
+               "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
+               "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
+               "versions": versions(), **provenance.record(cfg, out_dir, provenance.now())}
+    summary["reports"] = ci_report.write(summary, out_dir)
+    write_summary(summary, out_dir)
 
 
 def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
-    from optimizer import formats, plots, tracking
+    from optimizer import ci_report, formats, gates, plots, provenance, tracking
     from optimizer.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.factory import recipe_factories
@@ -118,6 +121,9 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.sources.models import load_source
     from optimizer.triton.deploy import deploy
 
+    started = provenance.now()
+    if cfg.gates.baseline:
+        gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
     cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
@@ -170,9 +176,13 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
         "cache_dir": str(cache.root),
         "versions": versions(),
     }
+    summary.update(provenance.record(cfg, out_dir, started))  # schema version, start time, git revision, overrides
+    gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
     summary["summary_path"] = str(write_summary(summary, out_dir))
     summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
+    summary["reports"] = ci_report.write(summary, out_dir)  # report.md and junit.xml for CI
     summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
+    summary["finished"] = provenance.now()
     write_summary(summary, out_dir)
     return summary
 

@@ -1,9 +1,8 @@
 """Compose a recipe without the command line (tests, experiments, notebooks)."""
 
-from pathlib import Path
 from typing import Sequence
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+from optimizer.resources import RECIPES
 
 
 def available() -> list:

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 from optimizer.cache import write_atomic
 from optimizer.formats import get
@@ -69,8 +69,11 @@ def speed_cell(r: Dict, bs: str) -> str:
 
 
 def write_summary(summary: Dict, out_dir: Path) -> Path:
+    """Write ``summary.json``: paths relative to the run directory, the absolute ones under ``paths``."""
+    from optimizer.provenance import portable
+
     path = Path(out_dir) / "summary.json"
-    write_atomic(path, json.dumps(summary, indent=2, default=str).encode())
+    write_atomic(path, json.dumps(portable({**summary, "summary_path": str(path)}), indent=2, default=str).encode())
     return path
 
 
@@ -81,46 +84,97 @@ def _fmt(x, spec=".2f", none="-"):
     return none if x is None else format(x, spec)
 
 
-def table(summary: Dict):
-    """A rich table: one row per variant."""
-    from rich.table import Table
-
+def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
+    """The results table as ``(title, justify, priority, cell(record) -> text)``: the terminal table, report.md.
+    Priority 1 columns always show; narrower terminals drop 4, then 3, then 2 (report.md keeps every one)."""
     sizes = summary["benchmark_batch_sizes"]
-    t = Table(title=f"recipe {summary['recipe']} on {summary['hardware']['name']}", header_style="bold")
+    last = str(sizes[-1])
     metric = next((r["evaluation"]["metric"] for r in summary["variants"] if "evaluation" in r), "accuracy")
-    for col in ["variant", "precision", "status", _SHORT.get(metric, metric), "Δ", "cosine"]:
-        t.add_column(col)
-    for bs in sizes:
-        t.add_column(f"p50/p99 ms b{bs}", justify="right")
     qps = (summary.get("triton") or {}).get("cost", {}).get("target_qps") or next(
         (r["cost"]["target_qps"] for r in summary["variants"] if "target_qps" in r.get("cost", {})), None)
-    for col in [f"samples/s b{sizes[-1]}", f"speed-up b{sizes[-1]}", "size KB", "$/1M"] + (
-            [f"replicas @{qps:g} qps"] if qps else []):
-        t.add_column(col, justify="right")
-    for r in summary["variants"]:
-        ev, bench = r.get("evaluation", {}), r.get("benchmark", {})
-        name = r["name"] + (" ★" if r["name"] == summary.get("chosen") else "")
-        speed_txt = speed_cell(r, str(sizes[-1]))
-        status = r["status"] if r["status"] != "ok" else ("ran" if r["ran"] else "cached")
-        status = "source" if not r["chain"] and r["status"] == "ok" else status
-        row = [name, r.get("precision", "-"), status, _fmt(ev.get("score")),
-               _fmt(0.0 - ev["score_drop"] + 0.0, "+.2f") if "score_drop" in ev else "-",
-               _fmt(ev.get("mean_cosine"), ".4f")]
-        for bs in sizes:
-            b = bench.get(str(bs))
-            row.append(f"{b['p50_ms']:.2f}/{b['p99_ms']:.2f}" if b else "-")
-        last = bench.get(str(sizes[-1]), {})
-        row += [_fmt(last.get("throughput"), ".0f"), speed_txt,
-                _fmt(r["size_bytes"] / 1024, ".0f") if "size_bytes" in r else "-",
-                _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")]
-        if qps:
-            c = r.get("cost", {})
-            row.append(f"{c['min_replicas']}-{c['max_replicas']}" if "min_replicas" in c else "-")
-        t.add_row(*row)
+
+    def status(r):
+        if not r["chain"] and r["status"] == "ok":
+            return "source"
+        return r["status"] if r["status"] != "ok" else ("ran" if r["ran"] else "cached")
+
+    def latency(bs):
+        def cell(r):
+            b = r.get("benchmark", {}).get(str(bs))
+            return f"{b['p50_ms']:.2f}/{b['p99_ms']:.2f}" if b else "-"
+        return cell
+
+    ev = lambda r: r.get("evaluation", {})  # noqa: E731
+    cols = [
+        ("variant", "left", 1, lambda r: r["name"] + (" ★" if r["name"] == summary.get("chosen") else "")),
+        ("precision", "left", 3, lambda r: r.get("precision", "-")),
+        ("status", "left", 2, status),
+        (_SHORT.get(metric, metric), "left", 1, lambda r: _fmt(ev(r).get("score"))),
+        ("Δ", "left", 1, lambda r: _fmt(0.0 - ev(r)["score_drop"] + 0.0, "+.2f") if "score_drop" in ev(r) else "-"),
+        ("cosine", "left", 2, lambda r: _fmt(ev(r).get("mean_cosine"), ".4f")),
+    ]
+    for i, bs in enumerate(sizes):
+        cols.append((f"p50/p99 ms b{bs}", "right", 1 if i == 0 else (4 if i < len(sizes) - 1 else 3), latency(bs)))
+    cols += [
+        (f"samples/s b{last}", "right", 1,
+         lambda r: _fmt(r.get("benchmark", {}).get(last, {}).get("throughput"), ".0f")),
+        (f"speed-up b{last}", "right", 1, lambda r: speed_cell(r, last)),
+        ("size KB", "right", 3, lambda r: _fmt(r["size_bytes"] / 1024, ".0f") if "size_bytes" in r else "-"),
+        ("$/1M", "right", 3, lambda r: _fmt(r.get("cost", {}).get("cost_per_million"), ".4f")),
+    ]
+    if qps:
+        cols.append((f"replicas @{qps:g} qps", "right", 2,
+                     lambda r: f"{r['cost']['min_replicas']}-{r['cost']['max_replicas']}"
+                     if "min_replicas" in r.get("cost", {}) else "-"))
+    return cols
+
+
+def _plain(text: str) -> str:
     from rich.text import Text
 
-    t.caption = Text(_triton_caption(summary.get("triton") or {}))  # plain text: paths and errors hold "[...]"
+    return Text.from_markup(text).plain
+
+
+def fit(cols: List, cells: List[List[str]], width: Optional[int]) -> List[int]:
+    """Indices of the columns to show: drop the lowest-priority ones until the natural width fits ``width``."""
+    widths = [max([len(c[0])] + [len(_plain(row[i])) for row in cells]) + 3 for i, c in enumerate(cols)]
+    keep = list(range(len(cols)))
+    for level in (4, 3, 2):
+        if width is None or sum(widths[i] for i in keep) + 1 <= width:
+            break
+        keep = [i for i in keep if cols[i][2] < level]
+    return keep
+
+
+def table(summary: Dict, width: Optional[int] = None):
+    """A rich table: one row per variant; with ``width``, only the columns that fit it (see ``columns``)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cols = columns(summary)
+    cells = [[c[3](r) for c in cols] for r in summary["variants"]]
+    keep = fit(cols, cells, width)
+    t = Table(title=f"recipe {summary['recipe']} on {summary['hardware']['name']}", header_style="bold")
+    for i in keep:
+        t.add_column(cols[i][0], justify=cols[i][1])
+    for row in cells:
+        t.add_row(*[row[i] for i in keep])
+    caption = _triton_caption(summary.get("triton") or {})
+    if len(keep) < len(cols):
+        caption += ("\n" if caption else "") + "more columns in summary.json and report.md"
+    t.caption = Text(caption)  # plain text: paths and errors hold "[...]"
     return t
+
+
+def markdown_table(summary: Dict) -> str:
+    """Every column of the results table as a Markdown table (report.md)."""
+    cols = columns(summary)
+    esc = lambda text: _plain(text).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(c[0] for c in cols) + " |",
+             "|" + "|".join("---:" if c[1] == "right" else "---" for c in cols) + "|"]
+    for r in summary["variants"]:
+        lines.append("| " + " | ".join(esc(c[3](r)) for c in cols) + " |")
+    return "\n".join(lines)
 
 
 def _triton_caption(tr: Dict) -> str:

@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 from typing import Iterable, List
 
+from optimizer.ci_report import JUNIT, REPORT
 from optimizer.plots import ACCURACY, LATENCY, THROUGHPUT
 
-OWN_FILES = ("summary.json", "error.txt", LATENCY, THROUGHPUT, ACCURACY)
+OWN_FILES = ("summary.json", "error.txt", LATENCY, THROUGHPUT, ACCURACY, REPORT, JUNIT)
 
 
 def _hydra_log() -> str:

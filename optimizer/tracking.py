@@ -72,6 +72,24 @@ def _env(values: Dict[str, str]) -> Iterator[None]:
             os.environ.pop(k, None)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's and alembic's INFO lines (a fresh store's table creation and migrations) stay out of the terminal."""
+    import logging
+
+    import mlflow  # noqa: F401  (importing it configures its logger at INFO: set the level after)
+
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
     """Log the run to MLflow and return what goes into ``summary["tracking"]``; never raises."""
     from optimizer.console import console
@@ -84,10 +102,11 @@ def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
     why = unreachable(uri, tc.timeout_seconds)
     if why is None:
         try:
-            with _env(_ENV), store_lock(uri):
+            with _env(_ENV), _quiet(), store_lock(uri):
                 record = _log(cfg, summary, Path(out_dir), uri)
             record["seconds"] = round(time.perf_counter() - t0, 2)
-            where = record.get("ui") or f"mlflow ui --backend-store-uri {uri}"
+            where = record.get("ui") or (f"mlflow ui --backend-store-uri {uri}, then open "
+                                         f"http://127.0.0.1:5000/#/experiments/{record['experiment_id']}")
             console.print(f"tracking: run {record['parent_run_id']} in experiment '{tc.experiment}': {where}",
                           highlight=False, soft_wrap=True)
             return record
@@ -142,7 +161,7 @@ def variant_metrics(rec: Dict) -> Tuple[Dict[str, float], List[Tuple[str, float,
             values["speedup_lo"], values["speedup_hi"] = rec["speedup_interval"][bs]
         for k, v in values.items():
             flat[f"{k}_b{bs}"] = float(v)
-            series.append((k, float(v), int(bs)))
+            series.append((f"{k}_by_batch", float(v), int(bs)))  # step = batch size; the name says so
     for k in ("peak_memory_mb", "size_bytes", "seconds"):
         if rec.get(k) is not None:
             flat["pass_seconds" if k == "seconds" else k] = float(rec[k])
@@ -163,6 +182,31 @@ def variant_tags(rec: Dict, summary: Dict) -> Dict[str, str]:
             tags[k] = str(rec[k])
     if rec.get("violations"):
         tags["violations"] = "; ".join(rec["violations"])
+    return tags
+
+
+def chosen_metrics(summary: Dict) -> Dict[str, float]:
+    """The chosen variant's headline figures for the parent run (``chosen_score``, ``chosen_throughput_b32``, ...)."""
+    rec = next((r for r in summary["variants"] if r["name"] == summary.get("chosen")), None)
+    if rec is None:
+        return {}
+    flat, _ = variant_metrics(rec)
+    keep = ("score", "score_drop", "mean_cosine", "size_mb", "peak_memory_mb", "cost_per_million")
+    return {f"chosen_{k}": v for k, v in flat.items()
+            if k in keep or k.startswith(("throughput_b", "speedup_b", "latency_p50_ms_b", "latency_p99_ms_b"))}
+
+
+def gate_tags(summary: Dict) -> Dict[str, str]:
+    """Gate results on the parent run: ``gates`` (passed/failed), one ``gate.<name>`` tag per failed gate, and one
+    ``gate.regression.<variant>.<metric>`` per regression gate."""
+    failures = summary.get("gate_failures") or {}
+    regression = (summary.get("regression") or {}).get("gates", [])
+    tags = {"gates": "failed" if failures else "passed"}
+    for name, why in failures.items():
+        if name != "regression":
+            tags[f"gate.{name}"] = "; ".join(why)[:MAX_PARAM]
+    for g in regression:
+        tags[f"gate.regression.{g['variant']}.{g['name']}"] = "passed" if g["passed"] else g["message"][:MAX_PARAM]
     return tags
 
 
@@ -212,16 +256,41 @@ def _log_model_files(client, run_id: str, rec: Dict) -> None:
 
 
 def _log_child(client, exp_id: str, parent_id: str, rec: Dict, summary: Dict, params: Dict, log_models: bool) -> str:
+    from mlflow.entities import RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     tags = {MLFLOW_PARENT_RUN_ID: parent_id, **variant_tags(rec, summary)}
-    run_id = client.create_run(exp_id, run_name=f"{summary['recipe']}/{rec['name']}", tags=tags).info.run_id
+    run_id = client.create_run(exp_id, run_name=f"{summary['recipe']}/{rec['name']}", tags=tags,
+                               start_time=_ms(summary.get("started"))).info.run_id
     flat, series = variant_metrics(rec)
     _batch(client, run_id, flat, series, params)
     if log_models and rec.get("path") and Path(rec["path"]).is_file():
-        _log_model_files(client, run_id, rec)
-    client.set_terminated(run_id, _STATUS.get(rec["status"], "FAILED"))
+        uploader = _uploaded(client, exp_id, rec.get("artifact_id"))
+        if uploader is None:
+            _log_model_files(client, run_id, rec)
+            client.set_tag(run_id, "model_uploaded", "true")
+            uploader = client.get_run(run_id)
+        # where this artifact id's files are: uploaded once per experiment, referenced by later runs
+        client.log_batch(run_id, tags=[RunTag("model_uri", f"{uploader.info.artifact_uri}/model"),
+                                       RunTag("model_run_id", uploader.info.run_id)])
+    client.set_terminated(run_id, _STATUS.get(rec["status"], "FAILED"), end_time=_ms())
     return run_id
+
+
+def _uploaded(client, exp_id: str, artifact_id: Optional[str]):
+    """The earlier run in the experiment that uploaded ``artifact_id``'s files, or None."""
+    if not artifact_id:
+        return None
+    runs = client.search_runs([exp_id], f"tags.artifact_id = '{artifact_id}' and tags.model_uploaded = 'true'",
+                              max_results=1)
+    return runs[0] if runs else None
+
+
+def _ms(iso: Optional[str] = None) -> int:
+    """Milliseconds since the epoch of an ISO time (``summary["started"]``), or of now."""
+    from datetime import datetime
+
+    return int((datetime.fromisoformat(iso).timestamp() if iso else time.time()) * 1000)
 
 
 def _log_parent_files(client, run_id: str, summary: Dict, out_dir: Path) -> None:
@@ -230,6 +299,8 @@ def _log_parent_files(client, run_id: str, summary: Dict, out_dir: Path) -> None
             client.log_artifact(run_id, str(out_dir / ".hydra" / name), "recipe")
     for name in summary.get("plots", []):
         client.log_artifact(run_id, str(out_dir / name), "plots")
+    for name in (summary.get("reports") or {}).values():
+        client.log_artifact(run_id, str(out_dir / name))
     for log in sorted(out_dir.glob("*.log")) + sorted(out_dir.glob("*.error.txt")):
         if log.stat().st_size:
             client.log_artifact(run_id, str(log), "logs")
@@ -248,6 +319,7 @@ def _register(client, cfg, run_id: str, rec: Dict) -> Dict:
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    run_id = client.get_run(run_id).data.tags.get("model_run_id", run_id)  # the run that holds the files
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     tags = {k: str(rec[k]) for k in ("artifact_id", "precision", "format") if rec.get(k) is not None}
     mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, "chain": ">".join(rec["chain"])},
@@ -261,15 +333,18 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
 
     from optimizer.plan import plan
 
+    from mlflow.entities import RunTag
+
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = cfg.tracking.experiment
     exp_id = _experiment(client, name, uri)
     parent_tags = {"recipe": summary["recipe"], "status": summary["status"], "chosen": str(summary["chosen"]),
                    "objective": summary["objective"], "mlflow.note.content": summary.get("description") or ""}
-    parent_id = client.create_run(exp_id, run_name=summary["recipe"], tags=parent_tags).info.run_id
+    parent_id = client.create_run(exp_id, run_name=summary["recipe"], tags=parent_tags,
+                                  start_time=_ms(summary.get("started"))).info.run_id
     record: Dict[str, Any] = {"uri": uri, "experiment": name, "experiment_id": exp_id, "parent_run_id": parent_id}
     if uri.startswith(("http://", "https://")):
-        record["ui"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
+        record["ui"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}"  # the runs table, this run at the top
     try:
         steps = {s.label: s for s in plan(cfg)}
         children = {}
@@ -282,16 +357,21 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
             params[f"pass.{step.label}.type"] = step.spec.name
             params.update(flatten(f"pass.{step.label}", step.config))
         metrics = {k: float(summary[k]) for k in ("passes_run", "passes_cached", "exit_code")}
+        metrics.update(chosen_metrics(summary))
         _batch(client, parent_id, metrics, params=params)
+        client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in gate_tags(summary).items()])
         _log_parent_files(client, parent_id, summary, out_dir)
         if cfg.tracking.register and summary.get("chosen"):
             chosen = next(r for r in summary["variants"] if r["name"] == summary["chosen"])
             record["registered"] = _register(client, cfg, children[chosen["name"]], chosen)
         elif cfg.tracking.register:
             record["registered"] = {"skipped": "no variant met the recipe's constraints"}
-        client.log_text(parent_id, json.dumps({**summary, "tracking": record}, indent=2, default=str), "summary.json")
+        from optimizer.provenance import portable
+
+        logged = portable({**summary, "tracking": record})  # as written next to the run
+        client.log_text(parent_id, json.dumps(logged, indent=2, default=str), "summary.json")
     except BaseException:
-        client.set_terminated(parent_id, "FAILED")
+        client.set_terminated(parent_id, "FAILED", end_time=_ms())
         raise
-    client.set_terminated(parent_id, "FAILED" if summary["status"] == "failed" else "FINISHED")
+    client.set_terminated(parent_id, "FAILED" if summary["status"] == "failed" else "FINISHED", end_time=_ms())
     return record

@@ -134,7 +134,7 @@ def test_trt_fp16_recipe_end_to_end(cache_dir, builtin, tmp_path):
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2 as mc
 
-        c = text_format.Parse(open(s["triton"]["config"]).read(), mc.ModelConfig())
+        c = text_format.Parse((tmp_path / "first" / s["triton"]["config"]).read_text(), mc.ModelConfig())
         assert c.platform == "tensorrt_plan" and c.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
         assert 1 <= c.max_batch_size <= 16
     code, out, again = run_cli(["recipe=trt_fp16", *fast, "serving.max_batch_cap=16"], cache_dir, tmp_path / "again")

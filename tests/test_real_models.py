@@ -59,7 +59,7 @@ def test_bert_without_labels_end_to_end(bert, cache_dir, tmp_path):
     for v in s["variants"]:
         assert v["evaluation"]["metric"] == "nn_agreement" and 0 <= v["evaluation"]["score"] <= 100
     assert export["evaluation"]["mean_cosine"] > 0.9999 and export["evaluation"]["parity_base"] == "reference"
-    config_path = Path(s["triton"]["config"])
+    config_path = tmp_path / "run" / s["triton"]["config"]  # relative to the run directory
     c = text_format.Parse(config_path.read_text(), mc.ModelConfig())
     assert [(i.name, mc.DataType.Name(i.data_type), list(i.dims)) for i in c.input] == [
         (n, "TYPE_INT64", [-1]) for n in TOKENS]
@@ -141,7 +141,7 @@ def test_vit_digits_end_to_end(cache_dir, tmp_path):
     assert ref["evaluation"]["metric"] == "accuracy" and ref["evaluation"]["accuracy"] > 15  # 3 epochs: above chance
     assert s["model"]["io"]["inputs"] == [{"name": "input", "dtype": "float32", "shape": ["batch", 1, 32, 32]}]
     assert s["chosen"] != "reference" and s["triton"]["emitted"]
-    c = text_format.Parse(Path(s["triton"]["config"]).read_text(), mc.ModelConfig())
+    c = text_format.Parse((tmp_path / "run" / s["triton"]["config"]).read_text(), mc.ModelConfig())
     assert c.name == "vit_digits" and [o.name for o in c.output] == ["logits"] and list(c.output[0].dims) == [10]
 
 

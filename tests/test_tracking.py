@@ -125,7 +125,7 @@ def test_child_metrics_equal_summary(tracked, client):
             for p in ("p50", "p90", "p95", "p99"):
                 assert m[f"latency_{p}_ms_b{bs}"] == b[f"{p}_ms"]
             assert m[f"throughput_b{bs}"] == b["throughput"]
-        history = client.get_metric_history(run.info.run_id, "latency_p99_ms")
+        history = client.get_metric_history(run.info.run_id, "latency_p99_ms_by_batch")
         assert {h.step: h.value for h in history} == {int(bs): b["p99_ms"] for bs, b in v["benchmark"].items()}
         tags = run.data.tags
         assert tags["artifact_id"] == v["artifact_id"] and tags["chain"] == (">".join(v["chain"]) or "source")
@@ -163,6 +163,45 @@ def test_artifacts_and_plots(tracked, client, tmp_path):
     assert logged["tracking"]["parent_run_id"] == parent
     quantize = _children(client, summary)["quantize"].info.run_id
     assert {a.path for a in client.list_artifacts(quantize, "model")} == {"model/model.onnx", "model/artifact.json"}
+
+
+def test_model_files_uploaded_once_per_artifact_id(tracked, client):
+    """baseline and int8 share the export artifact: its file is uploaded by the first run only; the second run's
+    child points at that upload."""
+    base, int8 = tracked["baseline"][0], tracked["int8"][0]
+    base_export = _children(client, base)["export"]
+    int8_kids = _children(client, int8)
+    assert base_export.data.tags["model_uploaded"] == "true"
+    assert {a.path for a in client.list_artifacts(base_export.info.run_id, "model")} == {"model/model.onnx",
+                                                                                         "model/artifact.json"}
+    shared = int8_kids["export"]
+    assert "model_uploaded" not in shared.data.tags and client.list_artifacts(shared.info.run_id, "model") == []
+    assert shared.data.tags["model_uri"] == f"{base_export.info.artifact_uri}/model"
+    assert shared.data.tags["model_run_id"] == base_export.info.run_id
+    uploads = [r for r in client.search_runs([base["tracking"]["experiment_id"]], "tags.model_uploaded = 'true'")]
+    ids = [r.data.tags["artifact_id"] for r in uploads]
+    assert len(ids) == len(set(ids))  # one upload per artifact id across both runs
+    # reference, export (baseline) + fuse, quantize (int8); the shared reference is uploaded once too
+    assert len(ids) == len({v["artifact_id"] for s in (base, int8) for v in s["variants"]})
+
+
+def test_parent_run_headline_gates_and_times(tracked, client):
+    summary, log, _ = tracked["int8"]
+    t = summary["tracking"]
+    parent = client.get_run(t["parent_run_id"])
+    chosen = next(v for v in summary["variants"] if v["name"] == summary["chosen"])
+    m = parent.data.metrics
+    assert m["chosen_score"] == chosen["evaluation"]["score"]
+    assert m["chosen_throughput_b8"] == chosen["benchmark"]["8"]["throughput"]
+    assert m["chosen_speedup_b8"] == chosen["speedup"]["8"]
+    assert parent.data.tags["gates"] == "passed"
+    from datetime import datetime
+
+    started = datetime.fromisoformat(summary["started"]).timestamp() * 1000
+    assert parent.info.start_time == int(started)
+    assert parent.info.end_time > parent.info.start_time  # the run's own start, not the moment logging began
+    assert {"report.md", "junit.xml"} <= {a.path for a in client.list_artifacts(t["parent_run_id"])}
+    assert f"{t['uri']}/#/experiments/{t['experiment_id']}" in log and "/runs/" not in t.get("ui", "")
 
 
 def test_chosen_variant_registered(tracked, client):
@@ -204,7 +243,9 @@ def test_default_store_is_offline_sqlite_in_cache(cache_dir, tmp_path, builtin, 
     assert exp.artifact_location == (Path(cache_dir).resolve() / "mlartifacts").as_uri()
     run = client.get_run(t["child_run_ids"]["export"])
     assert run.data.metrics["accuracy"] == summary["variants"][1]["evaluation"]["accuracy"]
-    assert f"mlflow ui --backend-store-uri {t['uri']}" in log
+    runs_table = f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}"
+    assert f"mlflow ui --backend-store-uri {t['uri']}, then open {runs_table}" in log
+    assert not [line for line in log.splitlines() if " INFO " in line or line.startswith("INFO")], log  # a fresh store
 
 
 def test_import_does_not_load_mlflow():
@@ -226,5 +267,6 @@ def test_variant_metrics_flattening():
     flat, series = variant_metrics(rec)
     assert flat["latency_p99_ms_b8"] == 8.0 and flat["throughput_b1"] == 900.0 and flat["size_mb"] == 2.0
     assert flat["cost_per_million"] == 0.02
-    assert [(s, v) for k, v, s in series if k == "throughput"] == [(1, 900.0), (8, 1500.0)]
+    assert [(s, v) for k, v, s in series if k == "throughput_by_batch"] == [(1, 900.0), (8, 1500.0)]
+    assert not {k for k, _, _ in series} & set(flat)  # no unsuffixed name holds one batch size's value
     assert flatten("m", {"a": {"b": [1, 2]}, "c": None}) == {"m.a.b": "[1, 2]", "m.c": "null"}

@@ -263,8 +263,8 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
 
     code, out, s, run_dir, smoke = emitted
     assert code == 0, out
-    repo = Path(s["model_repository"])
-    assert repo == run_dir / "model_repository"
+    assert s["model_repository"] == "model_repository"  # relative to the run directory
+    repo = run_dir / s["model_repository"]
     d = repo / "digits_resnet"
     c = text_format.Parse((d / "config.pbtxt").read_text(), mc.ModelConfig())
     t = s["triton"]
@@ -308,8 +308,9 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
     assert q.timeout_action == mc.ModelQueuePolicy.REJECT
     assert "default_queue_policy.max_queue_size" in md and "timeout_action | REJECT" in md
     k = t["kubernetes"]  # manifests beside the repository, carrying the recommended replicas
-    docs = list(__import__("yaml").safe_load_all(Path(k["manifests"]).read_text()))
-    assert Path(k["manifests"]).parent == run_dir / "kubernetes"
+    manifests = run_dir / k["manifests"]  # relative to the run directory
+    docs = list(__import__("yaml").safe_load_all(manifests.read_text()))
+    assert manifests.parent == run_dir / "kubernetes" and not Path(k["manifests"]).is_absolute()
     hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (t["cost"]["min_replicas"], t["cost"]["max_replicas"])
@@ -333,7 +334,8 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
 
 def test_a_repository_with_another_model_is_refused(emitted, cache_dir, tmp_path):
     code, out, s, run_dir, _ = emitted
-    args = ["recipe=int8", *FAST, "triton.emit=true", "model.name=other_model", f"triton.repository={s['model_repository']}"]
+    repository = run_dir / s["model_repository"]  # summary paths are relative to the run directory
+    args = ["recipe=int8", *FAST, "triton.emit=true", "model.name=other_model", f"triton.repository={repository}"]
     code, out, _ = run_cli(args, cache_dir, tmp_path / "again")
     assert code == 2 and "already holds another model (digits_resnet)" in out and "triton.overwrite=true" in out
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from optimizer.cache import file_digest, write_atomic
 from optimizer.errors import RecipeError
+from optimizer.resources import TEMPLATES
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "model_repository_templates"
 ONNX_TO_TRITON = {  # onnx.TensorProto element type -> Triton data type name
     1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
     7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 12: "TYPE_UINT32",

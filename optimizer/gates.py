@@ -1,0 +1,147 @@
+"""Regression gates: this run against an earlier run's ``summary.json`` (``gates.baseline=<path>``).
+
+Each gate compares one metric of one variant with the baseline's and passes, or fails naming the metric, the
+baseline value, the new value, the interval over rounds and the limit. Speed on the same host is compared in
+absolute figures (median-call throughput, p99); a baseline measured on another host is compared only through
+ratios to each run's own reference (speed-ups, p99 relative to the reference), and the summary says so. A
+speed regression counts only when the whole interval over rounds is beyond the limit (noise is not a
+regression); accuracy, parity and size have no rounds and compare their values directly."""
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from optimizer.errors import EXIT_GATE, EXIT_OK, RecipeError
+
+
+def load_baseline(path: str) -> Dict:
+    """The baseline summary, or RecipeError naming ``gates.baseline``."""
+    p = Path(path).expanduser()
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"gates.baseline {path!r}: no such file (give an earlier run's summary.json)") from None
+    except (OSError, ValueError) as e:
+        raise RecipeError(f"gates.baseline {path!r}: not a readable summary.json ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
+        raise RecipeError(f"gates.baseline {path!r}: not an optimizer summary.json (no 'variants' list)")
+    return data
+
+
+def _gate(name, variant, metric, base, value, limit, passed, interval=None, unit="", note="") -> Dict:
+    g = {"name": name, "variant": variant, "metric": metric, "baseline": base, "value": value, "limit": limit,
+         "interval": interval, "passed": passed}
+    shown = f"{value:.4g}{unit}" + (f" (every round {interval[0]:.4g}-{interval[1]:.4g})" if interval else "")
+    g["message"] = (f"{variant} {name}: {metric} {shown} vs baseline {base:.4g}{unit}; limit {limit:.4g}{unit}"
+                    + (f"; {note}" if note else ""))
+    return g
+
+
+def _speed_gates(cfg, name: str, new: Dict, old: Dict, new_ref: Dict, old_ref: Dict, same_host: bool) -> List[Dict]:
+    out = []
+    common = sorted(set(new.get("benchmark", {})) & set(old.get("benchmark", {})), key=int)
+    for bs in common:
+        nb, ob = new["benchmark"][bs], old["benchmark"][bs]
+        if cfg.max_throughput_drop is not None:
+            if same_host:
+                base = ob.get("median_throughput", ob["throughput"])
+                value = nb.get("median_throughput", nb["throughput"])
+                rounds = nb.get("rounds") or [value]
+                interval, unit = [min(rounds), max(rounds)], " samples/s"
+                metric = f"median-call throughput at batch {bs}"
+            elif bs in new.get("speedup", {}) and bs in old.get("speedup", {}):
+                base, value = old["speedup"][bs], new["speedup"][bs]
+                interval = new.get("speedup_interval", {}).get(bs) or [value, value]
+                metric, unit = f"speed-up vs its own reference at batch {bs}", "x"
+            else:
+                continue
+            limit = base * (1 - cfg.max_throughput_drop / 100)
+            key = f"throughput_b{bs}" if same_host else f"speedup_b{bs}"
+            note = "below the limit but some round was not: within noise" if value < limit <= interval[1] else ""
+            out.append(_gate(key, name, metric, base, value, limit, interval[1] >= limit, interval, unit, note))
+        if cfg.max_p99_increase is not None:
+            if same_host:
+                base, value, metric = ob["p99_ms"], nb["p99_ms"], f"p99 latency at batch {bs}"
+                unit = " ms"
+            else:
+                if bs not in new_ref.get("benchmark", {}) or bs not in old_ref.get("benchmark", {}):
+                    continue
+                base = ob["p99_ms"] / old_ref["benchmark"][bs]["p99_ms"]
+                value = nb["p99_ms"] / new_ref["benchmark"][bs]["p99_ms"]
+                metric, unit = f"p99 latency relative to its own reference at batch {bs}", "x"
+            limit = base * (1 + cfg.max_p99_increase / 100)
+            out.append(_gate(f"p99_b{bs}" + ("" if same_host else "_ratio"), name, metric, base, value, limit,
+                             value <= limit, None, unit))
+    return out
+
+
+def _quality_gates(cfg, name: str, new: Dict, old: Dict) -> List[Dict]:
+    out = []
+    ne, oe = new.get("evaluation") or {}, old.get("evaluation") or {}
+    if cfg.max_score_drop is not None and "score" in ne and "score" in oe:
+        limit = oe["score"] - cfg.max_score_drop
+        out.append(_gate("score", name, ne.get("metric", "score"), oe["score"], ne["score"], limit,
+                         ne["score"] >= limit))
+    if cfg.max_cosine_drop is not None and "mean_cosine" in ne and "mean_cosine" in oe:
+        limit = oe["mean_cosine"] - cfg.max_cosine_drop
+        out.append(_gate("parity", name, "mean cosine to the reference", oe["mean_cosine"], ne["mean_cosine"], limit,
+                         ne["mean_cosine"] >= limit))
+    if cfg.max_size_increase is not None and "size_bytes" in new and "size_bytes" in old:
+        limit = old["size_bytes"] * (1 + cfg.max_size_increase / 100)
+        out.append(_gate("size", name, "model file size", old["size_bytes"], new["size_bytes"], limit,
+                         new["size_bytes"] <= limit, unit=" B"))
+    return out
+
+
+def _pairs(cfg, summary: Dict, baseline: Dict, same_host: bool) -> List[tuple]:
+    """(new record, baseline record) pairs to compare: the chosen variants, or every variant both runs have."""
+    new = {r["name"]: r for r in summary["variants"]}
+    old = {r["name"]: r for r in baseline["variants"]}
+    if cfg.variants == "chosen":
+        if summary.get("chosen") and baseline.get("chosen") in old:
+            return [(new[summary["chosen"]], old[baseline["chosen"]])]
+        return []
+    skip = set() if same_host else {"reference"}  # a reference's speed-up is 1 by definition
+    return [(new[n], old[n]) for n in new if n in old and n not in skip]
+
+
+def compare(cfg, summary: Dict, baseline: Dict, baseline_path: str = "") -> Dict:
+    """The regression record for ``summary`` against ``baseline``: host comparison, note and every gate."""
+    new_host, old_host = (summary.get("hardware") or {}).get("host"), (baseline.get("hardware") or {}).get("host")
+    same_host = bool(new_host) and new_host == old_host
+    note = ("baseline measured on this host: speed compared in absolute figures" if same_host else
+            f"baseline measured on another host ({_host(old_host)}; this run: {_host(new_host)}): speed compared "
+            f"only through ratios to each run's own reference (speed-ups, p99 relative to the reference)")
+    new_ref = summary["variants"][0] if summary["variants"] else {}
+    old_ref = baseline["variants"][0] if baseline["variants"] else {}
+    gates: List[Dict] = []
+    for new, old in _pairs(cfg, summary, baseline, same_host):
+        gates += _speed_gates(cfg, new["name"], new, old, new_ref, old_ref, same_host)
+        gates += _quality_gates(cfg, new["name"], new, old)
+    record = {"baseline": baseline_path, "baseline_chosen": baseline.get("chosen"), "baseline_host": old_host,
+              "same_host": same_host, "note": note, "tolerances": {
+                  "max_throughput_drop": cfg.max_throughput_drop, "max_p99_increase": cfg.max_p99_increase,
+                  "max_score_drop": cfg.max_score_drop, "max_cosine_drop": cfg.max_cosine_drop,
+                  "max_size_increase": cfg.max_size_increase},
+              "gates": gates, "passed": all(g["passed"] for g in gates)}
+    if not gates:
+        record["note"] += "; nothing to compare (no chosen variant in one of the runs, or no common variant)"
+    return record
+
+
+def _host(h: Optional[Dict]) -> str:
+    return "unknown" if not h else f"{h.get('cpu', '?')}, {h.get('cpus', '?')} CPUs"
+
+
+def apply(cfg, summary: Dict) -> None:
+    """With ``gates.baseline`` set, add ``summary["regression"]``; a failed gate adds
+    ``gate_failures["regression"]`` and turns a passing run into a gate failure (exit 3)."""
+    if not cfg.baseline:
+        return
+    record = compare(cfg, summary, load_baseline(cfg.baseline), str(Path(cfg.baseline).expanduser().resolve()))
+    summary["regression"] = record
+    failed = [g["message"] for g in record["gates"] if not g["passed"]]
+    if failed:
+        summary["gate_failures"]["regression"] = failed
+        if summary["exit_code"] == EXIT_OK:
+            summary["exit_code"], summary["status"] = EXIT_GATE, "gate_failed"

@@ -1,0 +1,109 @@
+"""Regression gates against an earlier summary.json, on synthetic summaries: a regression, none, another host."""
+
+import copy
+import json
+
+import pytest
+
+from optimizer.config import GatesConfig
+from optimizer.errors import EXIT_GATE, EXIT_OK, RecipeError
+from optimizer.gates import apply, compare, load_baseline
+
+HOST = {"cpu": "Intel Xeon 8488C", "cpus": "2", "machine": "x86_64"}
+
+
+def _bench(bs: int, throughput: float, p99: float, spread: float = 0.02):
+    rounds = [throughput * (1 - spread), throughput, throughput * (1 + spread)]
+    return {"batch_size": bs, "p50_ms": p99 / 2, "p99_ms": p99, "throughput": throughput,
+            "median_throughput": throughput, "rounds": rounds}
+
+
+def _variant(name, throughput, p99, score=99.0, cosine=0.9999, size=300_000, ref_throughput=None, chain=("q",)):
+    rec = {"name": name, "chain": list(chain), "status": "ok", "size_bytes": size,
+           "evaluation": {"metric": "accuracy", "score": score, "mean_cosine": cosine},
+           "benchmark": {"1": _bench(1, throughput, p99), "8": _bench(8, throughput * 4, p99 * 3)}}
+    if ref_throughput:
+        rec["speedup"] = {"1": throughput / ref_throughput, "8": throughput / ref_throughput}
+        rec["speedup_interval"] = {bs: [s * 0.97, s * 1.03] for bs, s in rec["speedup"].items()}
+    return rec
+
+
+def _summary(ref=1000.0, quant=4000.0, p99=1.0, score=99.0, host=HOST, size=300_000):
+    return {"status": "passed", "exit_code": EXIT_OK, "chosen": "quantize", "gate_failures": {},
+            "hardware": {"name": "local-cpu", "host": dict(host)},
+            "variants": [_variant("reference", ref, p99 * 4, chain=()),
+                         _variant("quantize", quant, p99, score=score, size=size, ref_throughput=ref)]}
+
+
+def test_no_regression_passes_every_gate():
+    record = compare(GatesConfig(), _summary(quant=3900.0), _summary(), "base.json")
+    assert record["same_host"] and record["passed"]
+    names = {g["name"] for g in record["gates"]}
+    assert names == {"throughput_b1", "throughput_b8", "p99_b1", "p99_b8", "score", "parity", "size"}
+    assert all(g["variant"] == "quantize" for g in record["gates"])
+
+
+def test_regression_fails_with_metric_values_and_interval(tmp_path):
+    base = tmp_path / "summary.json"
+    base.write_text(json.dumps(_summary()))
+    summary = _summary(quant=3000.0, score=98.0)  # 25 % slower, one point less accurate
+    apply(GatesConfig(baseline=str(base)), summary)
+    assert summary["exit_code"] == EXIT_GATE and summary["status"] == "gate_failed"
+    failed = {g["name"]: g for g in summary["regression"]["gates"] if not g["passed"]}
+    assert set(failed) == {"throughput_b1", "throughput_b8", "score"}
+    t = failed["throughput_b1"]
+    assert t["baseline"] == 4000.0 and t["value"] == 3000.0 and t["limit"] == pytest.approx(3600.0)
+    assert t["interval"] == [pytest.approx(2940.0), pytest.approx(3060.0)]
+    assert t["message"] == ("quantize throughput_b1: median-call throughput at batch 1 3000 samples/s (every round "
+                            "2940-3060) vs baseline 4000 samples/s; limit 3600 samples/s")
+    assert failed["score"]["baseline"] == 99.0 and failed["score"]["value"] == 98.0
+    assert summary["gate_failures"]["regression"] == [g["message"] for g in summary["regression"]["gates"]
+                                                      if not g["passed"]]
+
+
+def test_slower_median_within_noise_is_not_a_regression():
+    summary = _summary(quant=3580.0)
+    summary["variants"][1]["benchmark"]["1"]["rounds"] = [3300.0, 3580.0, 3700.0]  # a round above the 3600 limit
+    record = compare(GatesConfig(), summary, _summary())
+    g = next(g for g in record["gates"] if g["name"] == "throughput_b1")
+    assert g["passed"] and "within noise" in g["message"]
+
+
+def test_another_host_compares_only_ratios_to_the_own_reference():
+    # a host twice as fast: every absolute figure doubles, the speed-ups stay, so no regression
+    other = {"cpu": "AMD EPYC 9R14", "cpus": "8", "machine": "x86_64"}
+    fast = _summary(ref=2000.0, quant=8000.0, p99=0.5, host=other)
+    record = compare(GatesConfig(), fast, _summary())
+    assert not record["same_host"] and record["passed"]
+    assert "another host" in record["note"] and "ratios to each run's own reference" in record["note"]
+    names = {g["name"] for g in record["gates"]}
+    assert {"speedup_b1", "speedup_b8", "p99_b1_ratio", "p99_b8_ratio"} <= names and "throughput_b1" not in names
+    # the same host's absolute figures would have passed too; a lost speed-up fails whatever the host
+    slower = _summary(ref=2000.0, quant=4000.0, p99=0.5, host=other)
+    record = compare(GatesConfig(), slower, _summary())
+    g = next(g for g in record["gates"] if g["name"] == "speedup_b1")
+    assert not g["passed"] and g["baseline"] == 4.0 and g["value"] == 2.0 and g["interval"] == [1.94, 2.06]
+    assert "speed-up vs its own reference at batch 1 2x (every round 1.94-2.06) vs baseline 4x" in g["message"]
+
+
+def test_all_variants_and_disabled_tolerances():
+    base, new = _summary(), _summary(size=400_000)
+    cfg = GatesConfig(variants="all", max_throughput_drop=None, max_p99_increase=None)
+    record = compare(cfg, new, base)
+    assert {g["variant"] for g in record["gates"]} == {"reference", "quantize"}
+    assert [g["name"] for g in record["gates"] if not g["passed"]] == ["size"]
+
+
+def test_bad_baseline_is_a_recipe_error(tmp_path):
+    with pytest.raises(RecipeError, match="gates.baseline .*no such file"):
+        load_baseline(str(tmp_path / "missing.json"))
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(RecipeError, match="not an optimizer summary.json"):
+        load_baseline(str(tmp_path / "x.json"))
+
+
+def test_without_baseline_nothing_changes():
+    summary = _summary()
+    before = copy.deepcopy(summary)
+    apply(GatesConfig(), summary)
+    assert summary == before
