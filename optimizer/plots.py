@@ -77,22 +77,55 @@ def throughput_plot(summary: Dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def accuracy_plot(summary: Dict, path: Path) -> Path:
-    """Accuracy against p99 latency at the smallest batch size; the Pareto front joined and ringed."""
+def accuracy_view(summary: Dict) -> Dict:
+    """What the accuracy plot draws, from the summary alone: points, the Pareto front (sorted by latency), the
+    metric's floor (reference score - ``constraints.max_accuracy_drop``), the latency SLA
+    (``constraints.max_p99_ms``, else the serving SLA the Triton tuning used) and y limits that stay inside
+    0-100 for a percentage."""
     variants = [v for v in _measured(summary) if "evaluation" in v]
+    points = [(v, latency_p99(v), v["evaluation"]["score"]) for v in variants]
+    scores = [y for _, _, y in points]
+    ref = next((v for v in variants if v["name"] == "reference"), None)
+    drop = (summary.get("constraints") or {}).get("max_accuracy_drop")
+    floor = ref["evaluation"]["score"] - drop if ref is not None and drop is not None else None
+    sla = (summary.get("constraints") or {}).get("max_p99_ms")
+    sla_label = "max_p99_ms"
+    if sla is None:
+        sla = ((summary.get("triton") or {}).get("tuning") or {}).get("sla_p99_ms")
+        sla_label = "serving SLA"
+    shown = scores + ([floor] if floor is not None else [])
+    ylim = None
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = max((hi - lo) * 0.15, 0.5)
+        ylim = (lo - pad, hi + pad)
+        if all(0 <= y <= 100 for y in shown):  # a percentage: never draw 104 %
+            ylim = (max(0.0, ylim[0]), min(100.0, ylim[1]))
+    return {"points": points, "front": sorted((x, y) for v, x, y in points if v.get("pareto")),
+            "floor": floor, "sla": sla, "sla_label": sla_label, "ylim": ylim}
+
+
+def accuracy_plot(summary: Dict, path: Path) -> Path:
+    """The task metric against p99 latency at the smallest batch size: the Pareto front as a line, the
+    metric's floor and the latency SLA as dashed lines."""
+    view = accuracy_view(summary)
     bs = min(summary["benchmark_batch_sizes"])
-    metric = variants[0]["evaluation"].get("metric", "accuracy") if variants else "accuracy"
+    metric = view["points"][0][0]["evaluation"].get("metric", "accuracy") if view["points"] else "accuracy"
     title = f"{metric} vs p99 latency (batch {bs}) — {summary['recipe']}"
     fig, ax = _figure(title, "p99 latency (ms)", f"{metric} (%)")
-    for i, v in enumerate(variants):
-        x, y = latency_p99(v), v["evaluation"]["score"]
+    for i, (v, x, y) in enumerate(view["points"]):
         ax.scatter([x], [y], s=60, color=f"C{i % 10}", label=_label(v, summary), zorder=3)
         ax.annotate(v["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize="small")
-    front = sorted((latency_p99(v), v["evaluation"]["score"]) for v in variants if v.get("pareto"))
-    if front:
-        xs, ys = zip(*front)
-        ax.step(xs, ys, where="post", color="black", alpha=0.5, label="Pareto front")
+    if view["front"]:
+        xs, ys = zip(*view["front"])
+        ax.plot(xs, ys, drawstyle="steps-post", color="black", lw=1.8, alpha=0.8, label="Pareto front", zorder=2)
         ax.scatter(xs, ys, s=200, facecolors="none", edgecolors="black", zorder=4)
+    if view["floor"] is not None:
+        ax.axhline(view["floor"], color="C3", ls="--", lw=1.2, label=f"{metric} floor ({view['floor']:.2f})")
+    if view["sla"] is not None:
+        ax.axvline(view["sla"], color="C1", ls="--", lw=1.2, label=f"{view['sla_label']} ({view['sla']:g} ms)")
+    if view["ylim"] is not None:
+        ax.set_ylim(*view["ylim"])
     ax.set_xscale("log")  # latencies of the variants often differ by orders of magnitude
     from matplotlib.ticker import FormatStrFormatter
 

@@ -45,3 +45,19 @@ def test_plots_written_with_tracking_disabled(cache_dir, tmp_path, builtin):
     for name in summary["plots"]:
         assert (tmp_path / "r" / name).read_bytes()[:8] == PNG
     assert "tracking" not in log
+
+
+def test_accuracy_view_clips_the_axis_and_draws_floor_sla_and_front():
+    from optimizer.plots import accuracy_view
+
+    s = _summary()
+    s["variants"][0]["evaluation"]["score"] = 99.9  # near the top: the axis must still end at 100
+    s["constraints"] = {"max_accuracy_drop": 1.0, "max_p99_ms": 15.0}
+    view = accuracy_view(s)
+    assert view["ylim"][1] == 100.0 and 0.0 <= view["ylim"][0] < 98.0
+    assert view["floor"] == 99.9 - 1.0 and view["sla"] == 15.0 and view["sla_label"] == "max_p99_ms"
+    assert view["front"] == [(2.0, 98.5), (10.0, 99.9)]  # sorted by latency: the line runs left to right
+    s["constraints"] = {"max_accuracy_drop": None, "max_p99_ms": None}
+    s["triton"] = {"tuning": {"sla_p99_ms": 50.0}}
+    view = accuracy_view(s)
+    assert view["floor"] is None and (view["sla"], view["sla_label"]) == (50.0, "serving SLA")
