@@ -57,8 +57,8 @@ def test_benchmark_figures(int8_runs):
 def test_second_run_executes_no_pass(int8_runs):
     (_, _, first), (code, out, second) = int8_runs
     assert code == 0, out
-    assert first["passes_run"] == 3 and first["passes_cached"] == 0
-    assert second["passes_run"] == 0 and second["passes_cached"] == 3
+    assert first["passes_run"] + first["passes_cached"] == 3  # an earlier test may have cached the export
+    assert first["passes_run"] >= 2 and second["passes_run"] == 0 and second["passes_cached"] == 3
     assert all(not v["ran"] and v["measurements_reused"] for v in second["variants"])
     ids = lambda s: [v["artifact_id"] for v in s["variants"]]  # noqa: E731
     assert ids(first) == ids(second)
