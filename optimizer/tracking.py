@@ -10,13 +10,13 @@ import os
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, is_dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional
 
 from optimizer.artifact import SIDECAR
 from optimizer.tracking_store import store_lock
+from optimizer.tracking_values import (chosen_metrics, flatten, gate_tags, run_params, variant_metrics,
+                                       variant_params, variant_tags)
 
 # Defaults for the MLflow HTTP client while we log: a server that dies mid-run costs seconds,
 # not the minutes of MLflow's own retry schedule. Values the user exported win.
@@ -27,8 +27,6 @@ _ENV = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # we print one line, not one per run
 }
 _STATUS = {"ok": "FINISHED", "failed": "FAILED", "skipped": "KILLED"}
-_LATENCY = ("p50", "p90", "p95", "p99")
-MAX_PARAM = 6000  # MLflow's limit on a param value's length
 
 
 def resolve_uri(uri: str, cache_dir: str) -> str:
@@ -116,108 +114,6 @@ def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
     console.print(f"[yellow]tracking skipped:[/yellow] {why}; the run itself completed and summary.json is written",
                   highlight=False, soft_wrap=True)
     return {"skipped": why, "uri": uri, "experiment": tc.experiment, "seconds": round(time.perf_counter() - t0, 2)}
-
-
-# ---------------------------------------------------------------- what is logged (pure functions)
-
-def flatten(prefix: str, value: Any) -> Dict[str, str]:
-    """``{"a.b.c": "value"}`` for nested dicts/dataclasses; lists as JSON, enums by value, None as null."""
-    if is_dataclass(value) and not isinstance(value, type):
-        value = asdict(value)
-    if isinstance(value, dict):
-        out: Dict[str, str] = {}
-        for k, v in value.items():
-            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    if isinstance(value, Enum):
-        value = value.value
-    text = "null" if value is None else json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-    return {prefix: text[:MAX_PARAM]}
-
-
-def variant_params(cfg, steps: Dict[str, Any], chain: List[str]) -> Dict[str, str]:
-    """Model, data and hardware settings, and the full config of every pass in ``chain``."""
-    out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", cfg.hardware)}
-    for label in chain:
-        step = steps[label]
-        out[f"pass.{label}.type"] = step.spec.name
-        out.update(flatten(f"pass.{label}", step.config))
-    return out
-
-
-def variant_metrics(rec: Dict) -> Tuple[Dict[str, float], List[Tuple[str, float, int]]]:
-    """Flat metrics of one summary record, and the per-batch-size series as ``(key, value, step)``."""
-    flat: Dict[str, float] = {}
-    series: List[Tuple[str, float, int]] = []
-    for k, v in (rec.get("evaluation") or {}).items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[k] = float(v)
-    for bs, b in (rec.get("benchmark") or {}).items():
-        values = {f"latency_{p}_ms": b[f"{p}_ms"] for p in _LATENCY}
-        values.update(latency_mean_ms=b["mean_ms"], throughput=b["throughput"])
-        if bs in rec.get("speedup", {}):
-            values["speedup"] = rec["speedup"][bs]
-        if bs in rec.get("speedup_interval", {}):
-            values["speedup_lo"], values["speedup_hi"] = rec["speedup_interval"][bs]
-        for k, v in values.items():
-            flat[f"{k}_b{bs}"] = float(v)
-            series.append((f"{k}_by_batch", float(v), int(bs)))  # step = batch size; the name says so
-    for k in ("peak_memory_mb", "size_bytes", "seconds"):
-        if rec.get(k) is not None:
-            flat["pass_seconds" if k == "seconds" else k] = float(rec[k])
-    if "size_bytes" in rec:
-        flat["size_mb"] = rec["size_bytes"] / 1e6
-    flat.update({k: float(v) for k, v in (rec.get("cost") or {}).items()})
-    return flat, series
-
-
-def variant_tags(rec: Dict, summary: Dict) -> Dict[str, str]:
-    tags = {
-        "recipe": summary["recipe"], "variant": rec["name"], "chain": ">".join(rec["chain"]) or "source",
-        "status": rec["status"], "cached": str(rec["status"] == "ok" and not rec["ran"] and bool(rec["chain"])).lower(),
-        "chosen": str(rec["name"] == summary.get("chosen")).lower(), "pareto": str(bool(rec.get("pareto"))).lower(),
-    }
-    for k in ("artifact_id", "parent_id", "precision", "format", "error"):
-        if rec.get(k) is not None:
-            tags[k] = str(rec[k])
-    if rec.get("violations"):
-        tags["violations"] = "; ".join(rec["violations"])
-    return tags
-
-
-def chosen_metrics(summary: Dict) -> Dict[str, float]:
-    """The chosen variant's headline figures for the parent run (``chosen_score``, ``chosen_throughput_b32``, ...)."""
-    rec = next((r for r in summary["variants"] if r["name"] == summary.get("chosen")), None)
-    if rec is None:
-        return {}
-    flat, _ = variant_metrics(rec)
-    keep = ("score", "score_drop", "mean_cosine", "size_mb", "peak_memory_mb", "cost_per_million")
-    return {f"chosen_{k}": v for k, v in flat.items()
-            if k in keep or k.startswith(("throughput_b", "speedup_b", "latency_p50_ms_b", "latency_p99_ms_b"))}
-
-
-def gate_tags(summary: Dict) -> Dict[str, str]:
-    """Gate results on the parent run: ``gates`` (passed/failed), one ``gate.<name>`` tag per failed gate, and one
-    ``gate.regression.<variant>.<metric>`` per regression gate."""
-    failures = summary.get("gate_failures") or {}
-    regression = (summary.get("regression") or {}).get("gates", [])
-    tags = {"gates": "failed" if failures else "passed"}
-    for name, why in failures.items():
-        if name != "regression":
-            tags[f"gate.{name}"] = "; ".join(why)[:MAX_PARAM]
-    for g in regression:
-        tags[f"gate.regression.{g['variant']}.{g['name']}"] = "passed" if g["passed"] else g["message"][:MAX_PARAM]
-    return tags
-
-
-def run_params(cfg) -> Dict[str, str]:
-    """The parent run's params: the settings every variant shares."""
-    out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", cfg.hardware)}
-    out.update(flatten("evaluation", cfg.evaluation))
-    out.update(flatten("benchmark", cfg.benchmark))
-    out.update(flatten("constraints", cfg.constraints))
-    out.update(objective=cfg.objective.value, seed=str(cfg.seed))
-    return out
 
 
 # ---------------------------------------------------------------- talking to MLflow

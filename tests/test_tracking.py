@@ -256,7 +256,7 @@ def test_import_does_not_load_mlflow():
 
 
 def test_variant_metrics_flattening():
-    from optimizer.tracking import flatten, variant_metrics
+    from optimizer.tracking_values import flatten, variant_metrics
 
     rec = {"evaluation": {"accuracy": 98.0, "accuracy_drop": 1.0},
            "benchmark": {"1": {"p50_ms": 1.0, "p90_ms": 2.0, "p95_ms": 3.0, "p99_ms": 4.0, "mean_ms": 1.5,

@@ -58,7 +58,8 @@ def test_rejections_are_the_queue_policys_refusals():
 
 
 def test_refused_requests_count_as_misses_against_the_sla():
-    from optimizer.triton.serve_check import _percentiles, _sla_misses
+    from optimizer.triton.loadtest import _percentiles
+    from optimizer.triton.serve_check import _sla_misses
 
     ms = np.full(1000, 2.0)
     few = {"concurrency": 8, "rejected": 3, **_percentiles(ms, 3)}  # 0.3 % refused: the p99 is still 2 ms
