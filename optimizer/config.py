@@ -71,6 +71,7 @@ class BenchmarkConfig:
     max_seconds: float = 2.0  # timed seconds per variant and batch size, divided over the rounds
     target_cv: float = 0.05  # Triton tuning sweep: stop early once the running median is this stable
     rounds: int = 5  # interleaved rounds per batch size (A B C, then C B A, ...); intervals come from them
+    fresh_workers: bool = True  # each round in new worker processes: a process's luck (memory layout) then varies over rounds
     max_cv: float = 0.5  # a pooled latency CV above this flags the measurement unstable (shown, never reused)
     max_foreign_cores: float = 0.5  # other processes' average CPU use while timing above this flags the set contended; 0: off
     memory_budget_mb: float = 0  # memory the worker processes may use at once; 0: 80 % of MemAvailable

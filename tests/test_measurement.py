@@ -53,7 +53,8 @@ def test_block_pauses_then_warms_up_then_times():
 def test_rounds_interleave_and_alternate():
     order = schedule(["a", "b", "c"], [1, 8], 3)
     assert [n for bs, r, n in order if bs == 1] == list("abccbaabc")
-    assert [(bs, r) for bs, r, _ in order[:3]] == [(1, 0)] * 3 and order[9][:2] == (8, 0)
+    assert [(bs, r) for bs, r, _ in order[:6]] == [(1, 0)] * 3 + [(8, 0)] * 3  # a round covers every batch size
+    assert order[6] == (1, 1, "c")
 
 
 def test_verdict_needs_an_interval_that_excludes_one():
@@ -154,6 +155,9 @@ def test_workers_measure_a_set_in_interleaved_rounds(splits, tmp_path):
         assert b["start"] - b["pause_start"] >= cfg.benchmark.pause_seconds  # the idle pause came first
         assert nxt is None or b["end"] <= nxt["pause_start"]  # one worker times at a time
     assert m.session["groups"] == [names] and not m.session["reused"] and m.session["lock_wait_seconds"] >= 0
+    pids = {(b["round"], b["variant"]): b["pid"] for b in blocks}  # each round in new worker processes
+    assert len(set(pids.values())) == 9 and m.session["worker_starts"] == 3
+    assert all(b["pid"] == pids[b["round"], b["variant"]] for b in blocks)  # one process per variant and round
     assert len(m.session["load_before"]) == 3 and len(m.session["load_after"]) == 3
     for name in names:
         r = m.variants[name]
@@ -169,6 +173,18 @@ def test_workers_measure_a_set_in_interleaved_rounds(splits, tmp_path):
     assert again.variants["b"]["benchmark"] == m.variants["b"]["benchmark"]
     part = measure(variants[:2], splits, cfg, cache, "classification")  # a subset is its own set
     assert not part.session["reused"] and part.session["id"] != m.session["id"]
+
+
+def test_workers_can_live_for_the_whole_run(splits, tmp_path):
+    from optimizer.cache import Cache
+    from optimizer.measure.run import measure
+
+    variants = _tiny()(tmp_path, ["reference", "a"], seed=3)
+    m = measure(variants, splits, _cfg("benchmark.fresh_workers=false"), Cache(tmp_path / "c"), "classification")
+    pids = {}
+    for b in m.session["blocks"]:
+        pids.setdefault(b["variant"], set()).add(b["pid"])
+    assert m.session["worker_starts"] == 1 and [len(p) for p in pids.values()] == [1, 1] and len(set.union(*pids.values())) == 2
 
 
 def test_groups_when_the_workers_do_not_fit(splits, tmp_path):

@@ -1,9 +1,10 @@
 """The coordinator's timing plan: interleaved rounds, groups that fit in memory, and the timed phase.
 
-Per batch size, round 0 times the variants in order (A B C), round 1 in reverse (C B A), and so on, so
-load that comes and goes lands on every variant alike and no variant is always first or last. Only one
-worker times at any moment: the coordinator asks one for a block and waits for its answer, while the
-others wait on their pipes."""
+Round 0 times the variants in order (A B C) at every batch size, round 1 in reverse (C B A), and so on,
+so load that comes and goes lands on every variant alike and no variant is always first or last. Only
+one worker times at any moment: the coordinator asks one for a block and waits for its answer, while the
+others wait on their pipes. With ``benchmark.fresh_workers`` every round runs in new worker processes
+(``run.py``), so a round is the unit of both the interleaving and the process."""
 
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -14,11 +15,13 @@ MODEL_FACTOR = 4.0  # resident memory per byte of model file (weights, runtime c
 
 def schedule(names: Sequence[str], batch_sizes: Sequence[int], rounds: int) -> List[Tuple[int, int, str]]:
     """``(batch size, round, variant)`` in the order the blocks run."""
-    order = []
-    for bs in batch_sizes:
-        for r in range(rounds):
-            order += [(int(bs), r, n) for n in (names if r % 2 == 0 else list(reversed(names)))]
-    return order
+    return [block for r in range(rounds) for block in round_blocks(names, batch_sizes, r)]
+
+
+def round_blocks(names: Sequence[str], batch_sizes: Sequence[int], r: int) -> List[Tuple[int, int, str]]:
+    """Round ``r``'s blocks: every batch size, the variants in order (even rounds) or reversed (odd)."""
+    order = list(names) if r % 2 == 0 else list(reversed(names))
+    return [(int(bs), r, n) for bs in batch_sizes for n in order]
 
 
 def footprint_mb(fmt: str, size_bytes: int) -> float:
@@ -53,10 +56,12 @@ def groups(names: Sequence[str], footprints: Dict[str, float], budget_mb: float)
     return out + [current]
 
 
-def run_rounds(workers: Dict, names: Sequence[str], cfg, advance: Callable = lambda n=1: None) -> List[Dict]:
-    """Every block of the schedule, one worker at a time; each entry holds the raw latencies and the log."""
+def run_blocks(workers: Dict, order: Sequence[Tuple[int, int, str]], cfg,
+               advance: Callable = lambda n=1: None) -> List[Dict]:
+    """The blocks ``order`` (from ``schedule``), one worker at a time; each entry holds the raw latencies and
+    the log."""
     blocks = []
-    for bs, r, name in schedule(names, cfg.batch_sizes, int(cfg.rounds)):
+    for bs, r, name in order:
         block = workers[name].call("block", bs, cfg)
         blocks.append({"variant": name, "batch_size": bs, "round": r, **block})
         advance()

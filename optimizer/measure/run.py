@@ -6,6 +6,14 @@ host-wide lock, runs interleaved rounds of timed blocks (``rounds.py``) and pool
 figures with their spread (``stats.py``). When the workers would not fit in memory together, they are
 timed in groups that each include the reference.
 
+By default (``benchmark.fresh_workers``) every round runs in new worker processes. A process keeps its
+luck for life: the same torch model timed at batch 32 in fresh processes on a quiet machine ran about
+1,300 samples/s in some and 2,100 in others, each steady within 2 % over its blocks (memory layout and
+thread placement are fixed when it starts). With one process per variant for the whole run, that luck
+entered every round alike, so the interval over rounds could not show it and two runs disagreed by up
+to 33 %. With a process per round it varies over the rounds like any other noise, and the median ratio
+absorbs it. The cost is a start-up (about 1 s, all workers at once) per round.
+
 The whole set is cached as one record keyed by every variant's artifact id, the benchmark and evaluation
 settings, the hardware entry and the host, and reused only as a whole: a run with any other variant
 re-measures all of them together, and a set with an unstable figure is never reused."""
@@ -23,7 +31,8 @@ from optimizer.io import count, take
 from optimizer.sources.data import Splits
 
 SETS = "measurements"  # cache directory holding one JSON record per measurement set
-SCHEMA = 2  # bumped when the figures a set holds are computed differently (2: speed-ups from median calls)
+SCHEMA = 3  # bumped when the figures a set holds are computed differently (2: speed-ups from median calls;
+# 3: rounds outermost, each in fresh worker processes)
 
 
 @dataclass(frozen=True)
@@ -119,12 +128,33 @@ def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
 
 def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outputs: Dict, memory: Dict,
                 advance) -> Dict[str, Dict]:
-    """Start one worker per variant of the group, evaluate, time the rounds under the lock; pooled figures."""
+    """Time the rounds of one group under the host lock (workers started afresh per round, or once for all
+    rounds); the pooled figures per variant and batch size."""
+    from optimizer.measure.lock import host_lock
+    from optimizer.measure.rounds import block_log, round_blocks
+    from optimizer.measure.stats import pooled
+
+    names, sizes, rounds = [v.name for v in group], cfg.benchmark.batch_sizes, int(cfg.benchmark.rounds)
+    starts = [[r] for r in range(rounds)] if cfg.benchmark.fresh_workers else [list(range(rounds))]
+    blocks = []
+    with host_lock(cache.root) as lock:  # the whole timed phase: another run's rounds never interleave
+        for rs in starts:
+            order = [b for r in rs for b in round_blocks(names, sizes, r)]
+            blocks += _run_workers(group, order, x, cfg, session, outputs, memory, advance)
+    session["lock_wait_seconds"] += lock["wait_seconds"]
+    session["blocks"] += block_log(blocks, gi)
+    session["worker_starts"] = session.get("worker_starts", 0) + len(starts)
+    return {n: {str(bs): pooled([b["latencies"] for b in blocks if b["variant"] == n and b["batch_size"] == bs],
+                                bs, cfg.benchmark.max_cv)
+                for bs in map(int, sizes)} for n in names}
+
+
+def _run_workers(group: List, order: List, x, cfg, session: Dict, outputs: Dict, memory: Dict, advance) -> List[Dict]:
+    """Start one worker per variant, evaluate the variants not evaluated yet, time the blocks ``order``,
+    record peak memory, stop the workers; the blocks with their raw latencies."""
     from optimizer.formats import threads
     from optimizer.measure.contention import Meter
-    from optimizer.measure.lock import host_lock
-    from optimizer.measure.rounds import block_log, run_rounds
-    from optimizer.measure.stats import pooled
+    from optimizer.measure.rounds import run_blocks
     from optimizer.measure.worker import Worker
 
     t0 = time.perf_counter()
@@ -139,23 +169,18 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
             w.call("feeds", x)
             if name not in outputs:
                 outputs[name] = w.call("predict", cfg.evaluation.batch_size)
-        with host_lock(cache.root) as lock:
-            t0 = time.perf_counter()
-            meter = Meter(w.proc.pid for w in workers.values()).start()
-            blocks = run_rounds(workers, [v.name for v in group], cfg.benchmark, advance)
-            session.setdefault("contention", []).append(meter.stop())
-            session["timing_seconds"] += time.perf_counter() - t0
-        session["lock_wait_seconds"] += lock["wait_seconds"]
+        t0 = time.perf_counter()
+        meter = Meter(w.proc.pid for w in workers.values()).start()
+        blocks = run_blocks(workers, order, cfg.benchmark, advance)
+        session.setdefault("contention", []).append(meter.stop())
+        session["timing_seconds"] += time.perf_counter() - t0
         for name, w in workers.items():
             for key, value in w.call("memory").items():  # peak_memory_mb, and gpu_memory_mb on a GPU
                 memory.setdefault(name, {})[key] = max(memory.get(name, {}).get(key, 0.0), value)
     finally:
         for w in workers.values():
             w.close()
-    session["blocks"] += block_log(blocks, gi)
-    return {v.name: {str(bs): pooled([b["latencies"] for b in blocks if b["variant"] == v.name and b["batch_size"] == bs],
-                                     bs, cfg.benchmark.max_cv)
-                     for bs in map(int, cfg.benchmark.batch_sizes)} for v in group}
+    return blocks
 
 
 def _assemble(ok: List, plan: List[List[str]], pooled: Dict, outputs: Dict, memory: Dict, y, cfg, task: str) -> Dict:

@@ -61,7 +61,7 @@ class _State:
         if batch not in self.batches:
             self.batches[batch] = batch_of(self.pool, batch)
         x = self.batches[batch]
-        return timed_block(lambda: self.session(x), cfg)
+        return {**timed_block(lambda: self.session(x), cfg), "pid": os.getpid()}
 
     def memory(self) -> Dict[str, float]:
         from optimizer.measure.benchmark import peak_since
