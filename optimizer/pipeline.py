@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
+from optimizer.console import step as status
 from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
 from optimizer.plan import Step, check_environment, plan
 from optimizer.registry import Context
@@ -37,31 +38,42 @@ def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict,
         chain = chain + [step.label]
         v = Variant(step.label, chain)
         variants.append(v)
-        if art is None:
-            v.status, v.error = "skipped", "an earlier step failed"
-            continue
-        key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
-                          ctx_base["hardware"].device.value, versions())
-        cached = cache.get(key, step.label)
-        t0 = time.perf_counter()
-        try:
-            if cached is None:
-                parent = art
-                # libraries print tables and banners to stdout; keep them in the run's log instead
-                with open(out_dir / f"{step.label}.log", "w") as log, contextlib.redirect_stdout(log):
-                    cached = cache.put(key, lambda d: step.spec.fn(parent, step.config, Context(d, step.label, **ctx_base))
-                                       .evolve(parent=parent.id, step=step.label))
-                v.ran = True
-        except Exception as e:
-            err = e if isinstance(e, OptimizerError) else PassError(step.label, f"{type(e).__name__}: {e}")
-            log = out_dir / f"{step.label}.error.txt"
-            log.write_text("".join(traceback.format_exception(e)))
-            v.status, v.error, art = "failed", f"{err} (traceback: {log.name})", None
-            continue
-        finally:
-            v.seconds = time.perf_counter() - t0
-        v.artifact = art = cached
+        with status(step.label) as shown:
+            art = _run_step(step, v, art, cache, ctx_base, out_dir)
+            shown["outcome"] = "ran" if v.ran else v.status if v.status != "ok" else "cached"
+            shown["seconds"] = v.seconds if v.ran or v.status == "failed" else None
     return variants
+
+
+def _run_step(step: Step, v: Variant, art: Optional[Artifact], cache: Cache, ctx_base: Dict,
+              out_dir: Path) -> Optional[Artifact]:
+    """One step on ``art`` (None: an earlier step failed): the cache entry, or the pass run now; records on
+    ``v`` what happened and returns the step's artifact (None when it failed or was skipped)."""
+    if art is None:
+        v.status, v.error = "skipped", "an earlier step failed"
+        return None
+    key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
+                      ctx_base["hardware"].device.value, versions())
+    cached = cache.get(key, step.label)
+    t0 = time.perf_counter()
+    try:
+        if cached is None:
+            parent = art
+            # libraries print tables and banners to stdout; keep them in the run's log instead
+            with open(out_dir / f"{step.label}.log", "w") as log, contextlib.redirect_stdout(log):
+                cached = cache.put(key, lambda d: step.spec.fn(parent, step.config, Context(d, step.label, **ctx_base))
+                                   .evolve(parent=parent.id, step=step.label))
+            v.ran = True
+    except Exception as e:
+        err = e if isinstance(e, OptimizerError) else PassError(step.label, f"{type(e).__name__}: {e}")
+        log = out_dir / f"{step.label}.error.txt"
+        log.write_text("".join(traceback.format_exception(e)))
+        v.status, v.error = "failed", f"{err} (traceback: {log.name})"
+        return None
+    finally:
+        v.seconds = time.perf_counter() - t0
+    v.artifact = cached
+    return cached
 
 
 def run(cfg, out_dir: Path, recipe: str) -> Dict:
@@ -127,11 +139,14 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
-    source = load_source(cfg.model, splits, cache, cfg.seed)
+    with status("model"):
+        source = load_source(cfg.model, splits, cache, cfg.seed)
     check_outputs(task, formats.io(source), cfg.evaluation.output)
     check_memory(cfg, source, splits)  # a batch that cannot fit is refused before any pass runs
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
-    measured = measure(variants, splits, cfg, cache, task)
+    with status("measure") as shown:
+        measured = measure(variants, splits, cfg, cache, task)
+        shown["outcome"] = "reused" if measured.session.get("reused") else "done"
     records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
     warnings = cache.warnings + compare(records)  # damaged cache entries first
     for r in records:
@@ -142,8 +157,11 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
     warnings += _reference_note(records, chosen) + _contention_note(measured.session)
-    triton = deploy(cfg, chosen, variants, splits, cache, out_dir,
-                    {"recipe": recipe, "measurement_id": measured.session.get("id")}) if chosen and cfg.triton.emit else {}
+    triton = {}
+    if chosen and cfg.triton.emit:
+        with status("triton"):
+            triton = deploy(cfg, chosen, variants, splits, cache, out_dir,
+                            {"recipe": recipe, "measurement_id": measured.session.get("id")})
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
     if code == EXIT_OK and (triton.get("gate") or triton.get("failed")):
@@ -181,7 +199,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     summary["summary_path"] = str(write_summary(summary, out_dir))
     summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
     summary["reports"] = ci_report.write(summary, out_dir)  # report.md and junit.xml for CI
-    summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
+    with status("tracking") if cfg.tracking.enabled else contextlib.nullcontext():
+        summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
     summary["finished"] = provenance.now()
     write_summary(summary, out_dir)
     return summary

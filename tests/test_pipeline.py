@@ -66,6 +66,19 @@ def test_second_run_executes_no_pass(int8_runs):
     assert second["variants"][3]["benchmark"] == first["variants"][3]["benchmark"]
 
 
+def test_a_status_line_per_step(int8_runs):
+    """Each step leaves one line: its label, what happened, and how long it took when it did work."""
+    import re
+
+    lines = {ln.split()[0]: ln.split()[1:] for ln in int8_runs[1][1].splitlines()
+             if re.match(r"^(model|export|fuse|quantize|measure) +\w+", ln)}
+    assert [lines[k][0] for k in ("export", "fuse", "quantize", "measure")] == ["cached"] * 3 + ["reused"]
+    assert lines["export"][1:] == [] and lines["model"][0] == "done" and lines["model"][2] == "s"
+    code, out, s = int8_runs[0]  # an earlier test in the session may have cached some of the passes
+    shown = {ln.split()[0]: ln.split()[1] for ln in out.splitlines() if re.match(r"^(export|fuse|quantize) +(ran|cached)", ln)}
+    assert shown == {v["name"]: "ran" if v["ran"] else "cached" for v in s["variants"][1:]}
+
+
 def test_shared_prefix_and_changed_config(int8_runs, cache_dir, tmp_path):
     first = int8_runs[0][2]
     code, out, s = run_cli(["recipe=int8", "passes.quantize.per_channel=false", *FAST], cache_dir, tmp_path)

@@ -56,3 +56,19 @@ def test_wide_terminal_and_report_keep_every_column():
     md = markdown_table(_summary()).splitlines()
     assert md[0] == "| " + " | ".join(titles) + " |" and len(md) == 2 + 4
     assert "| fuse | fp32 | cached |" in md[4] and "0.80x slower" in md[4]
+
+
+def test_step_status_lines_and_a_failed_step(capsys):
+    from optimizer.console import progress, step
+
+    with step("export") as shown:
+        with progress("calibrating", 2) as advance:  # a bar inside a step shares its display
+            advance(2)
+    with step("fuse") as shown:
+        shown["outcome"], shown["seconds"] = "cached", None
+    with pytest.raises(ValueError):
+        with step("quantize"):
+            raise ValueError("bad")
+    lines = [ln.split() for ln in capsys.readouterr().err.splitlines()]
+    assert lines[0][:2] == ["export", "done"] and lines[0][3] == "s" and float(lines[0][2]) >= 0
+    assert lines[1:] == [["fuse", "cached"], ["quantize", "failed", lines[2][2], "s"]]
