@@ -5,6 +5,7 @@ import inspect
 import re
 from dataclasses import MISSING, fields, is_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 from optimizer.resources import RECIPES
@@ -50,13 +51,14 @@ def options(cls: type, instance=None) -> List[Dict[str, str]]:
     return rows
 
 
-def recipes() -> List[Dict]:
-    """Each built-in recipe: name, description and its chain of ``label (pass type)``."""
+def recipes(dirs: Sequence[Path] = ()) -> List[Dict]:
+    """Each recipe (built-in, and in the ``--config-dir`` directories): name, description, chain of
+    ``label (pass type)``."""
     from optimizer.recipes import available, compose
 
     out = []
-    for name in available():
-        cfg = compose(name)
+    for name in available(dirs):
+        cfg = compose(name, dirs=dirs)
         chain = [f"{label} ({entry['type']})" for label, entry in (cfg.passes or {}).items() if entry]
         out.append({"name": name, "description": cfg.description, "chain": chain})
     return out
@@ -69,11 +71,12 @@ def passes() -> List[Dict]:
              "options": options(s.config_cls)} for s in sorted(load_passes().values(), key=lambda s: s.name)]
 
 
-def hardware() -> List[Dict]:
+def hardware(dirs: Sequence[Path] = ()) -> List[Dict]:
     from omegaconf import OmegaConf
 
     out = []
-    for path in sorted((RECIPES / "hardware").glob("*.yaml")):
+    entries = {p.stem: p for d in (RECIPES, *map(Path, dirs)) for p in (d / "hardware").glob("*.yaml")}
+    for path in sorted(entries.values(), key=lambda p: p.stem):
         h = OmegaConf.to_container(OmegaConf.load(path))
         out.append({"entry": path.stem, **{k: h.get(k) for k in (
             "name", "device", "cores", "gpu", "price_per_hour", "price_source", "price_date")}})
@@ -90,13 +93,13 @@ def _option_lines(rows: List[Dict], indent: str, with_value: bool = False) -> Li
     return lines
 
 
-def list_text(section: str = "") -> str:
+def list_text(section: str = "", dirs: Sequence[Path] = ()) -> str:
     """The text of ``python -m optimizer list [recipes|passes|hardware]``."""
     lines: List[str] = []
     if section in ("", "recipes"):
         lines.append("Recipes (python -m optimizer recipe=<name>; "
                      "explain one: python -m optimizer explain recipe=<name>)")
-        for r in recipes():
+        for r in recipes(dirs):
             lines += [f"  {r['name']}: {r['description']}", f"      chain: {' -> '.join(r['chain']) or '(none)'}"]
         lines.append("")
     if section in ("", "passes"):
@@ -107,7 +110,7 @@ def list_text(section: str = "") -> str:
         lines.append("")
     if section in ("", "hardware"):
         lines.append("Hardware (hardware=<entry>)")
-        for h in hardware():
+        for h in hardware(dirs):
             price = (f"${h['price_per_hour']}/h ({h['price_source']}, {h['price_date']})"
                      if h["price_per_hour"] is not None else "no price (no cost figures)")
             kind = h["gpu"] or f"{h['cores']} cores"
@@ -115,13 +118,13 @@ def list_text(section: str = "") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def explain_text(recipe: str, overrides: Sequence[str] = ()) -> str:
+def explain_text(recipe: str, overrides: Sequence[str] = (), dirs: Sequence[Path] = ()) -> str:
     """The text of ``python -m optimizer explain recipe=<name> [overrides]``: the planned chain with every
     resolved option, and the settings that decide the outcome. Nothing is loaded or run."""
     from optimizer.plan import plan
     from optimizer.recipes import compose
 
-    cfg = compose(recipe, overrides)
+    cfg = compose(recipe, overrides, dirs)
     steps = plan(cfg)
     lines = [f"recipe {recipe}: {cfg.description}" + (f"  (overrides: {' '.join(overrides)})" if overrides else ""),
              f"model {cfg.model.source} ({cfg.model.name}), data {cfg.data.source}, hardware {cfg.hardware.name}",
@@ -145,21 +148,29 @@ def main(argv: Sequence[str]) -> int:
 
     from optimizer.errors import EXIT_RECIPE, OptimizerError
 
-    command, rest = argv[0], list(argv[1:])
+    from optimizer.recipe_files import config_dirs
+
+    command, dirs = argv[0], config_dirs(argv)
+    rest = [a for i, a in enumerate(argv[1:], 1) if not a.startswith(("--config-dir", "-cd"))
+            and argv[i - 1] not in ("--config-dir", "-cd")]  # the user's recipe directories, as Hydra takes them
+    missing = [str(d) for d in dirs if not d.is_dir()]
     try:
+        if missing:
+            print(f"error: --config-dir {missing[0]} is not a directory", file=sys.stderr)
+            return EXIT_RECIPE
         if command == "list":
             if rest and rest[0] not in SECTIONS:
                 print(f"error: list takes one of {', '.join(SECTIONS)}, got {rest[0]!r}", file=sys.stderr)
                 return EXIT_RECIPE
-            print(list_text(rest[0] if rest else ""), end="")
+            print(list_text(rest[0] if rest else "", dirs), end="")
             return 0
         recipe = next((a.split("=", 1)[1] for a in rest if a.startswith("recipe=")), "int8")
         from optimizer.recipes import available
 
-        if recipe not in available():
-            print(f"error: unknown recipe {recipe!r}; available: {', '.join(available())}", file=sys.stderr)
+        if recipe not in available(dirs):
+            print(f"error: unknown recipe {recipe!r}; available: {', '.join(available(dirs))}", file=sys.stderr)
             return EXIT_RECIPE
-        print(explain_text(recipe, [a for a in rest if not a.startswith("recipe=")]), end="")
+        print(explain_text(recipe, [a for a in rest if not a.startswith("recipe=")], dirs), end="")
         return 0
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)

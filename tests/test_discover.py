@@ -57,3 +57,20 @@ def test_help_points_at_list_and_explain():
     proc = _cli("--help")
     assert proc.returncode == 0
     assert "python -m optimizer list" in proc.stdout and "python -m optimizer explain recipe=int8" in proc.stdout
+
+
+def test_list_and_explain_see_the_users_own_recipes(tmp_path):
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "mine.yaml").write_text(
+        "# @package _global_\ndescription: my export only\npasses:\n  export: {type: onnx_export, opset: 17}\n")
+    listed = _cli("list", "recipes", "--config-dir", str(tmp_path))
+    assert listed.returncode == 0 and "  mine: my export only\n      chain: export (onnx_export)" in listed.stdout
+    assert "  int8: " in listed.stdout  # the built-in recipes are still there
+    explained = _cli("explain", f"--config-dir={tmp_path}", "recipe=mine")
+    assert explained.returncode == 0, explained.stderr
+    assert explained.stdout.startswith("recipe mine: my export only") and "1. export: onnx_export" in explained.stdout
+    assert any(ln.split()[:3] == ["opset", "=", "17"] for ln in explained.stdout.splitlines())
+    without = _cli("explain", "recipe=mine")
+    assert without.returncode == 2 and "unknown recipe 'mine'" in without.stderr
+    gone = _cli("list", "-cd", str(tmp_path / "nowhere"))
+    assert gone.returncode == 2 and gone.stderr.strip() == f"error: --config-dir {tmp_path / 'nowhere'} is not a directory"
