@@ -104,7 +104,7 @@ def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
                 record = _log(cfg, summary, Path(out_dir), uri)
             record["seconds"] = round(time.perf_counter() - t0, 2)
             where = record.get("ui") or (f"mlflow ui --backend-store-uri {uri}, then open "
-                                         f"http://127.0.0.1:5000/#/experiments/{record['experiment_id']}")
+                                         f"http://127.0.0.1:5000/#/experiments/{record['experiment_id']}/runs")
             console.print(f"tracking: run {record['parent_run_id']} in experiment '{tc.experiment}': {where}",
                           highlight=False, soft_wrap=True)
             return record
@@ -118,17 +118,24 @@ def log_run(cfg, summary: Dict, out_dir: Path) -> Dict:
 
 # ---------------------------------------------------------------- talking to MLflow
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI overview, where no runs show; with it, on
+# the runs table (the tag's values are in MLflow's UI code: genai_development, custom_model_development)
+KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment(client, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name, artifact_location=_artifact_location(uri))
+            return client.create_experiment(name, artifact_location=_artifact_location(uri), tags=KIND)
         except MlflowException:  # another job of a sweep created it first
             exp = client.get_experiment_by_name(name)
     if exp is None or exp.lifecycle_stage == "deleted":
         raise RuntimeError(f"experiment '{name}' is deleted; restore it or choose another tracking.experiment")
+    if not any(k in exp.tags for k in KIND):  # made before this tag: tagged once; a kind someone set is kept
+        client.set_experiment_tag(exp.experiment_id, *next(iter(KIND.items())))
     return exp.experiment_id
 
 
@@ -240,7 +247,7 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
                                   start_time=_ms(summary.get("started"))).info.run_id
     record: Dict[str, Any] = {"uri": uri, "experiment": name, "experiment_id": exp_id, "parent_run_id": parent_id}
     if uri.startswith(("http://", "https://")):
-        record["ui"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}"  # the runs table, this run at the top
+        record["ui"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs"  # the runs table, this run at the top
     try:
         steps = {s.label: s for s in plan(cfg)}
         children = {}

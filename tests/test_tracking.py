@@ -243,7 +243,8 @@ def test_default_store_is_offline_sqlite_in_cache(cache_dir, tmp_path, builtin, 
     assert exp.artifact_location == (Path(cache_dir).resolve() / "mlartifacts").as_uri()
     run = client.get_run(t["child_run_ids"]["export"])
     assert run.data.metrics["accuracy"] == summary["variants"][1]["evaluation"]["accuracy"]
-    runs_table = f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}"
+    runs_table = f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow 3's UI: the runs, not GenAI
     assert f"mlflow ui --backend-store-uri {t['uri']}, then open {runs_table}" in log
     assert not [line for line in log.splitlines() if " INFO " in line or line.startswith("INFO")], log  # a fresh store
 
