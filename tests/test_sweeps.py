@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,22 @@ def test_two_jobs_building_the_same_entry_at_once_keep_one_intact_entry(tmp_path
     assert list((tmp_path / "cache").glob(f"{TMP_PREFIX}*")) == []
 
 
+def test_a_build_directory_of_another_host_is_never_pruned(tmp_path):
+    from optimizer.integrity import STALE_SECONDS, prune, tmp_name
+    from tests.test_hardened import _dead_pid
+
+    host = tmp_name("a" * 64).split("~")[1]
+    assert host == socket.gethostname().replace("/", "_").replace("~", "_")[:64]
+    dead, old = _dead_pid(), time.time() - STALE_SECONDS - 60
+    mine = tmp_path / f".tmp-{'a' * 16}-{dead}-0123abcd~{host}"
+    theirs = tmp_path / f".tmp-{'b' * 16}-{dead}-0123abcd~node-42"  # a live job there may have that pid
+    for d in (mine, theirs):
+        d.mkdir()
+        os.utime(d, (old, old))
+    assert prune(tmp_path) == [mine]
+    assert theirs.exists()
+
+
 def test_joblib_runs_two_jobs_in_parallel_and_their_timed_blocks_never_overlap(builtin, cache_dir, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     out = tmp_path / "sweep"
@@ -106,8 +123,9 @@ def test_a_sweep_into_a_used_directory_reads_only_its_own_jobs(cache_dir, tmp_pa
     out = tmp_path / "sweep"
     (out / "5").mkdir(parents=True)
     (out / "5" / "job.json").write_text(json.dumps({"job": 5, "exit_code": 3}))  # left by an earlier sweep
-    code, output, _ = sweep(["recipe=int8", "passes.quantize.calibration_samples=0,-1"], cache_dir, out)
+    code, output, summaries = sweep(["recipe=int8", "passes.quantize.calibration_samples=0,-1"], cache_dir, out)
     assert code == 2, output  # both jobs are recipe errors; the old record's 3 is not read
+    assert summaries == {}  # as in a single run, a recipe that does not plan writes no summary.json
     assert [job_record(out, j)["exit_code"] for j in ("0", "1")] == [2, 2]
     assert not (out / "5" / "job.json").exists()
 
