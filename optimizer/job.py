@@ -93,10 +93,21 @@ class SweepCodes(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         path = Path(str(config.hydra.sweep.dir))
         _sweep["dir"] = path
-        for old in path.glob(f"**/{JOB_RECORD}"):
+        for old, _ in _records(path):
             old.unlink(missing_ok=True)
         for hook in on_start:
             hook()
+
+
+def _records(sweep_dir: Path):
+    """``(path, record)`` of every job record under ``sweep_dir``; a ``job.json`` that is not one is ignored."""
+    for path in sweep_dir.glob(f"**/{JOB_RECORD}"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and {"exit_code", "pid", "host", "job"} <= set(record):
+            yield path, record
 
 
 def sweep_exit_code() -> Optional[int]:
@@ -104,11 +115,5 @@ def sweep_exit_code() -> Optional[int]:
     number), 0 when all passed; None when no sweep started here (a single run, or composition failed)."""
     if _sweep["dir"] is None:
         return None
-    records = []
-    for path in Path(_sweep["dir"]).glob(f"**/{JOB_RECORD}"):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            records.append({"job": -1, "exit_code": 1})  # a job record that cannot be read: count it failed
-    codes = [r["exit_code"] for r in sorted(records, key=lambda r: r.get("job", -1))]
-    return next((c for c in codes if c), 0)
+    records = sorted((r for _, r in _records(Path(_sweep["dir"]))), key=lambda r: r["job"])
+    return next((r["exit_code"] for r in records if r["exit_code"]), 0)

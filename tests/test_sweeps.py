@@ -20,7 +20,7 @@ def sweep(args, cache_dir: Path, sweep_dir: Path, timeout: int = 300):
     """``python -m optimizer -m <args>`` in a subprocess; returns (exit code, output, {job dir name: summary})."""
     env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, "-m", "optimizer", "-m", *args, f"hydra.sweep.dir={sweep_dir}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))}
     return proc.returncode, proc.stdout + proc.stderr, summaries
 
@@ -57,8 +57,10 @@ def test_two_jobs_building_the_same_entry_at_once_keep_one_intact_entry(tmp_path
             errors.append(e)
 
     threads = [threading.Thread(target=build, args=(tag,)) for tag in ("one", "two")]
-    [t.start() for t in threads]
-    [t.join(timeout=60) for t in threads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
     assert errors == []
     entry = tmp_path / "cache" / ("k" * 64)
     winner = json.loads((entry / "artifact.json").read_text())["meta"]["writer"]
@@ -99,12 +101,13 @@ def test_joblib_runs_two_jobs_in_parallel_and_their_timed_blocks_never_overlap(b
         m = s["measurement"]
         assert m["reused"] is False and m["lock_wait_seconds"] >= 0.0 and m["blocks"]
         spans.append((min(b["start"] for b in m["blocks"]), max(b["end"] for b in m["blocks"])))
-    (a_start, a_end), (b_start, b_end) = sorted(spans)
-    assert a_end <= b_start, spans  # one job's timed phase ends before the other's begins
+    first, second = sorted(spans)
+    assert first[1] <= second[0], spans  # one job's timed phase ends before the other's begins
     assert (cache_dir / lock_name()).exists()
     one, two = job_record(out, "0"), job_record(out, "1")
     assert one["pid"] != two["pid"] and os.getpid() not in (one["pid"], two["pid"])
     assert [one["exit_code"], two["exit_code"]] == [0, 0]
+    assert all((out / j / "__main__.log").exists() for j in ("0", "1"))  # Hydra's job log, named as in a single run
     assert max(one["started"], two["started"]) < min(one["finished"], two["finished"])  # the jobs overlapped
 
 
@@ -122,12 +125,15 @@ def test_a_failing_job_fails_the_joblib_sweep_and_every_job_writes_its_summary(b
 def test_a_sweep_into_a_used_directory_reads_only_its_own_jobs(cache_dir, tmp_path):
     out = tmp_path / "sweep"
     (out / "5").mkdir(parents=True)
-    (out / "5" / "job.json").write_text(json.dumps({"job": 5, "exit_code": 3}))  # left by an earlier sweep
+    old = {"job": 5, "exit_code": 3, "pid": 1, "host": "h", "started": 0.0, "finished": 1.0}  # an earlier sweep's
+    (out / "5" / "job.json").write_text(json.dumps(old))
+    (out / "notes").mkdir()
+    (out / "notes" / "job.json").write_text(json.dumps({"exit_code": 4}))  # the user's own file, not a job record
     code, output, summaries = sweep(["recipe=int8", "passes.quantize.calibration_samples=0,-1"], cache_dir, out)
     assert code == 2, output  # both jobs are recipe errors; the old record's 3 is not read
     assert summaries == {}  # as in a single run, a recipe that does not plan writes no summary.json
     assert [job_record(out, j)["exit_code"] for j in ("0", "1")] == [2, 2]
-    assert not (out / "5" / "job.json").exists()
+    assert not (out / "5" / "job.json").exists() and (out / "notes" / "job.json").exists()
 
 
 def test_submitit_local_launcher_runs_a_job_and_returns_its_code(cache_dir, tmp_path):
