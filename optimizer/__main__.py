@@ -6,12 +6,11 @@ Exit codes: 0 every gate passed; 1 a step failed; 2 the recipe or its inputs are
 (nothing ran); 3 no variant met the recipe's constraints."""
 
 import sys
-from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
 
-from optimizer.config import OptimizerConfig, register_schema
+from optimizer import job
+from optimizer.config import register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
 from optimizer.recipe_files import check_command_line, composition_error, config_dirs
 from optimizer.recipes import RECIPES, available
@@ -33,56 +32,15 @@ def _check_recipe_choice(argv) -> None:
                     sys.exit(EXIT_RECIPE)
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="config")
-def main(dcfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    from rich.markup import escape
-
-    from optimizer.console import console
-
+def _composed() -> None:
+    """The recipe composed (a run or a sweep starts): what Hydra said so far is ordinary output."""
     global _started
     _started = True
     _release_stderr()
-    hc = HydraConfig.get()
-    recipe = hc.runtime.choices.get("recipe", "custom")
-    try:
-        cfg: OptimizerConfig = OmegaConf.to_object(dcfg)
-        from optimizer.pipeline import run
-        from optimizer.report import table
-
-        summary = run(cfg, Path(hc.runtime.output_dir), recipe)
-    except OptimizerError as e:
-        console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
-        return _finish(hc, e.exit_code)
-    console.print(table(summary, console.width))
-    for w in summary["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
-    for name, why in summary["gate_failures"].items():
-        for line in (why if name == "regression" else ["; ".join(why)]):  # a regression gate's message has "; "
-            console.print(f"[red]gate:[/red] {name}: {escape(line)}", highlight=False, soft_wrap=True)
-    reg = summary.get("regression")
-    if reg:
-        ok = sum(g["passed"] for g in reg["gates"])
-        console.print(f"regression gates: {ok}/{len(reg['gates'])} passed against {escape(reg['baseline'])}; "
-                      f"{escape(reg['note'])}", highlight=False, soft_wrap=True)
-    for r in summary["variants"]:
-        if r["status"] == "failed":
-            console.print(f"[bold red]error:[/bold red] {escape(r['error'])}", highlight=False, soft_wrap=True)
-    chosen = summary["chosen"] or "none"
-    console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}"
-                  f"  report: {Path(summary['summary_path']).with_name('report.md')}", highlight=False, soft_wrap=True)
-    _finish(hc, summary["exit_code"])
 
 
-def _finish(hc, code: int) -> None:
-    """Exit with ``code``; under ``-m`` keep the first non-zero code and let Hydra run the next job."""
-    from hydra.types import RunMode
-
-    global _multirun_code
-    if hc.mode != RunMode.MULTIRUN:
-        sys.exit(code)
-    _multirun_code = _multirun_code or code
+job.on_start.append(_composed)
+main = hydra.main(version_base="1.3", config_path=str(RECIPES), config_name="config")(job.run_job)
 
 
 _started = False  # set once Hydra has composed the recipe and handed it to main()
@@ -110,7 +68,6 @@ def _release_stderr() -> str:
         sys.stderr.write(held)
         return ""
     return held
-_multirun_code = 0  # exit code of a -m sweep, once every job has run
 
 if __name__ == "__main__":
     if sys.argv[1:2] in (["list"], ["explain"]):  # discovery: no Hydra run directory, nothing runs
@@ -132,6 +89,10 @@ if __name__ == "__main__":
         main()
     except SystemExit as e:
         held = _release_stderr()
+        swept = job.sweep_exit_code()
+        if swept is not None:  # a -m sweep ran (a job that raised makes Hydra exit 1): the first failure's code
+            sys.stderr.write(held)
+            sys.exit(swept or e.code)
         if not _started and e.code:  # Hydra or argparse refused the command line or composition
             print(composition_error(held), file=sys.stderr)
         elif held:  # --help, --cfg job, ...: whatever was said goes through
@@ -140,4 +101,4 @@ if __name__ == "__main__":
         sys.exit(EXIT_RECIPE if e.code == 1 and not _started else e.code)
     finally:
         sys.stderr.write(_release_stderr())  # anything else that ended main() keeps its message
-    sys.exit(_multirun_code)
+    sys.exit(job.sweep_exit_code() or 0)

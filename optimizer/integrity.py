@@ -3,9 +3,10 @@
 edited, a path that leads outside the entry, a factory no recipe names) is moved aside to
 ``<cache>/.quarantine/`` — kept for inspection, never read again — and the step runs again.
 
-Leftovers of killed runs (``.tmp-<key>-<pid>-<random>`` build directories) are pruned: on start those
+Leftovers of killed runs (``.tmp-<key>-<pid>-<random>~<host>`` build directories) are pruned: on start those
 whose owner process is gone and that are older than ``STALE_SECONDS``; ``python -m optimizer cache prune``
-every one whose owner is gone. ``python -m optimizer cache verify`` checks the whole cache."""
+every one whose owner is gone. Only the owner's host can tell whether it is gone, so a cache shared by
+several hosts never loses another host's build in progress. ``python -m optimizer cache verify`` checks the whole cache."""
 
 import json
 import os
@@ -114,13 +115,23 @@ def quarantine(root: Path, entry: Path) -> Optional[Path]:
     return dest
 
 
+def _host() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname())[:64]
+
+
 def tmp_name(key: str) -> str:
-    """The build directory's name for entry ``key``: it names the owner process."""
-    return f"{TMP_PREFIX}{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """The build directory's name for entry ``key``: it names the owner process and its host."""
+    return f"{TMP_PREFIX}{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}~{_host()}"
 
 
 def _owner_alive(name: str) -> Optional[bool]:
-    parts = name[len(TMP_PREFIX):].split("-")
+    rest, _, host = name[len(TMP_PREFIX):].partition("~")
+    if host and host != _host():
+        return True  # another host's process: only that host can tell, so it counts as alive
+    parts = rest.split("-")
     if len(parts) != 3 or not parts[1].isdigit():
         return None  # written by an older version: the owner is unknown
     try:

@@ -14,6 +14,7 @@ import pytest
 from optimizer.config import BenchmarkConfig
 from optimizer.measure import stats
 from optimizer.measure.benchmark import timed_block
+from optimizer.measure.lock import lock_name
 from optimizer.measure.rounds import groups, schedule
 from optimizer.measure.run import reusable
 from tests.conftest import FAST, ROOT
@@ -236,7 +237,7 @@ def test_the_host_lock_keeps_two_runs_timed_blocks_apart(tmp_path):
             for seed, tag in enumerate(["one", "two"])]
     assert [j.wait(timeout=300) for j in jobs] == [0, 0]
     one, two = (json.loads((tmp_path / f"{t}.json").read_text()) for t in ("one", "two"))
-    assert (tmp_path / "cache" / "measure.lock").exists()
+    assert (tmp_path / "cache" / lock_name()).exists()
     for a in one["blocks"]:
         for b in two["blocks"]:
             assert a["end"] <= b["start"] or b["end"] <= a["start"], (a, b)
