@@ -114,6 +114,26 @@ def test_p99_ratio_on_another_host_pairs_rounds_with_the_own_reference():
     assert not g["passed"] and g["interval"] == [0.35, 0.7]
 
 
+def test_contended_measurement_on_the_same_host_compares_ratios():
+    # measured: an unchanged int8 re-run timed while other processes used 1.5 of 2 cores had every round of its
+    # batch-32 median-call throughput below the limit (1550-2922 vs baseline 3796, limit 3416 samples/s)
+    loaded = _summary(ref=500.0, quant=2000.0, p99=2.0)  # everything half as fast, the speed-up unchanged
+    loaded["measurement"] = {"contended": True, "foreign_cores": 1.5}
+    record = compare(GatesConfig(), loaded, _summary())
+    assert record["same_host"] and not record["absolute"] and record["passed"]
+    assert "this run (1.5 cores)" in record["note"] and "ratios to each run's own reference" in record["note"]
+    names = {g["name"] for g in record["gates"]}
+    assert {"speedup_b1", "p99_b1_ratio"} <= names and "throughput_b1" not in names
+    slower = _summary(ref=500.0, quant=1000.0, p99=2.0)  # the speed-up halved: a regression under load too
+    baseline = _summary()
+    baseline["measurement"] = {"contended": True, "foreign_cores": 0.9}
+    record = compare(GatesConfig(), slower, baseline)
+    assert "the baseline (0.9 cores)" in record["note"]
+    failed = {g["name"] for g in record["gates"] if not g["passed"]}
+    assert failed == {"speedup_b1", "speedup_b8"}
+    assert compare(GatesConfig(), _summary(quant=3000.0), _summary())["absolute"]  # quiet: absolute figures
+
+
 def test_all_variants_and_disabled_tolerances():
     base, new = _summary(), _summary(size=400_000)
     cfg = GatesConfig(variants="all", max_throughput_drop=None, max_p99_increase=None)
