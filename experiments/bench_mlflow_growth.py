@@ -13,7 +13,10 @@ again is waste: each variant's file should be uploaded once per artifact id (lat
 
 Prints "growth per warm run: X KB (model Y KB) — target met/missed" and the load averages.
 
-Usage: python experiments/bench_mlflow_growth.py [--runs 10]
+On a loaded machine the measurement set is flagged (unstable or contended) and every warm run measures
+again: new figures, new plots. `--reuse-set` lets the warm runs reuse the cold run's set, as on a quiet machine.
+
+Usage: python experiments/bench_mlflow_growth.py [--runs 10] [--reuse-set]
 """
 
 import argparse
@@ -37,13 +40,13 @@ def files(store: Path) -> dict:
     return {str(p.relative_to(store)): p.stat().st_size for p in store.rglob("*") if p.is_file()}
 
 
-def run(cache: Path, store: Path, out: Path):
+def run(cache: Path, store: Path, out: Path, extra=()):
     env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache)}
     env.pop("MLFLOW_TRACKING_URI", None)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", "tracking.enabled=true",
                            f"tracking.uri=sqlite:///{store / 'mlruns.db'}", "tracking.experiment=growth",
-                           f"hydra.run.dir={out}"], cwd=ROOT, env=env, capture_output=True, text=True)
+                           *extra, f"hydra.run.dir={out}"], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0 or not (out / "summary.json").is_file():
         sys.exit(f"run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -61,7 +64,11 @@ def main():
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="warm re-runs after the cold one")
+    parser.add_argument("--reuse-set", action="store_true",
+                        help="benchmark.max_cv=1000 benchmark.max_foreign_cores=0: the cold run's measurement set "
+                             "counts as stable on a loaded machine, so the warm runs reuse it as on a quiet one")
     args = parser.parse_args()
+    extra = ["benchmark.max_cv=1000", "benchmark.max_foreign_cores=0"] if args.reuse_set else []
     print(f"machine: {os.cpu_count()} cores, load average at start {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -70,7 +77,7 @@ def main():
         before, sizes, dbs, reused, model = {}, [], [], [], None
         for i in range(args.runs + 1):
             start = load()
-            summary, seconds = run(cache, store, tmp / f"run{i}")
+            summary, seconds = run(cache, store, tmp / f"run{i}", extra)
             now = files(store)
             total = sum(now.values())
             added = {k: v for k, v in now.items() if k not in before and k.startswith("mlartifacts")}
