@@ -12,6 +12,8 @@ c. a recipe change that drops the fuse and INT8 steps (`recipe=baseline`: export
 The gate compares this run's chosen variant with the baseline's chosen one (`gates.variants=chosen`), so
 (c) is the regression the gate is there for: a pull request whose recipe makes the deployed model slower.
 (c) also fails the size gate (an FP32 file is ~4x an INT8 one); it counts as caught only if a speed gate fails.
+Same host, so speed compares in absolute figures, unless a run's measurement was contended (other processes
+used cores while it was timed): then through ratios to each run's own reference (the gate lines say which).
 
 Prints per repetition the exit codes, every regression gate line of summary.json, the regression rows of
 report.md and the load averages; at the end "caught slowdown k/N, passed unchanged m/N".
