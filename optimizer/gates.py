@@ -7,10 +7,11 @@ ratios to each run's own reference (speed-ups, p99 relative to the reference), a
 speed regression counts only when the whole interval over rounds is beyond the limit (noise is not a
 regression): every round's median-call throughput below it, every round's p99 above it. Load that lasts the
 whole timed phase slows every round alike, which no interval shows: when either run's measurement was
-contended (``measurement.contended``: other processes used cores while it was timed), the same host is
-compared through the ratios too. On a 2-core machine at load average 4-6 an unchanged int8 re-run moved its
-pooled p99 by 68 % and, in absolute figures, every round of its batch-32 throughput below the limit
-(experiments/results/baseline_gate.txt). Accuracy, parity and size have no rounds; their values compare directly."""
+contended (``measurement.contended``: other processes used cores while it was timed) a speed gate beyond its
+limit is reported as inconclusive and does not fail. On a 2-core machine at load average 3-6 an unchanged
+int8 re-run moved its pooled p99 by 68 %, had every round of batch-32 throughput below the limit, and its
+batch-32 speed-up over its own reference fell from 6.3x to 2.9x (experiments/results/baseline_gate.txt).
+Accuracy, parity and size have no rounds and no load dependence; their values compare directly and fail."""
 
 import json
 from pathlib import Path
@@ -84,6 +85,16 @@ def _speed_gates(cfg, name: str, new: Dict, old: Dict, new_ref: Dict, old_ref: D
     return out
 
 
+def _inconclusive(gates: List[Dict], contended: List[str]) -> List[Dict]:
+    """Speed gates of a contended measurement: load that lasts the whole timed phase slows every round (or the
+    reference) alike, so no interval tells it from a regression; a failure becomes ``inconclusive``."""
+    for g in gates if contended else []:
+        if not g["passed"]:
+            g.update(passed=True, inconclusive=True)
+            g["message"] += f"; inconclusive: measured under contention ({' and '.join(contended)})"
+    return gates
+
+
 def _quality_gates(cfg, name: str, new: Dict, old: Dict) -> List[Dict]:
     out = []
     ne, oe = new.get("evaluation") or {}, old.get("evaluation") or {}
@@ -118,23 +129,23 @@ def compare(cfg, summary: Dict, baseline: Dict, baseline_path: str = "") -> Dict
     """The regression record for ``summary`` against ``baseline``: host comparison, note and every gate."""
     new_host, old_host = (summary.get("hardware") or {}).get("host"), (baseline.get("hardware") or {}).get("host")
     same_host = bool(new_host) and new_host == old_host
+    note = ("baseline measured on this host: speed compared in absolute figures" if same_host else
+            f"baseline measured on another host ({_host(old_host)}; this run: {_host(new_host)}): speed compared "
+            f"only through ratios to each run's own reference (speed-ups, p99 relative to the reference)")
     contended = [f"{who} ({(s.get('measurement') or {}).get('foreign_cores', '?')} cores)"
                  for who, s in (("this run", summary), ("the baseline", baseline))
                  if (s.get("measurement") or {}).get("contended")]
-    ratios = " only through ratios to each run's own reference (speed-ups, p99 relative to the reference)"
-    note = (f"baseline measured on another host ({_host(old_host)}; this run: {_host(new_host)}): speed compared"
-            + ratios if not same_host else "baseline measured on this host: speed compared in absolute figures"
-            if not contended else f"baseline measured on this host, but other processes loaded it while "
-            f"{' and '.join(contended)} was timed, every round alike: speed compared" + ratios)
-    absolute = same_host and not contended
     new_ref = summary["variants"][0] if summary["variants"] else {}
     old_ref = baseline["variants"][0] if baseline["variants"] else {}
     gates: List[Dict] = []
-    for new, old in _pairs(cfg, summary, baseline, absolute):
-        gates += _speed_gates(cfg, new["name"], new, old, new_ref, old_ref, absolute)
+    for new, old in _pairs(cfg, summary, baseline, same_host):
+        gates += _inconclusive(_speed_gates(cfg, new["name"], new, old, new_ref, old_ref, same_host), contended)
         gates += _quality_gates(cfg, new["name"], new, old)
+    if contended:
+        note += (f"; other processes used cores while {' and '.join(contended)} was timed: a speed gate beyond its "
+                 f"limit is reported, not failed (inconclusive)")
     record = {"baseline": baseline_path, "baseline_chosen": baseline.get("chosen"), "baseline_host": old_host,
-              "same_host": same_host, "absolute": absolute, "note": note, "tolerances": {
+              "same_host": same_host, "contended": contended, "note": note, "tolerances": {
                   "max_throughput_drop": cfg.max_throughput_drop, "max_p99_increase": cfg.max_p99_increase,
                   "max_score_drop": cfg.max_score_drop, "max_cosine_drop": cfg.max_cosine_drop,
                   "max_size_increase": cfg.max_size_increase},

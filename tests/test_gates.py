@@ -114,24 +114,24 @@ def test_p99_ratio_on_another_host_pairs_rounds_with_the_own_reference():
     assert not g["passed"] and g["interval"] == [0.35, 0.7]
 
 
-def test_contended_measurement_on_the_same_host_compares_ratios():
-    # measured: an unchanged int8 re-run timed while other processes used 1.5 of 2 cores had every round of its
-    # batch-32 median-call throughput below the limit (1550-2922 vs baseline 3796, limit 3416 samples/s)
-    loaded = _summary(ref=500.0, quant=2000.0, p99=2.0)  # everything half as fast, the speed-up unchanged
+def test_contended_measurement_reports_speed_but_does_not_fail_it():
+    # measured: unchanged int8 re-runs timed while other processes used 0.9-1.5 of 2 cores had every round of
+    # batch-32 throughput below the limit, and their batch-32 speed-up over their own reference halved
+    loaded = _summary(quant=3000.0, score=98.0)  # every round 25 % slower, one point less accurate
     loaded["measurement"] = {"contended": True, "foreign_cores": 1.5}
     record = compare(GatesConfig(), loaded, _summary())
-    assert record["same_host"] and not record["absolute"] and record["passed"]
-    assert "this run (1.5 cores)" in record["note"] and "ratios to each run's own reference" in record["note"]
-    names = {g["name"] for g in record["gates"]}
-    assert {"speedup_b1", "p99_b1_ratio"} <= names and "throughput_b1" not in names
-    slower = _summary(ref=500.0, quant=1000.0, p99=2.0)  # the speed-up halved: a regression under load too
+    assert record["contended"] == ["this run (1.5 cores)"] and "inconclusive" in record["note"]
+    t = next(g for g in record["gates"] if g["name"] == "throughput_b1")
+    assert t["passed"] and t["inconclusive"] and t["value"] == 3000.0 and t["limit"] == pytest.approx(3600.0)
+    assert t["message"].endswith("limit 3600 samples/s; inconclusive: measured under contention (this run (1.5 cores))")
+    assert [g["name"] for g in record["gates"] if not g["passed"]] == ["score"]  # accuracy still fails
     baseline = _summary()
     baseline["measurement"] = {"contended": True, "foreign_cores": 0.9}
-    record = compare(GatesConfig(), slower, baseline)
-    assert "the baseline (0.9 cores)" in record["note"]
-    failed = {g["name"] for g in record["gates"] if not g["passed"]}
-    assert failed == {"speedup_b1", "speedup_b8"}
-    assert compare(GatesConfig(), _summary(quant=3000.0), _summary())["absolute"]  # quiet: absolute figures
+    record = compare(GatesConfig(), _summary(quant=3000.0), baseline)
+    assert record["passed"] and record["contended"] == ["the baseline (0.9 cores)"]
+    assert not any(g.get("inconclusive") for g in compare(GatesConfig(), _summary(quant=3900.0), baseline)["gates"])
+    quiet = compare(GatesConfig(), _summary(quant=3000.0), _summary())
+    assert not quiet["passed"] and not quiet["contended"]
 
 
 def test_all_variants_and_disabled_tolerances():
