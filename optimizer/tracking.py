@@ -15,8 +15,8 @@ from typing import Any, Dict, Iterator, Optional
 
 from optimizer.artifact import SIDECAR
 from optimizer.tracking_store import store_lock
-from optimizer.tracking_values import (chosen_metrics, flatten, gate_tags, run_params, variant_metrics,
-                                       variant_params, variant_tags)
+from optimizer.tracking_values import (chosen_metrics, flatten, gate_tags, repository_files, run_params,
+                                       variant_metrics, variant_params, variant_tags)
 
 # Defaults for the MLflow HTTP client while we log: a server that dies mid-run costs seconds,
 # not the minutes of MLflow's own retry schedule. Values the user exported win.
@@ -196,20 +196,34 @@ def _ms(iso: Optional[str] = None) -> int:
     return int((datetime.fromisoformat(iso).timestamp() if iso else time.time()) * 1000)
 
 
-def _log_parent_files(client, run_id: str, summary: Dict, out_dir: Path) -> None:
-    for name in ("config.yaml", "overrides.yaml"):
-        if (out_dir / ".hydra" / name).is_file():
-            client.log_artifact(run_id, str(out_dir / ".hydra" / name), "recipe")
-    for name in summary.get("plots", []):
-        client.log_artifact(run_id, str(out_dir / name), "plots")
-    for name in (summary.get("reports") or {}).values():
-        client.log_artifact(run_id, str(out_dir / name))
-    for log in sorted(out_dir.glob("*.log")) + sorted(out_dir.glob("*.error.txt")):
-        if log.stat().st_size:
-            client.log_artifact(run_id, str(log), "logs")
+def _log_once(client, exp_id: str, run_id: str, path: Path, where: Optional[str] = None) -> None:
+    """Upload ``path`` under ``where`` and tag the run ``sha256.<digest>`` = its artifact path, unless a run of
+    the experiment already holds the same bytes: then tag ``file.<artifact path>`` = that copy's URI instead.
+    A warm re-run's model repository (its model file, reference.npz) and unchanged plots are not stored again."""
+    from optimizer.cache import file_digest
+
+    name = f"{where}/{path.name}" if where else path.name
+    key = f"sha256.{file_digest(path)}"
+    found = client.search_runs([exp_id], f"tags.`{key}` LIKE '%'", max_results=1)
+    if found:
+        client.set_tag(run_id, f"file.{name}", f"{found[0].info.artifact_uri}/{found[0].data.tags[key]}")
+    else:
+        client.log_artifact(run_id, str(path), where)
+        client.set_tag(run_id, key, name)
+
+
+def _log_parent_files(client, exp_id: str, run_id: str, summary: Dict, out_dir: Path) -> None:
+    files = [(out_dir / ".hydra" / n, "recipe") for n in ("config.yaml", "overrides.yaml")]
+    files += [(out_dir / n, "plots") for n in summary.get("plots", [])]
+    files += [(out_dir / n, None) for n in (summary.get("reports") or {}).values()]
+    files += [(f, "logs") for f in sorted(out_dir.glob("*.log")) + sorted(out_dir.glob("*.error.txt"))
+              if f.stat().st_size]
     repo = summary.get("model_repository")
     if repo and Path(repo).is_dir():
-        client.log_artifacts(run_id, str(repo), "model_repository")
+        files += repository_files(Path(repo))
+    for path, where in files:
+        if path.is_file():
+            _log_once(client, exp_id, run_id, path, where)
 
 
 def _register(client, cfg, run_id: str, rec: Dict) -> Dict:
@@ -263,7 +277,7 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
         metrics.update(chosen_metrics(summary))
         _batch(client, parent_id, metrics, params=params)
         client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in gate_tags(summary).items()])
-        _log_parent_files(client, parent_id, summary, out_dir)
+        _log_parent_files(client, exp_id, parent_id, summary, out_dir)
         if cfg.tracking.register and summary.get("chosen"):
             chosen = next(r for r in summary["variants"] if r["name"] == summary["chosen"])
             record["registered"] = _register(client, cfg, children[chosen["name"]], chosen)

@@ -5,7 +5,8 @@ the gate results. No mlflow import; ``tracking.py`` sends them."""
 import json
 from dataclasses import asdict, is_dataclass
 from enum import Enum
-from typing import Any, Dict, List, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 _LATENCY = ("p50", "p90", "p95", "p99")
 MAX_PARAM = 6000  # MLflow's limit on a param value's length
@@ -109,3 +110,9 @@ def run_params(cfg) -> Dict[str, str]:
     out.update(flatten("constraints", cfg.constraints))
     out.update(objective=cfg.objective.value, seed=str(cfg.seed))
     return out
+
+
+def repository_files(repo: Path) -> List[Tuple[Path, Optional[str]]]:
+    """Every file of an emitted model repository with its artifact directory under ``model_repository/``."""
+    return [(f, "/".join(("model_repository",) + f.relative_to(repo).parent.parts))
+            for f in sorted(p for p in Path(repo).rglob("*") if p.is_file())]

@@ -74,8 +74,10 @@ def test_pooled_figures_and_unstable_flag():
     assert calm["calls"] == 100 and not calm["unstable"]
     assert calm["rounds"] == pytest.approx([4000.0, 4 / 0.0011])
     assert calm["throughput"] == pytest.approx(4 * 100 / (0.05 + 0.055))
+    assert calm["p99_rounds"] == pytest.approx([1.0, 1.1])  # ms, one per round (the p99 gate's interval)
     busy = stats.pooled([[0.001] * 50, [0.001] * 45 + [0.05] * 5], 4, max_cv=0.5)
     assert busy["unstable"]
+    assert busy["p99_rounds"] == pytest.approx([1.0, 50.0]) and busy["p99_ms"] == pytest.approx(50.0)
 
 
 def test_speedups_compare_typical_calls_not_stalls():

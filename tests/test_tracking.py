@@ -165,6 +165,40 @@ def test_artifacts_and_plots(tracked, client, tmp_path):
     assert {a.path for a in client.list_artifacts(quantize, "model")} == {"model/model.onnx", "model/artifact.json"}
 
 
+def test_same_bytes_uploaded_once_per_experiment(tmp_path):
+    """A warm re-run's parent files that an earlier run already holds (the model repository's model file and
+    reference.npz, unchanged plots) are not stored again: a ``file.<path>`` tag points at the earlier copy."""
+    from mlflow import MlflowClient
+
+    from optimizer.tracking import _log_once
+    from optimizer.tracking_values import repository_files
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("dedup", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    (repo / "m" / "1" / "model.onnx").write_bytes(b"onnx-bytes")
+    (repo / "m" / "config.pbtxt").write_text("name: 'm'")
+    files = repository_files(repo)
+    assert [(f.relative_to(repo).as_posix(), d) for f, d in files] == [
+        ("m/1/model.onnx", "model_repository/m/1"), ("m/config.pbtxt", "model_repository/m")]
+    first, second = (client.create_run(exp).info.run_id for _ in range(2))
+    for f, where in files:
+        _log_once(client, exp, first, f, where)
+    (repo / "m" / "config.pbtxt").write_text("name: 'm' # tuned again")  # the second run's config differs
+    for f, where in files:
+        _log_once(client, exp, second, f, where)
+    model = "model_repository/m/1/model.onnx"
+    assert client.list_artifacts(second, "model_repository/m/1") == []
+    assert [a.path for a in client.list_artifacts(second, "model_repository/m")] == ["model_repository/m/config.pbtxt"]
+    tags = client.get_run(second).data.tags
+    assert tags[f"file.{model}"] == f"{client.get_run(first).info.artifact_uri}/{model}"
+    assert Path(client.download_artifacts(first, model, str(tmp_path / "dl"))).read_bytes() == b"onnx-bytes"
+    assert sorted(v for k, v in client.get_run(first).data.tags.items() if k.startswith("sha256.")) == [
+        model, "model_repository/m/config.pbtxt"]
+
+
 def test_model_files_uploaded_once_per_artifact_id(tracked, client):
     """baseline and int8 share the export artifact: its file is uploaded by the first run only; the second run's
     child points at that upload."""

@@ -34,11 +34,12 @@ def median_throughput(latencies: Sequence[float], batch: int) -> float:
 
 def pooled(blocks: List[Sequence[float]], batch: int, max_cv: float) -> Dict:
     """Percentiles, mean, CV, throughput and median throughput over every call of ``blocks`` (one per
-    round), each round's median throughput, and whether the pooled CV exceeds ``max_cv``."""
+    round), each round's median throughput and p99, and whether the pooled CV exceeds ``max_cv``."""
     calls = [t for b in blocks for t in b]
     record = summarize(calls, batch)
     record["median_throughput"] = median_throughput(calls, batch)
     record["rounds"] = [median_throughput(b, batch) for b in blocks]
+    record["p99_rounds"] = [float(np.percentile(b, 99)) * 1e3 for b in blocks if len(b)]  # ms, for the p99 gate
     record["unstable"] = bool(record["cv"] > max_cv)
     return record
 
