@@ -6,13 +6,13 @@ host-wide lock, runs interleaved rounds of timed blocks (``rounds.py``) and pool
 figures with their spread (``stats.py``). When the workers would not fit in memory together, they are
 timed in groups that each include the reference.
 
-By default (``benchmark.fresh_workers``) every round runs in new worker processes. A process keeps its
-luck for life: the same torch model timed at batch 32 in fresh processes on a quiet machine ran about
-1,300 samples/s in some and 2,100 in others, each steady within 2 % over its blocks (memory layout and
-thread placement are fixed when it starts). With one process per variant for the whole run, that luck
-entered every round alike, so the interval over rounds could not show it and two runs disagreed by up
-to 33 %. With a process per round it varies over the rounds like any other noise, and the median ratio
-absorbs it. The cost is a start-up (about 1 s, all workers at once) per round.
+By default (``benchmark.fresh_workers``) every round runs in new worker processes. A process's speed can
+stay off for its whole life: on a quiet machine the torch reference at batch 32 measured between 1,485
+and 2,040 samples/s from one fresh process to the next, while the blocks within one process agreed within
+5 %. With one process per variant for the whole run, that offset entered every round alike, the interval
+over rounds could not show it, and three sets of the same variants disagreed at batch 32 by 8.9 % and
+32.6 % in two quiet runs; with a process per round, 3.0 % (experiments/results/measurement.txt). The
+cost is a start-up per round (about 1 s, all workers at once).
 
 The whole set is cached as one record keyed by every variant's artifact id, the benchmark and evaluation
 settings, the hardware entry and the host, and reused only as a whole: a run with any other variant
