@@ -29,6 +29,8 @@ def _rel(path: str, summary: Dict) -> str:
 
 
 def _gate_rows(summary: Dict) -> List[str]:
+    from optimizer.gates import num
+
     reg = summary.get("regression")
     if not reg:
         return []
@@ -38,9 +40,9 @@ def _gate_rows(summary: Dict) -> List[str]:
         lines += ["| gate | variant | metric | baseline | this run | interval over rounds | limit | result |",
                   "|---|---|---|---:|---:|---|---:|---|"]
         for g in reg["gates"]:
-            interval = f"{g['interval'][0]:.4g}–{g['interval'][1]:.4g}" if g.get("interval") else "-"
-            lines.append(f"| {g['name']} | {g['variant']} | {g['metric']} | {g['baseline']:.4g} | {g['value']:.4g} | "
-                         f"{interval} | {g['limit']:.4g} | {'✅' if g['passed'] else '❌'} |")
+            interval = f"{num(g['interval'][0])}–{num(g['interval'][1])}" if g.get("interval") else "-"
+            lines.append(f"| {g['name']} | {g['variant']} | {g['metric']} | {num(g['baseline'])} | {num(g['value'])} | "
+                         f"{interval} | {num(g['limit'])} | {'✅' if g['passed'] else '❌'} |")
     return lines
 
 

@@ -34,11 +34,16 @@ def load_baseline(path: str) -> Dict:
     return data
 
 
+def num(x: float) -> str:
+    """A figure as a reader wants it: whole numbers from 1,000 up (13542, not 1.354e+04), else 4 digits."""
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
 def _gate(name, variant, metric, base, value, limit, passed, interval=None, unit="", note="") -> Dict:
     g = {"name": name, "variant": variant, "metric": metric, "baseline": base, "value": value, "limit": limit,
          "interval": interval, "passed": passed}
-    shown = f"{value:.4g}{unit}" + (f" (every round {interval[0]:.4g}-{interval[1]:.4g})" if interval else "")
-    g["message"] = (f"{variant} {name}: {metric} {shown} vs baseline {base:.4g}{unit}; limit {limit:.4g}{unit}"
+    shown = f"{num(value)}{unit}" + (f" (every round {num(interval[0])}-{num(interval[1])})" if interval else "")
+    g["message"] = (f"{variant} {name}: {metric} {shown} vs baseline {num(base)}{unit}; limit {num(limit)}{unit}"
                     + (f"; {note}" if note else ""))
     return g
 

@@ -155,3 +155,10 @@ def test_without_baseline_nothing_changes():
     before = copy.deepcopy(summary)
     apply(GatesConfig(), summary)
     assert summary == before
+
+
+def test_figures_read_as_numbers_not_exponents():
+    from optimizer.gates import num
+
+    assert [num(13542.4), num(1000.0), num(999.94), num(0.17241), num(1.5)] == ["13542", "1000", "999.9", "0.1724", "1.5"]
+
