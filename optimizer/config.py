@@ -101,6 +101,7 @@ class GatesConfig:
     max_score_drop: Optional[float] = 0.5  # points of the headline metric (accuracy, ...) a run may lose vs the baseline
     max_cosine_drop: Optional[float] = 0.001  # how far the mean cosine to the reference may fall vs the baseline
     max_size_increase: Optional[float] = 5.0  # % the model file may grow
+    ratios: bool = False  # compare speed through ratios to each run's own reference on this host too (shared CI runners)
 
 
 @dataclass

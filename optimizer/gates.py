@@ -133,10 +133,11 @@ def _pairs(cfg, summary: Dict, baseline: Dict, same_host: bool) -> List[tuple]:
 def compare(cfg, summary: Dict, baseline: Dict, baseline_path: str = "") -> Dict:
     """The regression record for ``summary`` against ``baseline``: host comparison, note and every gate."""
     new_host, old_host = (summary.get("hardware") or {}).get("host"), (baseline.get("hardware") or {}).get("host")
-    same_host = bool(new_host) and new_host == old_host
+    same_host = bool(new_host) and new_host == old_host and not cfg.ratios
+    ratios = "speed compared only through ratios to each run's own reference (speed-ups, p99 relative to the reference)"
     note = ("baseline measured on this host: speed compared in absolute figures" if same_host else
-            f"baseline measured on another host ({_host(old_host)}; this run: {_host(new_host)}): speed compared "
-            f"only through ratios to each run's own reference (speed-ups, p99 relative to the reference)")
+            f"baseline measured on this host, gates.ratios=true: {ratios}" if new_host and new_host == old_host else
+            f"baseline measured on another host ({_host(old_host)}; this run: {_host(new_host)}): {ratios}")
     contended = [f"{who} ({(s.get('measurement') or {}).get('foreign_cores', '?')} cores)"
                  for who, s in (("this run", summary), ("the baseline", baseline))
                  if (s.get("measurement") or {}).get("contended")]

@@ -86,6 +86,18 @@ def test_another_host_compares_only_ratios_to_the_own_reference():
     assert "speed-up vs its own reference at batch 1 2x (every round 1.94-2.06) vs baseline 4x" in g["message"]
 
 
+def test_ratios_on_the_same_host_ride_out_a_host_wide_phase():
+    """Same host, a phase that slows every runtime alike (both the reference and the variant at half speed):
+    absolute figures fail, ratios to the run's own reference do not; a real loss of speed-up still fails."""
+    slow_phase = _summary(ref=500.0, quant=2000.0, p99=2.0)
+    assert not compare(GatesConfig(), slow_phase, _summary())["passed"]
+    record = compare(GatesConfig(ratios=True), slow_phase, _summary())
+    assert record["passed"] and not record["same_host"] and "gates.ratios=true" in record["note"]
+    assert "throughput_b1" not in {g["name"] for g in record["gates"]}
+    lost = compare(GatesConfig(ratios=True), _summary(ref=1000.0, quant=2000.0), _summary())
+    assert not next(g for g in lost["gates"] if g["name"] == "speedup_b1")["passed"]
+
+
 def test_p99_above_the_limit_in_one_round_only_is_noise():
     # measured: an unchanged int8 re-run's pooled p99 at batch 32 went 26.41 -> 44.37 ms (limit 33.01 ms) on a
     # loaded machine, while its median-call throughput stayed within the limit; one round's burst of load
