@@ -10,9 +10,9 @@ By default (``benchmark.fresh_workers``) every round runs in new worker processe
 stay off for its whole life: on a quiet machine the torch reference at batch 32 measured between 1,485
 and 2,040 samples/s from one fresh process to the next, while the blocks within one process agreed within
 5 %. With one process per variant for the whole run, that offset entered every round alike, the interval
-over rounds could not show it, and three sets of the same variants disagreed at batch 32 by 8.9 % and
-32.6 % in two quiet runs; with a process per round, 3.0 % (experiments/results/measurement.txt). The
-cost is a start-up per round (about 1 s, all workers at once).
+over rounds could not show it. With a process per round it varies over the rounds like other noise, and
+the median ratio absorbs it (experiments/results/measurement.txt has what three sets of the same variants
+gave either way). The cost is a start-up per round (about 1 s, all workers at once).
 
 The whole set is cached as one record keyed by every variant's artifact id, the benchmark and evaluation
 settings, the hardware entry and the host, and reused only as a whole: a run with any other variant
