@@ -63,6 +63,7 @@ class Cache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.factories = None if factories is None else frozenset(factories)
         self.warnings: List[str] = []  # one line per damaged entry moved aside during this run
+        self.built = 0  # entries this run produced (``put``), so a step can say whether it built or reused
         prune(self.root, stale_only=True)  # build directories of killed runs
 
     def get(self, key: str, step: str = "") -> Optional[Artifact]:
@@ -105,6 +106,7 @@ class Cache:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        self.built += 1
         return Artifact.load(final)
 
     def read_json(self, key: str, name: str) -> Optional[Any]:

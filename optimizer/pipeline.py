@@ -139,8 +139,10 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
-    with status("model"):
+    with status("model") as shown:
+        built = cache.built
         source = load_source(cfg.model, splits, cache, cfg.seed)
+        shown["outcome"] = "built" if cache.built > built else "loaded"  # trained or converted now, or as it was
     check_outputs(task, formats.io(source), cfg.evaluation.output)
     check_memory(cfg, source, splits)  # a batch that cannot fit is refused before any pass runs
     variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)

@@ -73,7 +73,7 @@ def test_a_status_line_per_step(int8_runs):
     lines = {ln.split()[0]: ln.split()[1:] for ln in int8_runs[1][1].splitlines()
              if re.match(r"^(model|export|fuse|quantize|measure) +\w+", ln)}
     assert [lines[k][0] for k in ("export", "fuse", "quantize", "measure")] == ["cached"] * 3 + ["reused"]
-    assert lines["export"][1:] == [] and lines["model"][0] == "done" and lines["model"][2] == "s"
+    assert lines["export"][1:] == [] and lines["model"][0] == "loaded" and lines["model"][2] == "s"
     code, out, s = int8_runs[0]  # an earlier test in the session may have cached some of the passes
     shown = {ln.split()[0]: ln.split()[1] for ln in out.splitlines() if re.match(r"^(export|fuse|quantize) +(ran|cached)", ln)}
     assert shown == {v["name"]: "ran" if v["ran"] else "cached" for v in s["variants"][1:]}
