@@ -110,7 +110,8 @@ def measure_set(ok: List, splits: Splits, cfg, cache: Cache, task: str) -> Dict:
     plan = _plan(ok, cfg)
     session = {"id": uuid.uuid4().hex[:12], "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "host": host(), "load_before": list(os.getloadavg()), "rounds": int(cfg.benchmark.rounds),
-               "groups": plan, "lock_wait_seconds": 0.0, "startup_seconds": 0.0, "timing_seconds": 0.0, "blocks": []}
+               "groups": plan, "lock_wait_seconds": 0.0, "startup_seconds": 0.0, "timing_seconds": 0.0,
+               "worker_starts": 0, "blocks": []}
     if len(plan) > 1:
         session["note"] = (f"the workers of all {len(ok)} variants would not fit in memory together; they were "
                            f"timed in {len(plan)} groups, each with the reference")
@@ -143,7 +144,7 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
             blocks += _run_workers(group, order, x, cfg, session, outputs, memory, advance)
     session["lock_wait_seconds"] += lock["wait_seconds"]
     session["blocks"] += block_log(blocks, gi)
-    session["worker_starts"] = session.get("worker_starts", 0) + len(starts)
+    session["worker_starts"] += len(starts)
     return {n: {str(bs): pooled([b["latencies"] for b in blocks if b["variant"] == n and b["batch_size"] == bs],
                                 bs, cfg.benchmark.max_cv)
                 for bs in map(int, sizes)} for n in names}
