@@ -2,10 +2,17 @@
 
 In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 only):
 
-1. the emitted repository of the built-in default model (``python -m optimizer recipe=int8``, or ``--repo``);
-2. one replica's capacity, measured with the product's own open-loop capacity search
-   (``optimizer.triton.loadgen.find_capacity``, the SLA from tuning.json), printed beside the in-process
-   estimate recorded in tuning.json;
+1. the emitted repository of ``python -m optimizer recipe=int8`` (or ``--repo``) for ``--model``: ``heavy`` (default),
+   a CNN on 3x64x64 images from ``experiments/overload_model.py`` that costs about ten times the built-in model per
+   sample, so the overload needs a tenth of the requests and the Python load generator, which shares the cores
+   with the server, stays off the critical path; or ``builtin``, the built-in digits model (about 4,000
+   requests/s: at 1.5x the generator itself runs tens of ms behind its schedule);
+   The run has ``triton.smoke_test=true``: its smoke test measures one replica's capacity (open loop) and runs the
+   overload check, which re-tunes the queue policy on the server when its p99 misses (tuning.md: *Overload
+   check*); the benchmark prints those probes;
+2. one replica's capacity as the run measured it (tuning.json), printed beside the in-process estimate; with a
+   ``--repo`` that has none, measured here with the product's open-loop search
+   (``optimizer.triton.loadgen.find_capacity``, the SLA from tuning.json);
 3. overload: open-loop Poisson traffic at ``--factor`` (1.5) × the measured capacity, for ``--seconds``, to
    (a) the emitted config with its queue policy and (b) the same model with ``default_queue_policy`` removed,
    alternating a b a b ...; for each the p99 of the ADMITTED (answered) requests with its 95 % interval, the
@@ -17,7 +24,7 @@ In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 onl
 The load average is printed before and after each phase. Everything is written under a temporary directory
 (``--json FILE`` also writes the record there).
 
-    python experiments/bench_overload.py [--repo DIR] [--tiers-repo DIR] [--rounds 3] [--seconds 8] [--json FILE]
+    python experiments/bench_overload.py [--model heavy|builtin] [--repo DIR] [--tiers-repo DIR] [--rounds 3] [--seconds 8] [--json FILE]
 """
 
 import argparse
@@ -38,8 +45,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 FAST = ["benchmark.batch_sizes=[1,8]", "benchmark.min_repeats=20", "benchmark.max_seconds=0.5",
-        "tracking.enabled=false"]
+        "tracking.enabled=false", "triton.smoke_test=true"]  # the smoke test measures capacity, checks overload
 TIERS = "serving.tiers=[{name:premium,p99_ms:50},{name:batch}]"
+MODELS = {
+    "builtin": [],
+    # a user's factories; no labels, so the task is nearest-neighbour agreement, which on 128 random images
+    # says little: the parity gate (cosine >= 0.99) still applies
+    "heavy": ["model.source=experiments.overload_model:cnn", "data.source=experiments.overload_model:images",
+              "constraints.max_accuracy_drop=null"],
+}
 
 
 def load() -> str:
@@ -51,10 +65,13 @@ def phase(title: str) -> None:
 
 
 def emitted_repository(work: Path, name: str, *overrides: str) -> Path:
-    """Run the default int8 recipe (cached artifacts are reused) and return its model_repository."""
+    """Run the int8 recipe (cached artifacts are reused) and return its model_repository."""
     out = work / name
-    subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", *FAST, *overrides, f"hydra.run.dir={out}"],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    code = subprocess.run([sys.executable, "-m", "optimizer", "recipe=int8", *FAST, *overrides, f"hydra.run.dir={out}"],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, env=env).returncode
+    if code not in (0, 3):  # 3: a gate (e.g. the smoke test's SLA at a concurrency level); the repository is there
+        raise SystemExit(f"python -m optimizer exited {code} for {name}")
     return out / "model_repository"
 
 
@@ -202,6 +219,8 @@ def mixed_open_loop(url: str, payloads: Dict[str, bytes], rate: float, seconds: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="heavy",
+                   help="the model to emit when no --repo is given (see the module's docstring)")
     p.add_argument("--repo", type=Path, default=None, help="an emitted model_repository (default: emit one)")
     p.add_argument("--tiers-repo", type=Path, default=None,
                    help=f"an emitted model_repository with two tiers (default: emit one with {TIERS})")
@@ -213,16 +232,17 @@ def main() -> None:
     a = p.parse_args()
 
     from optimizer.triton.loadgen import find_capacity, open_loop
+    from optimizer.triton.overload import line as overload_line
     from optimizer.triton.serve_check import _estimate, _infer_request, _slas
 
     t_start = time.perf_counter()
     record: Dict = {"load_start": os.getloadavg()}
-    print(f"bench_overload: {os.cpu_count()} CPUs, {load()}", flush=True)
+    print(f"bench_overload: {os.cpu_count()} CPUs, model {a.model if not a.repo else a.repo}, {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_overload-") as tmp:
         work = Path(tmp)
         phase("1. emitted repositories")
-        plain = a.repo or emitted_repository(work, "plain")
-        tiered = a.tiers_repo or emitted_repository(work, "tiers", TIERS)
+        plain = a.repo or emitted_repository(work, "plain", *MODELS[a.model])
+        tiered = a.tiers_repo or emitted_repository(work, "tiers", *MODELS[a.model], TIERS)
         bare = without_queue_policy(plain, work / "no_queue_policy")
         model, model_dir, one, config = model_of(plain)
         db = config.dynamic_batching
@@ -235,10 +255,21 @@ def main() -> None:
               f"in-process estimate {estimate}/s")
         print(f"({load()})")
 
+        recorded = json.loads((model_dir / "tuning.json").read_text())
+        for i, r in enumerate((recorded.get("overload") or {}).get("probes", [])):
+            print(f"  the run's overload check, {'as first tuned' if i == 0 else f're-tune {i}'} (timeout "
+                  f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}): {overload_line(r)}"
+                  + (" <- in force" if i == recorded["overload"]["in_force"] else ""))
+        print(f"({load()})")
+
         phase("2. capacity of one replica (open loop, Poisson; the product's find_capacity)")
         payload = _infer_request(model, one)
-        with Served(plain, model) as served:
-            cap = find_capacity(served.server.grpc_url, model, payload, sla, estimate, seconds=a.capacity_seconds)
+        measured = (recorded.get("capacity") or {}).get("measured")
+        if measured:
+            cap = {"capacity_rps": measured, "levels": [], "stopped": "as the run's smoke test measured it (tuning.json)"}
+        else:
+            with Served(plain, model) as served:
+                cap = find_capacity(served.server.grpc_url, model, payload, sla, estimate, seconds=a.capacity_seconds)
         for r in cap["levels"]:
             print(f"  {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
                   f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")

@@ -21,7 +21,7 @@ class Objective(str, Enum):
 @dataclass
 class ModelConfig:
     source: str = "builtin"  # "builtin", "builtin:vit_digits", a factory "pkg.mod:fn", "hf:<directory>", a .onnx or .pt2 file
-    name: str = "digits_resnet"  # name used in reports and for the emitted Triton model
+    name: str = ""  # name in reports and of the emitted Triton model; "" names it after the source (factory function, directory, file)
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
     train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
     task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction
@@ -149,6 +149,9 @@ class TritonConfig:
     smoke_seconds: float = 10.0  # seconds per concurrency level at most
     capacity_test: bool = True  # with smoke_test: find the highest open-loop rate served within the SLA (sizes replicas)
     capacity_seconds: float = 2.0  # seconds per open-loop rate step at most
+    overload_check: bool = True  # with the capacity test: probe at overload_factor × capacity; shorten the queue policy if its p99 misses
+    overload_factor: float = 1.5  # offered rate of the overload check ÷ the measured capacity
+    overload_seconds: float = 4.0  # seconds of traffic per overload probe
     response_cache: bool = False  # response_cache { enable: true }: only for deterministic models; the server needs --cache-config
     response_cache_mb: int = 256  # size of the server's local response cache (--cache-config local,size=...)
     kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository

@@ -1,7 +1,8 @@
 """Plan-time guards on what a recipe may make the tool do with the file system and with code:
 
 - names that become file or directory names (step labels, ``model.name``: the Triton model directory)
-  are letters, digits and ``_-.``, with no separator, no ``..`` and no leading dot;
+  are letters, digits and ``_-.``, with no separator, no ``..`` and no leading dot; an empty
+  ``model.name`` is named after the source (``default_model_name``), never after the built-in model;
 - every factory the recipe names passes the factory rule (``optimizer/factory.py``), judged by its
   module name before anything is imported;
 - a ``.pt2`` program is only loaded with ``model.trust_pickle=true``: ``torch.export.load`` unpickles.
@@ -24,12 +25,37 @@ def check_name(value, key: str) -> None:
                           f"with no '/', no '..' and no leading '.'")
 
 
+def default_model_name(source: str) -> str:
+    """The model's name when the recipe gives none: the built-in's name, the factory's function, the Hugging Face
+    directory's or the file's name, made safe as one path component (``mypkg.nets:resnet18`` -> ``resnet18``,
+    ``hf:models/bert-tiny/`` -> ``bert-tiny``, ``exports/model v2.onnx`` -> ``model_v2``)."""
+    from pathlib import PurePath
+
+    source = str(source).strip()
+    kind, _, rest = source.partition(":")
+    if source in ("", "builtin"):
+        name = "digits_resnet"
+    elif kind == "builtin":
+        name = rest
+    elif kind == "hf":
+        name = PurePath(rest.rstrip("/\\") or "model").name
+    elif source.endswith((".onnx", ".pt2")):
+        name = PurePath(source).stem
+    else:
+        name = rest or kind
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip(".").replace("..", "_")
+    return name or "model"
+
+
 def _is_factory(source: str, plain=()) -> bool:
     return ":" in source and source.partition(":")[0] not in plain
 
 
 def check_recipe(cfg) -> None:
-    """Names, factories and pickled programs a recipe names, checked before anything is imported or run."""
+    """Names, factories and pickled programs a recipe names, checked before anything is imported or run.
+    An empty ``model.name`` is set from the source here, so every later step sees the name."""
+    if not str(cfg.model.name or ""):
+        cfg.model.name = default_model_name(cfg.model.source)
     check_name(cfg.model.name, "model.name")
     for label, entry in (cfg.passes or {}).items():
         check_name(label, "passes: step label")

@@ -197,4 +197,10 @@ def _triton_caption(tr: Dict) -> str:
     smoke = tr.get("smoke_test")
     if smoke:
         line += "; smoke test " + ("passed" if smoke["passed"] else f"FAILED: {smoke['error']}")
+    over = tr.get("overload")
+    if over:
+        last = over["probes"][over["in_force"]]
+        line += (f"; at {over['factor']}× capacity the admitted p99 {last.get('p99_ms')} ms "
+                 f"{'held' if over['held'] else 'MISSED'} the SLA" + (f" (queue re-tuned on the server)"
+                                                                         if over["in_force"] else ""))
     return line

@@ -306,7 +306,29 @@ def test_step_labels_that_escape_the_run_directory(label, tmp_path):
     assert written == [] and not Path("/abs.log").exists()
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", ""])
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden"])
 def test_model_name_must_be_one_path_component(name, tmp_path):
     code, out, summary = run_cli([f"model.name='{name}'", *FAST], tmp_path / "cache", tmp_path / "run")
     _assert_recipe_error(code, out, summary, "model.name")
+
+
+@pytest.mark.parametrize("source, name", [
+    ("builtin", "digits_resnet"), ("builtin:vit_digits", "vit_digits"), ("tests.factories:tiny_cnn", "tiny_cnn"),
+    ("hf:models/bert-tiny/", "bert-tiny"), ("exports/model v2.onnx", "model_v2"), ("../up/..weird.pt2", "weird"),
+    ("hf:.", "model")])
+def test_a_model_without_a_name_is_named_after_its_source(source, name):
+    """A user's model is never emitted or logged as the built-in 'digits_resnet': no model.name names it after
+    the factory's function, the directory or the file, made safe as one path component."""
+    from optimizer.guards import check_name, default_model_name
+
+    assert default_model_name(source) == name
+    check_name(name, "model.name")  # always a valid Triton model directory name
+
+
+def test_explain_shows_the_name_a_factory_model_gets():
+    from optimizer.discover import explain_text
+
+    text = explain_text("baseline", ["model.source=tests.factories:tiny_cnn"])
+    assert "model tests.factories:tiny_cnn (tiny_cnn)" in text
+    assert "(digits_resnet)" in explain_text("baseline", [])
+    assert "(mine)" in explain_text("baseline", ["model.source=tests.factories:tiny_cnn", "model.name=mine"])

@@ -250,7 +250,7 @@ def emitted(cache_dir, tmp_path_factory, builtin):
     try:
         find_server()
         smoke = ["triton.smoke_test=true", "triton.smoke_requests=50", "triton.smoke_seconds=2",
-                 "triton.smoke_concurrency=[1,4]"]
+                 "triton.smoke_concurrency=[1,4]", "triton.overload_seconds=2"]
     except RecipeError:
         smoke = []
     args = ["recipe=int8", *FAST, "triton.emit=true", "serving.target_qps=500", "hardware=aws_c7i_large", "tracking.enabled=false", *smoke]
@@ -328,6 +328,22 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
         assert m["max_abs_diff"] <= 1e-4 and m["sla"]["p99_ms"] == tuning["sla_p99_ms"]
         assert cap["measured"] == m["capacity"]["capacity_rps"]
         assert cap["source"].startswith("measured" if cap["measured"] else "estimate")
+        over = t["overload"]  # probes at 1.5x the measured capacity; whether they held depends on the machine
+        if cap["measured"]:
+            probes = over["probes"]
+            assert 1 <= len(probes) <= 4 and all(p["factor"] == 1.5 and p["requests"] > 0 for p in probes)
+            assert probes[0] == {**m["overload"], "timeout_us": probes[0]["timeout_us"],
+                                 "max_queue_size": probes[0]["max_queue_size"],
+                                 "wait_budget_ms": probes[0]["wait_budget_ms"]}
+            in_force = probes[over["in_force"]]  # the policy in config.pbtxt is the one that probe ran with
+            assert (in_force["timeout_us"], in_force["max_queue_size"]) == (q.default_timeout_microseconds,
+                                                                          q.max_queue_size)
+            assert over["held"] == any(p["within_sla"] for p in probes) and "## Overload check" in md
+            assert (len(probes) > 1) == (not probes[0]["within_sla"] and "error" not in probes[0])
+            assert "own_under_load_ms" in tuning if over["in_force"] else "own_under_load_ms" not in tuning
+            assert "← in force" in (d / "tuning.md").read_text()
+        else:
+            assert over is None
     else:
         assert cap["measured"] is None and cap["source"].startswith("estimate: in-process")
 

@@ -185,11 +185,15 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     info["cost"] = price(cfg.hardware.price_per_hour, tuning.throughput, cfg.serving)
     io = emit.model_io(art.path, art.format)
     values = tuning.to_dict()
-    config = emit.build_config(cfg.model.name, art.format, io, values, gpu,
-                               {k: list(v.shape[1:]) for k, v in pool.items()}, cfg.triton.response_cache)
-    if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
-        emit.tensorrt_accelerator(config, io, str(art.meta.get("precision", "fp32")),
-                                  {k: list(v.shape[1:]) for k, v in pool.items()})
+    dims = {k: list(v.shape[1:]) for k, v in pool.items()}
+
+    def make_config(values: Dict):
+        config = emit.build_config(cfg.model.name, art.format, io, values, gpu, dims, cfg.triton.response_cache)
+        if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
+            emit.tensorrt_accelerator(config, io, str(art.meta.get("precision", "fp32")), dims)
+        return config
+
+    config = make_config(values)
     repo = repository_dir(cfg, out_dir)
     emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
     record = {"plan": plan_id(cfg), "provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"],
@@ -200,12 +204,11 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     record["serve_check_tolerance"] = float(ref["tolerance"])
     model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name,
                                       record["provenance"])
-    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores, engine_max_batch(art))
-    if problems:
-        raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
+    _validate(model_dir, io, cfg, art)
     info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
                 values=_values(config))
     if cfg.triton.smoke_test:
+        from optimizer.triton import overload
         from optimizer.triton.serve_check import check_repository
 
         info["smoke_test"] = check_repository(repo, cfg.triton)  # the SLAs written in tuning.json
@@ -213,6 +216,18 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
             info["gate"] = f"smoke test: {info['smoke_test']['error']}"
         elif not info["smoke_test"]["passed"]:
             info["failed"] = f"smoke test: {info['smoke_test']['error']}"
+
+        def rewrite(new: Dict) -> None:  # the overload check's shorter queue policies, in force before it re-probes
+            nonlocal config
+            config = make_config(new)
+            now = {**record, "tuning": new}
+            emit.write_docs(model_dir, tuning_markdown(cfg, now, config), now, config)
+            _validate(model_dir, io, cfg, art)
+
+        info["overload"], values = overload.check_and_retune(info["smoke_test"], cfg.model.name, values, rewrite,
+                                                             repo, cfg.triton.overload_seconds)
+        record["overload"], record["tuning"], info["tuning"], info["values"] = \
+            info["overload"], values, values, _values(config)
     info["capacity"] = record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
     info["cost"] = record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
                                      "capacity_source": info["capacity"]["source"]}
@@ -220,6 +235,12 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
         info["kubernetes"] = record["kubernetes"] = kubernetes_manifests(cfg, chosen, tuning, info["cost"], repo)
     emit.write_docs(model_dir, tuning_markdown(cfg, record, config), record)  # with the capacity used and manifests
     return info
+
+
+def _validate(model_dir: Path, io: Dict, cfg, art) -> None:
+    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores, engine_max_batch(art))
+    if problems:
+        raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
 
 
 def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:

@@ -294,7 +294,13 @@ def write_repository(repository: Path, name: str, model: Path, config, tuning_md
     return final
 
 
-def write_docs(model_dir: Path, tuning_md: str, tuning: Dict) -> None:
-    """Rewrite tuning.md and tuning.json of a written repository (once the smoke test measured capacity)."""
+def write_docs(model_dir: Path, tuning_md: str, tuning: Dict, config=None) -> None:
+    """Rewrite tuning.md and tuning.json of a written repository (once the smoke test measured capacity), and
+    config.pbtxt when ``config`` is given (the overload check shortened its queue policies)."""
+    if config is not None:
+        from google.protobuf import text_format
+
+        text = header(tuning["provenance"]) if tuning.get("provenance") else ""
+        write_atomic(Path(model_dir) / "config.pbtxt", (text + text_format.MessageToString(config)).encode())
     write_atomic(Path(model_dir) / "tuning.md", tuning_md.encode())
     write_atomic(Path(model_dir) / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())

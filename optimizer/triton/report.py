@@ -25,16 +25,26 @@ def _queue_rows(t: Dict, db) -> List[str]:
         return ["| dynamic_batching.default_queue_policy | none | turned off (`serving.queue_policy=false`): past "
                 "capacity the queue, and every request's latency, grows without bound |"]
     budget = t["queue_wait_budget_ms"]
-    own = t["p99_at_max_ms"] + t["overhead_ms"]
+    under_load = t.get("own_under_load_ms")  # set when the overload check shortened the policies
+    own = t["p99_at_max_ms"] + t["overhead_ms"] if under_load is None else under_load
+    if under_load is None:
+        capacity, why = f"{t['throughput']:.0f} samples/s", (
+            f"The wait budget is the SLA less a request's own execution: {t['sla_p99_ms']} − ({t['p99_at_max_ms']:.2f} "
+            f"+ {t['overhead_ms']}) ms.")
+    else:
+        capacity, why = f"{t['overload_capacity_rps']:.0f} requests/s (measured)", (
+            f"Shortened by the overload check (see *Overload check*): on the real server a request's own time under "
+            f"overload was {under_load:.2f} ms (the admitted p99 less the wait it was given), so the budget is "
+            f"{t['sla_p99_ms']} × {1 - t['overload_margin']:.2f} − {under_load:.2f} ms.")
+    scale = "" if under_load is None else f" × {1 - t['overload_margin']:.2f}"
     rows = []
     if t.get("max_queue_size"):
         q = db.default_queue_policy
         rows += [
             f"| default_queue_policy.max_queue_size | {q.max_queue_size} | capacity × wait budget = "
-            f"{t['throughput']:.0f} samples/s × {budget:.1f} ms, at least max_batch_size: the one-sample requests a "
+            f"{capacity} × {budget:.1f} ms, at least max_batch_size: the one-sample requests a "
             f"server drains within the budget; one more is rejected at once (Triton: 'Exceeds maximum queue size') "
-            f"instead of queueing for an answer that comes too late. The wait budget is the SLA less a request's own "
-            f"execution: {t['sla_p99_ms']} − ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) ms. Requests of several "
+            f"instead of queueing for an answer that comes too late. {why} Requests of several "
             f"samples drain slower; the timeout still bounds them |",
             f"| default_queue_policy.default_timeout_microseconds | {q.default_timeout_microseconds or 'none'} | "
             + (f"the wait budget ({budget:.1f} ms): a request still queued after it can no longer meet the SLA |"
@@ -47,7 +57,7 @@ def _queue_rows(t: Dict, db) -> List[str]:
         rows.append(f"| priority level {tier['level']} ({tier['name']}, {sla}) | max_queue_size "
                     f"{tier['max_queue_size'] or 'unbounded'}, timeout "
                     f"{str(tier['timeout_us']) + ' µs' if tier['timeout_us'] else 'none'} | "
-                    + (f"the rule above with this tier's budget {tier['p99_ms']} − {own:.2f} ms |"
+                    + (f"the rule above with this tier's budget {tier['p99_ms']}{scale} − {own:.2f} ms |"
                        if tier["p99_ms"] is not None and tier["max_queue_size"] else
                        "no SLA: queued behind every higher level, never timed out |"))
     if t.get("tiers"):
@@ -71,6 +81,25 @@ def _capacity_lines(t: Dict, record: Dict) -> List[str]:
                      f"estimate; one-sample requests).")
     lines.append(f"Cost and replicas use {c['used']:.0f}/s — {c['source']}." + (
         "" if c["measured"] is not None else " Run with `triton.smoke_test=true` to measure it on a real server."))
+    return lines
+
+
+def _overload_lines(o: Dict) -> List[str]:
+    """The overload check's probes (``overload.line``), which policies each ran with, which are in force."""
+    from optimizer.triton.overload import line
+
+    if not o:
+        return []
+    lines = ["", "## Overload check", "",
+             f"Open-loop Poisson traffic at {o['factor']}× the measured capacity on the smoke-test server "
+             f"(`triton.overload_factor`), with the load generator on the same cores:", ""]
+    for i, r in enumerate(o["probes"]):
+        lines.append(f"- {'as first tuned' if i == 0 else f're-tune {i}'} (timeout {r['timeout_us']} µs, "
+                     f"max_queue_size {r['max_queue_size']}): {line(r)}" + (" ← in force" if i == o["in_force"] else ""))
+    lines += ["", "held: the admitted requests' p99 stayed within the SLA while the excess was rejected." if o["held"]
+              else "NOT held: past capacity requests still miss the SLA. Raise `serving.p99_ms`, scale out before this "
+                   "rate (the HorizontalPodAutoscaler), or check with the load generator on another machine "
+                   "(`python -m optimizer.triton.serve_check <repository> --capacity --overload 1.5`)."]
     return lines
 
 
@@ -138,6 +167,7 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         lines.append(f"For {cost['target_qps']} requests/s at {cost['utilization']:.0%} target utilisation: "
                      f"{cost['min_replicas']} replica(s) minimum, {cost['max_replicas']} maximum "
                      f"(a {cfg.serving.burst_factor}× burst).")
+    lines += _overload_lines(record.get("overload"))
     lines += _kubernetes_lines(record.get("kubernetes"))
     lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
     if record.get("provenance"):

@@ -109,14 +109,21 @@ def _sla_misses(name: str, m: Dict) -> List[str]:
     return out
 
 
+def _queue_policy(config) -> bool:
+    """Whether the config bounds its queue (the default policy or a priority level's)."""
+    db = config.dynamic_batching
+    return bool(db.default_queue_policy.max_queue_size or any(q.max_queue_size for q in db.priority_queue_policy.values()))
+
+
 def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[float] = None,
                      concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 2000,
                      max_seconds: float = 10.0, install=None, capacity: bool = False,
-                     capacity_seconds: float = 2.0) -> Dict:
+                     capacity_seconds: float = 2.0, overload_factor: float = 0.0, overload_seconds: float = 4.0) -> Dict:
     """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
     (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``. With
     ``capacity``, each model's ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``,
-    rates stepped around the in-process estimate in tuning.json)."""
+    rates stepped around the in-process estimate in tuning.json). With ``overload_factor`` too, and a model with a
+    queue policy, its ``overload``: ``overload.probe`` at that multiple of the measured capacity."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -126,6 +133,8 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
         concurrency, max_requests = triton_cfg.smoke_concurrency, triton_cfg.smoke_requests
         max_seconds = triton_cfg.smoke_seconds
         capacity, capacity_seconds = triton_cfg.capacity_test, triton_cfg.capacity_seconds
+        overload_factor = triton_cfg.overload_factor if triton_cfg.overload_check else 0.0
+        overload_seconds = triton_cfg.overload_seconds
     install = install or find_server()
     record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
                     "notes": [], "models": {}}
@@ -152,6 +161,12 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
 
                 m["capacity"] = find_capacity(server.grpc_url, config.name, _infer_request(config.name, one),
                                               m["sla_p99_ms"], estimate, seconds=capacity_seconds)
+                if overload_factor > 0 and m["capacity"]["capacity_rps"] > 0 and _queue_policy(config):
+                    from optimizer.triton.overload import probe
+
+                    m["overload"] = probe(server.grpc_url, config.name, _infer_request(config.name, one),
+                                          m["sla_p99_ms"], m["capacity"]["capacity_rps"], overload_factor,
+                                          overload_seconds)
         problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {m['tolerance']:.3g}" for n, m in record["models"].items()
                     if m["max_abs_diff"] > m["tolerance"]]
         problems += [f"{n}: {r['errors'] - r['rejected']} failed requests at concurrency {r['concurrency']} "
@@ -204,6 +219,10 @@ def _print(record: Dict) -> None:
             for r in c["levels"]:
                 print(f"    {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
                       f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
+        if "overload" in m:
+            from optimizer.triton.overload import line
+
+            print(f"  overload: {line(m['overload'])}")
     print("passed" if record["passed"] else
           f"{'SLA MISSED' if record.get('sla_missed') else 'FAILED'}: {record['error']}")
 
@@ -223,6 +242,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--capacity", action="store_true", help="also find the highest open-loop (Poisson) rate served "
                    "within the SLA, stepping around the in-process estimate in tuning.json")
     p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per open-loop rate step at most")
+    p.add_argument("--overload", type=float, default=0.0, metavar="FACTOR", help="with --capacity: also send FACTOR × "
+                   "the measured capacity and report the admitted requests' p99 and the share rejected (e.g. 1.5)")
+    p.add_argument("--overload-seconds", type=float, default=4.0, help="seconds of overload traffic")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     a = p.parse_args(argv)
     if not a.repository.is_dir():
@@ -230,7 +252,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         record = check_repository(a.repository, None, a.sla_ms, [int(c) for c in a.concurrency.split(",")],
-                                  a.requests, a.seconds, capacity=a.capacity, capacity_seconds=a.capacity_seconds)
+                                  a.requests, a.seconds, capacity=a.capacity, capacity_seconds=a.capacity_seconds,
+                                  overload_factor=a.overload, overload_seconds=a.overload_seconds)
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

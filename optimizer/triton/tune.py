@@ -35,6 +35,14 @@ stalls should not move the knee). The rules:
   ``capacity × wait budget`` one-sample requests within the budget, so that is ``max_queue_size``
   (at least ``max_batch_size``, so a full batch can form); a request past it is rejected at once
   instead of waiting for an answer that comes too late.
+- overload check (only with a smoke test that measured the capacity): open-loop traffic at
+  ``serving.overload_factor`` × the measured capacity on the real server. The admitted requests' p99 is
+  their wait (at most the timeout) plus what the server adds beyond it under that load (execution slowed
+  by the cores it shares with request handling, transport), which the in-process p99 cannot see. When
+  that p99 misses the SLA, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
+  request's own time, gives each SLA tier ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget
+  (at least 1 ms; with tiers at least one running execution), and sizes the queue from the measured
+  capacity; the server re-checks the result.
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
@@ -45,6 +53,8 @@ from typing import Dict, List, Optional, Sequence
 
 MIN_GAIN = 0.1  # a doubling of the batch that adds less served throughput than this is not worth it
 QUEUE_SHARE = 0.5  # share of the SLA budget left after compute given to the batcher's queue delay
+OVERLOAD_MARGIN = 0.05  # share of the SLA kept free when the overload check shortens the wait budget
+MIN_WAIT_MS = 1.0  # shortest wait budget tighten sets (a timeout of 0 would mean none at all)
 
 
 @dataclass
@@ -209,4 +219,36 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
         out.tiers = [{"name": n, "level": i, "p99_ms": v, "wait_budget_ms": None, "max_queue_size": 0,
                       "timeout_us": 0} for i, (n, v) in enumerate(tiers.items(), start=1)]
     out.default_priority_level = default_level(tiers, default_tier) if tiers else 0
+    return out
+
+
+def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLOAD_MARGIN) -> Dict:
+    """Tuned ``values`` (``Tuning.to_dict()``) with the queue policies re-derived for a request's own time under
+    overload ``own_ms`` (measured on the server: an admitted p99 less the wait it was given): each SLA gets
+    ``SLA × (1 − margin) − own_ms`` as its wait (at least ``MIN_WAIT_MS``), and a queue the measured
+    ``capacity`` (requests/s) drains within it. A policy without a timeout keeps none.
+
+    With QoS tiers the wait is at least one running execution (p99 at ``max_batch_size`` + overhead): a tier
+    whose requests time out before an instance frees up loses every slot to the tiers below it, which wait
+    without a timeout (measured: a 1 ms premium timeout had 70 % of premium requests rejected while the batch
+    tier was served in full)."""
+    mb = values.get("max_batch_size") or 1
+    floor = MIN_WAIT_MS
+    if values.get("tiers"):
+        floor = max(floor, (values.get("p99_at_max_ms") or 0.0) + (values.get("overhead_ms") or 0.0))
+
+    def policy(sla: Optional[float], timed: bool) -> Dict:
+        if sla is None:
+            return {"wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}
+        wait = max(floor, sla * (1.0 - margin) - own_ms)
+        return {"wait_budget_ms": round(wait, 3), "max_queue_size": max(mb, int(capacity * wait / 1000.0)),
+                "timeout_us": int(wait * 1000.0) if timed else 0}
+
+    out = dict(values)
+    p = policy(values["sla_p99_ms"], bool(values.get("queue_timeout_us")))
+    out.update(queue_wait_budget_ms=p["wait_budget_ms"], max_queue_size=p["max_queue_size"],
+               queue_timeout_us=p["timeout_us"], own_under_load_ms=round(own_ms, 3), overload_capacity_rps=capacity,
+               overload_margin=margin)
+    out["tiers"] = [{**t, **policy(t["p99_ms"], bool(t.get("timeout_us")))} if t.get("max_queue_size") else dict(t)
+                    for t in values.get("tiers") or []]
     return out

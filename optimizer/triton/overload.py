@@ -1,0 +1,126 @@
+"""Overload check on the real server: does the emitted queue policy hold the SLA past capacity?
+
+Run by the smoke test once it has measured a replica's capacity (``serve_check``'s open-loop search) and the
+model has a queue policy: open-loop Poisson traffic at ``factor`` × that capacity for a few seconds. The p99 of
+the admitted (answered) requests should stay within the SLA while the excess is rejected. The in-process
+tuning cannot see what the server adds to a request under that load, so when the p99 misses, the run
+shortens the queue policies from the measurement (``tune.tighten``), rewrites the config and probes again
+on a fresh server; ``summary.json`` and tuning.md give both probes.
+
+The load generator runs on the same machine as the server (loopback only), so what it costs the cores is
+in the figures: on a dedicated server the real margin is larger."""
+
+import shutil
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+from optimizer.triton.loadtest import _infer_request
+
+SEED = 7
+MAX_RETUNES = 3  # re-tunes after the smoke test's probe (each re-probed on a fresh server)
+LOW = 0.7  # a re-probe that held under this share of the SLA rejected more than it needed: loosen once
+
+
+def probe(url: str, model: str, payload: bytes, sla_ms: float, capacity: float, factor: float,
+          seconds: float) -> Dict:
+    """``factor`` × ``capacity`` requests/s for ``seconds`` (``loadgen.open_loop``); its record with
+    ``within_sla`` (the admitted requests' p99 ≤ ``sla_ms``) and ``rejected_share``."""
+    from optimizer.triton.loadgen import open_loop
+
+    rate = factor * capacity
+    r = open_loop(url, model, payload, rate, int(rate * seconds * 1.2) + 10, seconds, seed=SEED)
+    r.update(factor=factor, capacity_rps=capacity, sla_p99_ms=sla_ms,
+             within_sla=r["p99_ms"] is not None and r["p99_ms"] <= sla_ms,
+             rejected_share=round(r["rejected"] / max(r["requests"], 1), 3),
+             unanswered=r["errors"] - r["rejected"])
+    return r
+
+
+def serve_and_probe(repository: Path, model: str, sla_ms: float, capacity: float, factor: float, seconds: float,
+                    install=None) -> Dict:
+    """Serve ``repository`` on a fresh server, warm it at a quarter of ``capacity`` for half a second, then
+    ``probe``; a record with ``error`` instead when the server or the client failed."""
+    from optimizer.triton.loadgen import open_loop
+    from optimizer.triton.serve_check import _reference
+    from optimizer.triton.server import ServerError, serve
+
+    server, _, tmp = serve(Path(repository), install)
+    try:
+        server.wait_ready(model)
+        inputs, _, _ = _reference(Path(repository) / model)
+        payload = _infer_request(model, {k: v[:1] for k, v in inputs.items()})
+        open_loop(server.grpc_url, model, payload, capacity * 0.25, max(10, int(capacity * 0.25)), 0.5, seed=SEED + 1)
+        return probe(server.grpc_url, model, payload, sla_ms, capacity, factor, seconds)
+    except (ServerError, ValueError) as e:
+        return {"error": str(e), "within_sla": False}
+    except Exception as e:  # the client's own errors name the model and the cause
+        return {"error": f"{type(e).__name__}: {e}", "within_sla": False}
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def line(r: Optional[Dict]) -> str:
+    """One line for tuning.md and the console."""
+    if not r:
+        return "not run"
+    if r.get("error"):
+        return f"failed: {r['error']}"
+    return (f"{r['rate_sent']:.0f}/s sent ({r['factor']}× {r['capacity_rps']:.0f}/s) for {r['seconds']:.1f} s: "
+            f"admitted p99 {r['p99_ms']} ms [95 %: {r['p99_ci_ms'][0]}–{r['p99_ci_ms'][1]}] "
+            f"{'within' if r['within_sla'] else 'OVER'} the SLA {r['sla_p99_ms']} ms, "
+            f"{100 * r['rejected_share']:.1f} % rejected, client lag p99 {r['send_lag_p99_ms']} ms")
+
+
+def _own(r: Dict) -> float:
+    """A request's own time under overload from a probe: its admitted p99, less the wait its policy gave it. The
+    p99 is the lower end of its 95 % interval when there is one (a short probe's p99 can spike; the re-probe
+    catches a p99 still over)."""
+    low = (r.get("p99_ci_ms") or [None])[0]
+    return max(0.0, (low if low is not None else r["p99_ms"]) - (r["wait_budget_ms"] or 0.0))
+
+
+def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Dict], None], repository: Path,
+                     seconds: float) -> Tuple[Optional[Dict], Dict]:
+    """``(record, values)`` after the smoke test: the overload probes of ``name`` and the values in force.
+
+    The smoke test's probe ran on the policies as first tuned. When it missed the SLA, the policies are
+    re-derived (``tune.tighten``) from the request's own time that probe showed, written with
+    ``rewrite(values)`` and probed again on a fresh server, at most ``MAX_RETUNES`` times: from the latest
+    probe while they miss; halfway between the wait budgets of the last miss and a hold when a re-probe held
+    with under ``LOW`` × the SLA (it rejected more than it needed). The policies that last held stay in
+    force; ``held`` is False when none did."""
+    from optimizer.triton.tune import OVERLOAD_MARGIN, tighten
+
+    first = ((smoke or {}).get("models", {}).get(name) or {}).get("overload")
+    if not first:
+        return None, values
+
+    def entry(v: Dict, r: Dict) -> Dict:
+        return {"timeout_us": v.get("queue_timeout_us"), "max_queue_size": v.get("max_queue_size"),
+                "wait_budget_ms": v.get("queue_wait_budget_ms"), **r}
+
+    sla, cap = first["sla_p99_ms"], first["capacity_rps"]
+    probes, current, held = [entry(values, first)], values, values if first["within_sla"] else None
+    for _ in range(MAX_RETUNES if not first["within_sla"] else 0):
+        last = probes[-1]
+        if last.get("error") or last.get("p99_ms") is None or (last["within_sla"] and last["p99_ms"] >= LOW * sla):
+            break
+        if last["within_sla"]:  # held with room to spare: halfway back towards the last miss
+            missed = next(p for p in reversed(probes) if not p["within_sla"])
+            own = sla * (1 - OVERLOAD_MARGIN) - (last["wait_budget_ms"] + missed["wait_budget_ms"]) / 2
+        else:
+            own = _own(last)
+        new = tighten(current, own, cap)
+        if new["queue_wait_budget_ms"] == current.get("queue_wait_budget_ms"):
+            break
+        rewrite(new)
+        current = new
+        probes.append(entry(new, serve_and_probe(repository, name, sla, cap, first["factor"], seconds)))
+        if probes[-1]["within_sla"]:
+            held = new
+    if held is not None and held is not current:
+        rewrite(held)  # the last re-probe missed: back to the policies that held
+        current = held
+    final = max(i for i, p in enumerate(probes) if p["wait_budget_ms"] == current.get("queue_wait_budget_ms"))
+    return {"factor": first["factor"], "probes": probes, "held": held is not None, "in_force": final}, current

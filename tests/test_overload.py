@@ -1,0 +1,114 @@
+"""The overload check's re-tuning, on synthetic probes: how the queue policies are re-derived from a probe on
+the server, when the check stops, and which policies stay in force. (The real server's probes run in
+tests/test_triton_emit.py; their p99s depend on the machine, so nothing here does.)"""
+
+import pytest
+
+from optimizer.triton import overload
+from optimizer.triton.tune import MIN_WAIT_MS, OVERLOAD_MARGIN, tighten
+
+SLA = 50.0
+CAPACITY = 900.0
+
+
+def values(wait_ms: float = 35.2, timeout: bool = True, tiers=None):
+    return {"sla_p99_ms": SLA, "max_batch_size": 8, "queue_wait_budget_ms": wait_ms,
+            "max_queue_size": int(CAPACITY * wait_ms / 1000), "queue_timeout_us": int(wait_ms * 1000) if timeout else 0,
+            "tiers": tiers or []}
+
+
+def probe(p99: float, low: float = None):
+    return {"p99_ms": p99, "p99_ci_ms": [p99 if low is None else low, p99 + 5], "within_sla": p99 <= SLA,
+            "sla_p99_ms": SLA, "capacity_rps": CAPACITY, "factor": 1.5, "requests": 5000, "rejected": 1500}
+
+
+def test_tighten_gives_the_sla_less_the_own_time_under_load_as_the_wait():
+    v = tighten(values(), own_ms=20.0, capacity=CAPACITY)
+    wait = SLA * (1 - OVERLOAD_MARGIN) - 20.0  # 27.5 ms
+    assert v["queue_wait_budget_ms"] == pytest.approx(wait) and v["queue_timeout_us"] == int(wait * 1000)
+    assert v["max_queue_size"] == int(CAPACITY * wait / 1000) == 24
+    assert v["own_under_load_ms"] == 20.0 and v["overload_capacity_rps"] == CAPACITY
+    assert values()["queue_timeout_us"] == 35200  # the input is not changed
+
+
+def test_tighten_keeps_a_minimum_wait_a_full_batch_and_no_timeout_where_there_was_none():
+    v = tighten(values(), own_ms=80.0, capacity=CAPACITY)  # own time alone over the SLA
+    assert v["queue_wait_budget_ms"] == MIN_WAIT_MS and v["queue_timeout_us"] == 1000  # 0 would mean no timeout
+    assert v["max_queue_size"] == 8  # max_batch_size: a full batch can still form
+    assert tighten(values(timeout=False), own_ms=20.0, capacity=CAPACITY)["queue_timeout_us"] == 0
+
+
+def test_tighten_re_derives_every_tier_with_an_sla_and_leaves_the_batch_tier_unbounded():
+    tiers = [{"name": "premium", "level": 1, "p99_ms": 50.0, "wait_budget_ms": 35.2, "max_queue_size": 31,
+              "timeout_us": 35200},
+             {"name": "standard", "level": 2, "p99_ms": 100.0, "wait_budget_ms": 85.2, "max_queue_size": 76,
+              "timeout_us": 85200},
+             {"name": "batch", "level": 3, "p99_ms": None, "wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}]
+    v = tighten(values(tiers=tiers), own_ms=20.0, capacity=CAPACITY)
+    premium, standard, batch = v["tiers"]
+    assert premium["timeout_us"] == 27500 and standard["timeout_us"] == 75000  # 95 ms - 20 ms
+    assert standard["max_queue_size"] == int(CAPACITY * 0.075) and batch == tiers[2]
+    # a premium request must be able to wait for one running execution, or the batch tier (no timeout) takes
+    # every slot: with tiers the wait never drops under p99 at max_batch_size + overhead
+    v = tighten({**values(tiers=tiers), "p99_at_max_ms": 14.3, "overhead_ms": 0.5}, own_ms=60.0, capacity=CAPACITY)
+    assert v["tiers"][0]["timeout_us"] == 14800 and v["queue_timeout_us"] == 14800
+    assert v["tiers"][1]["timeout_us"] == 35000  # 95 - 60 ms: above the floor
+
+
+def run(monkeypatch, first, reprobes):
+    """check_and_retune with the smoke test's probe ``first`` and the re-probes scripted; (record, values in
+    force, values written by each rewrite)."""
+    script = iter(reprobes)
+    monkeypatch.setattr(overload, "serve_and_probe", lambda *a, **k: next(script))
+    written = []
+    smoke = {"models": {"m": {"overload": first}}}
+    record, final = overload.check_and_retune(smoke, "m", values(), written.append, None, 4.0)
+    return record, final, written
+
+
+def test_a_probe_that_held_changes_nothing(monkeypatch):
+    record, final, written = run(monkeypatch, probe(40.0), [])
+    assert record["held"] and record["in_force"] == 0 and len(record["probes"]) == 1
+    assert final == values() and written == []
+
+
+def test_no_probe_no_record(monkeypatch):
+    assert overload.check_and_retune({"models": {"m": {}}}, "m", values(), None, None, 4.0) == (None, values())
+
+
+def test_a_miss_shortens_from_the_low_end_of_the_p99_interval(monkeypatch):
+    record, final, written = run(monkeypatch, probe(70.0, low=60.0), [probe(45.0)])
+    own = 60.0 - 35.2  # the p99's lower bound less the wait the first policy allowed
+    assert final["queue_wait_budget_ms"] == pytest.approx(SLA * (1 - OVERLOAD_MARGIN) - own)
+    assert written == [final] and record["held"] and record["in_force"] == 1
+    assert [p["timeout_us"] for p in record["probes"]] == [35200, final["queue_timeout_us"]]
+
+
+def test_a_hold_far_under_the_sla_loosens_halfway_back_to_the_miss(monkeypatch):
+    # the first probe spiked: the re-tune went to the minimum wait, held at 22 ms (< 0.7 x SLA), so the next
+    # try is halfway between the two wait budgets; it held too and stays
+    record, final, written = run(monkeypatch, probe(105.0, low=90.0), [probe(22.0), probe(41.0)])
+    assert written[0]["queue_wait_budget_ms"] == MIN_WAIT_MS
+    assert final["queue_wait_budget_ms"] == pytest.approx((MIN_WAIT_MS + 35.2) / 2)
+    assert record["in_force"] == 2 and record["held"] and len(written) == 2
+
+
+def test_when_the_last_re_probe_misses_the_policies_that_held_come_back(monkeypatch):
+    record, final, written = run(monkeypatch, probe(105.0, low=90.0), [probe(22.0), probe(55.0), probe(52.0)])
+    assert len(record["probes"]) == 4  # the first probe and MAX_RETUNES re-probes
+    assert final["queue_wait_budget_ms"] == MIN_WAIT_MS and written[-1] == final  # rewritten back
+    assert record["held"] and record["in_force"] == 1
+
+
+def test_when_nothing_held_the_check_says_so(monkeypatch):
+    record, final, written = run(monkeypatch, probe(90.0), [probe(80.0), probe(80.0), probe(80.0)])
+    assert not record["held"] and final["queue_wait_budget_ms"] == MIN_WAIT_MS
+    assert record["probes"][record["in_force"]]["wait_budget_ms"] == MIN_WAIT_MS
+    assert len(written) == 1  # the minimum wait re-derived again is the same policy: no second rewrite
+
+
+def test_a_failed_re_probe_stops_the_check(monkeypatch):
+    failed = {"error": "server exited", "within_sla": False}
+    record, final, written = run(monkeypatch, probe(90.0), [failed])
+    assert len(record["probes"]) == 2 and not record["held"] and len(written) == 1
+    assert "failed: server exited" in overload.line(record["probes"][1])
