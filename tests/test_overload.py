@@ -24,9 +24,9 @@ def probe(p99: float, low: float = None):
 
 def test_tighten_gives_the_sla_less_the_own_time_under_load_as_the_wait():
     v = tighten(values(), own_ms=20.0, capacity=CAPACITY)
-    wait = SLA * (1 - OVERLOAD_MARGIN) - 20.0  # 27.5 ms
+    wait = SLA * (1 - OVERLOAD_MARGIN) - 20.0  # 25 ms
     assert v["queue_wait_budget_ms"] == pytest.approx(wait) and v["queue_timeout_us"] == int(wait * 1000)
-    assert v["max_queue_size"] == int(CAPACITY * wait / 1000) == 24
+    assert v["max_queue_size"] == int(CAPACITY * wait / 1000) == 22
     assert v["own_under_load_ms"] == 20.0 and v["overload_capacity_rps"] == CAPACITY
     assert values()["queue_timeout_us"] == 35200  # the input is not changed
 
@@ -46,13 +46,13 @@ def test_tighten_re_derives_every_tier_with_an_sla_and_leaves_the_batch_tier_unb
              {"name": "batch", "level": 3, "p99_ms": None, "wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}]
     v = tighten(values(tiers=tiers), own_ms=20.0, capacity=CAPACITY)
     premium, standard, batch = v["tiers"]
-    assert premium["timeout_us"] == 27500 and standard["timeout_us"] == 75000  # 95 ms - 20 ms
-    assert standard["max_queue_size"] == int(CAPACITY * 0.075) and batch == tiers[2]
+    assert premium["timeout_us"] == 25000 and standard["timeout_us"] == 70000  # 90 ms - 20 ms
+    assert standard["max_queue_size"] == int(CAPACITY * 0.07) and batch == tiers[2]
     # a premium request must be able to wait for one running execution, or the batch tier (no timeout) takes
     # every slot: with tiers the wait never drops under p99 at max_batch_size + overhead
     v = tighten({**values(tiers=tiers), "p99_at_max_ms": 14.3, "overhead_ms": 0.5}, own_ms=60.0, capacity=CAPACITY)
     assert v["tiers"][0]["timeout_us"] == 14800 and v["queue_timeout_us"] == 14800
-    assert v["tiers"][1]["timeout_us"] == 35000  # 95 - 60 ms: above the floor
+    assert v["tiers"][1]["timeout_us"] == 30000  # 90 - 60 ms: above the floor
 
 
 def run(monkeypatch, first, reprobes):

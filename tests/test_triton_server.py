@@ -156,6 +156,11 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
                             fractions=(0.5, 1.0), seconds=0.5)
         assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]
+        # a level that misses is sent once more before it ends the search (one stall is not the capacity)
+        fails = find_capacity(server.grpc_url, "overloaded", _infer_request("overloaded", one), sla_ms=1000.0,
+                              estimate=3000.0, fractions=(1.0,), seconds=0.3)
+        assert fails["capacity_rps"] == 0 and len(fails["levels"]) == 2
+        assert fails["levels"][0]["verdict"].endswith("; sent again") and "rejected" in fails["levels"][1]["verdict"]
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -180,11 +185,12 @@ def test_config_error_is_reported_verbatim(install, tmp_path):
 def test_serve_check_command_line(install, tmp_path):
     import json
 
-    repo = tiny_repository(tmp_path)
+    repo = tiny_repository(tmp_path, {**TUNING, "max_queue_size": 256, "queue_timeout_us": 900000})  # a queue policy
     tuning = repo / "digits_resnet" / "tuning.json"
     tuning.write_text(json.dumps({"tuning": {"throughput": 100.0}}))  # the in-process estimate the search steps around
     args = [str(repo), "--concurrency", "1,4", "--requests", "40", "--seconds", "3", "--sla-ms", "1000",
-            "--capacity", "--capacity-seconds", "0.5", "--json", str(tmp_path / "r.json")]
+            "--capacity", "--capacity-seconds", "0.5", "--overload", "1.5", "--overload-seconds", "0.5",
+            "--json", str(tmp_path / "r.json")]
     proc = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -202,6 +208,14 @@ def test_serve_check_command_line(install, tmp_path):
     assert "capacity (open loop, Poisson arrivals): 140.0 requests/s" in proc.stdout
     assert cap["capacity_rps"] == 140.0 and len(cap["levels"]) == 7 and cap["stopped"] == "every level served"
     assert all(r["errors"] == 0 and r["requests"] <= max(10, int(r["rate_asked"] * 0.5)) for r in cap["levels"])
+    over = m["overload"]  # 1.5 x 140 requests/s for 0.5 s; a report, not part of passing
+    assert over["factor"] == 1.5 and over["rate_asked"] == 210.0 and over["capacity_rps"] == 140.0
+    assert 0 < over["requests"] <= int(210 * 0.5 * 1.2) + 10 and over["sla_p99_ms"] == 1000.0
+    assert over["answered"] + over["errors"] <= over["requests"] and "rejected_share" in over
+    assert "  overload: " in proc.stdout and "/s sent (1.5× 140/s) for " in proc.stdout
+    no_capacity = subprocess.run([sys.executable, "-m", "optimizer.triton.serve_check", str(repo), "--overload", "1.5"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert no_capacity.returncode == 2 and "--overload needs --capacity" in no_capacity.stderr
 
 
 def test_serve_check_enforces_the_sla_from_tuning_json(install, tmp_path):

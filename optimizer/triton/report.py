@@ -57,7 +57,11 @@ def _queue_rows(t: Dict, db) -> List[str]:
         rows.append(f"| priority level {tier['level']} ({tier['name']}, {sla}) | max_queue_size "
                     f"{tier['max_queue_size'] or 'unbounded'}, timeout "
                     f"{str(tier['timeout_us']) + ' µs' if tier['timeout_us'] else 'none'} | "
-                    + (f"the rule above with this tier's budget {tier['p99_ms']}{scale} − {own:.2f} ms |"
+                    + (f"the rule above with this tier's SLA: wait budget {tier['wait_budget_ms']} ms = "
+                       f"{tier['p99_ms']}{scale} − {own:.2f} ms"
+                       + (", raised to one running execution (p99 at max_batch_size + overhead), or the tiers "
+                          "below would take every slot" if under_load is not None and tier["wait_budget_ms"] >
+                          round(tier["p99_ms"] * (1 - t["overload_margin"]) - own, 3) + 1e-6 else "") + " |"
                        if tier["p99_ms"] is not None and tier["max_queue_size"] else
                        "no SLA: queued behind every higher level, never timed out |"))
     if t.get("tiers"):

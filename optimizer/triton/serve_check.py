@@ -250,6 +250,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not a.repository.is_dir():
         print(f"error: {a.repository} is not a directory", file=sys.stderr)
         return 2
+    if a.overload and not a.capacity:
+        print("error: --overload needs --capacity (the overload rate is a multiple of the measured capacity)",
+              file=sys.stderr)
+        return 2
     try:
         record = check_repository(a.repository, None, a.sla_ms, [int(c) for c in a.concurrency.split(",")],
                                   a.requests, a.seconds, capacity=a.capacity, capacity_seconds=a.capacity_seconds,

@@ -53,7 +53,7 @@ from typing import Dict, List, Optional, Sequence
 
 MIN_GAIN = 0.1  # a doubling of the batch that adds less served throughput than this is not worth it
 QUEUE_SHARE = 0.5  # share of the SLA budget left after compute given to the batcher's queue delay
-OVERLOAD_MARGIN = 0.05  # share of the SLA kept free when the overload check shortens the wait budget
+OVERLOAD_MARGIN = 0.1  # share of the SLA kept free when the overload check shortens the wait budget
 MIN_WAIT_MS = 1.0  # shortest wait budget tighten sets (a timeout of 0 would mean none at all)
 
 
