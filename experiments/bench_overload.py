@@ -18,7 +18,7 @@ In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 onl
    alternating a b a b ...; for each the p99 of the ADMITTED (answered) requests with its 95 % interval, the
    rejection rate, and whether the p99 is within the SLA;
 4. tiers: a repository emitted with ``serving.tiers=[{name:premium,p99_ms:50},{name:batch}]`` (or
-   ``--tiers-repo``), the same rate with each arrival premium or batch at random (half each): p99 and
+   ``--tiers-repo``), the same rate, half premium and half batch, each tier from its own client process: p99 and
    rejections per tier, and whether the premium p99 is within its SLA.
 
 The load average is printed before and after each phase. Everything is written under a temporary directory
@@ -28,7 +28,6 @@ The load average is printed before and after each phase. Everything is written u
 """
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -39,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -163,58 +161,27 @@ def line(label: str, r: Dict, sla_ms: Optional[float]) -> str:
             f"{r['errors'] - r['rejected']}" + (f" — {verdict(r, sla_ms)}" if sla_ms else " — no SLA"))
 
 
-def mixed_open_loop(url: str, payloads: Dict[str, bytes], rate: float, seconds: float, seed: int = 0) -> Dict:
-    """Open-loop Poisson arrivals at ``rate`` for ``seconds``, each request one of ``payloads`` at random
-    (equal shares); one ``loadgen.summarize`` record per payload name (the share of the rate it carried)."""
-    import grpc
+def _tier_client(args) -> Dict:
+    """One tier's open-loop client in its own process, started at the wall-clock time ``start_at``."""
+    url, model, payload, rate, seconds, seed, start_at = args
+    from optimizer.triton.loadgen import open_loop
 
-    from optimizer.triton.loadgen import arrival_times, check_loopback, summarize
+    time.sleep(max(0.0, start_at - time.time()))
+    return open_loop(url, model, payload, rate, int(rate * seconds * 1.2) + 10, seconds, seed=seed)
 
-    check_loopback(url)
-    names = list(payloads)
-    schedule = arrival_times(rate, max(10, int(rate * seconds * 1.2)), seed)
-    schedule = schedule[schedule <= seconds]
-    which = np.random.default_rng(seed + 1000).integers(0, len(names), len(schedule))
-    sent = {n: [] for n in names}
-    due = {n: [] for n in names}
-    lat = {n: [] for n in names}
-    err = {n: [] for n in names}
 
-    async def one(infer, name) -> None:
-        start = time.perf_counter()
-        try:
-            await infer(payloads[name])
-            lat[name].append(time.perf_counter() - start)
-        except grpc.aio.AioRpcError as e:
-            err[name].append(e.details() or str(e.code()))
+def tiers_open_loop(url: str, model: str, payloads: Dict[str, bytes], rate: float, seconds: float,
+                    seed: int = 0) -> Dict:
+    """Open-loop Poisson arrivals at ``rate`` in total, an equal share per tier, each tier's client in its own
+    process (as separate callers are: one client loop carrying thousands of slow batch-tier requests would
+    delay the premium answers it reads); one ``loadgen.summarize`` record per tier."""
+    import multiprocessing
 
-    async def run() -> float:
-        async with grpc.aio.insecure_channel(url) as channel:
-            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-            tasks, t0 = [], time.perf_counter()
-            for at, i in zip(schedule, which):
-                delay = t0 + at - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                now = time.perf_counter() - t0
-                if now > seconds:
-                    break
-                sent[names[i]].append(now)
-                due[names[i]].append(at)
-                tasks.append(asyncio.ensure_future(one(infer, names[i])))
-            _, pending = await asyncio.wait(tasks, timeout=seconds) if tasks else (set(), set())
-            for task in pending:
-                task.cancel()
-            await asyncio.sleep(0)
-            return time.perf_counter() - t0
-
-    elapsed = asyncio.run(run())
-    out = {}
-    for n in names:
-        missing = len(sent[n]) - len(lat[n]) - len(err[n])
-        out[n] = summarize(rate / len(names), sent[n], lat[n], err[n] + ["no answer in time"] * max(0, missing),
-                           elapsed, due[n])
-    return out
+    start_at = time.time() + 4.0  # spawning and importing the clients
+    jobs = [(url, model, p, rate / len(payloads), seconds, 100 * seed + i, start_at)
+            for i, p in enumerate(payloads.values())]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        return dict(zip(payloads, pool.map(_tier_client, jobs)))
 
 
 def main() -> None:
@@ -330,7 +297,7 @@ def main() -> None:
                       seed=99)
             for rnd in range(a.rounds):
                 before = load()
-                per = mixed_open_loop(server.grpc_url, payloads, rate, a.seconds, seed=rnd)
+                per = tiers_open_loop(server.grpc_url, t_model, payloads, rate, a.seconds, seed=rnd)
                 tier_runs.append(per)
                 for n, r in per.items():
                     r["within_sla"] = (t_sla["tiers"][n]["p99_ms"] is None

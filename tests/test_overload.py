@@ -112,3 +112,15 @@ def test_a_failed_re_probe_stops_the_check(monkeypatch):
     record, final, written = run(monkeypatch, probe(90.0), [failed])
     assert len(record["probes"]) == 2 and not record["held"] and len(written) == 1
     assert "failed: server exited" in overload.line(record["probes"][1])
+
+
+def test_once_a_policy_held_the_search_halves_between_it_and_the_shortest_longer_miss(monkeypatch):
+    # measured on the smoke server: 13.8 ms held at 34.7 ms, 24.5 ms missed at 73 ms; the formula from that
+    # miss would have gone to 4.1 ms (40 % rejected); halving the bracket tries 19.15 ms instead
+    record, final, written = run(monkeypatch, probe(73.3, low=66.4), [probe(34.7), probe(73.3, low=65.4),
+                                                                        probe(60.0)])
+    waits = [p["wait_budget_ms"] for p in record["probes"]]
+    assert waits[1] == pytest.approx(45.0 - (66.4 - 35.2)) and waits[2] == pytest.approx((waits[1] + 35.2) / 2)
+    assert waits[3] == pytest.approx((waits[1] + waits[2]) / 2)
+    assert record["in_force"] == 1 and final["queue_wait_budget_ms"] == waits[1]  # the longest wait that held
+    assert written[-1] == final and len(written) == 4

@@ -85,11 +85,13 @@ def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Di
     """``(record, values)`` after the smoke test: the overload probes of ``name`` and the values in force.
 
     The smoke test's probe ran on the policies as first tuned. When it missed the SLA, the policies are
-    re-derived (``tune.tighten``) from the request's own time that probe showed, written with
-    ``rewrite(values)`` and probed again on a fresh server, at most ``MAX_RETUNES`` times: from the latest
-    probe while they miss; halfway between the wait budgets of the last miss and a hold when a re-probe held
-    with under ``LOW`` × the SLA (it rejected more than it needed). The policies that last held stay in
-    force; ``held`` is False when none did."""
+    re-derived (``tune.tighten``), written with ``rewrite(values)`` and probed again on a fresh server, at
+    most ``MAX_RETUNES`` times. Until one holds, the wait budget comes from the request's own time the last
+    probe showed; once one held and one with a longer wait missed, it is halfway between the two (the
+    server's behaviour past capacity is not smooth enough for the formula: a wait 10 ms longer can turn a
+    35 ms p99 into 73 ms). It stops once a probe held with at least ``LOW`` × the SLA (little left to gain).
+    The held policies with the longest wait (fewest rejections) stay in force; ``held`` is False when none
+    held (the last tried stays)."""
     from optimizer.triton.tune import OVERLOAD_MARGIN, tighten
 
     first = ((smoke or {}).get("models", {}).get(name) or {}).get("overload")
@@ -101,26 +103,29 @@ def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Di
                 "wait_budget_ms": v.get("queue_wait_budget_ms"), **r}
 
     sla, cap = first["sla_p99_ms"], first["capacity_rps"]
-    probes, current, held = [entry(values, first)], values, values if first["within_sla"] else None
+    tried = [(values, entry(values, first))]
     for _ in range(MAX_RETUNES if not first["within_sla"] else 0):
-        last = probes[-1]
+        last = tried[-1][1]
         if last.get("error") or last.get("p99_ms") is None or (last["within_sla"] and last["p99_ms"] >= LOW * sla):
             break
-        if last["within_sla"]:  # held with room to spare: halfway back towards the last miss
-            missed = next(p for p in reversed(probes) if not p["within_sla"])
-            own = sla * (1 - OVERLOAD_MARGIN) - (last["wait_budget_ms"] + missed["wait_budget_ms"]) / 2
+        held = [p["wait_budget_ms"] for _, p in tried if p["within_sla"]]
+        if held:
+            longest = max(held)
+            missed = min((p["wait_budget_ms"] for _, p in tried if not p["within_sla"] and p["wait_budget_ms"] > longest),
+                         default=None)
+            if missed is None:  # nothing longer missed: no bracket to halve
+                break
+            own = sla * (1 - OVERLOAD_MARGIN) - (longest + missed) / 2
         else:
             own = _own(last)
-        new = tighten(current, own, cap)
-        if new["queue_wait_budget_ms"] == current.get("queue_wait_budget_ms"):
+        new = tighten(values, own, cap)
+        if any(new["queue_wait_budget_ms"] == p["wait_budget_ms"] for _, p in tried):
             break
         rewrite(new)
-        current = new
-        probes.append(entry(new, serve_and_probe(repository, name, sla, cap, first["factor"], seconds)))
-        if probes[-1]["within_sla"]:
-            held = new
-    if held is not None and held is not current:
-        rewrite(held)  # the last re-probe missed: back to the policies that held
-        current = held
-    final = max(i for i, p in enumerate(probes) if p["wait_budget_ms"] == current.get("queue_wait_budget_ms"))
-    return {"factor": first["factor"], "probes": probes, "held": held is not None, "in_force": final}, current
+        tried.append((new, entry(new, serve_and_probe(repository, name, sla, cap, first["factor"], seconds))))
+    held = [i for i, (_, p) in enumerate(tried) if p["within_sla"]]
+    final = max(held, key=lambda i: tried[i][1]["wait_budget_ms"]) if held else len(tried) - 1
+    if final != len(tried) - 1:
+        rewrite(tried[final][0])  # back to the held policies with the longest wait
+    return ({"factor": first["factor"], "probes": [p for _, p in tried], "held": bool(held), "in_force": final},
+            tried[final][0])
