@@ -55,14 +55,14 @@ def test_tighten_re_derives_every_tier_with_an_sla_and_leaves_the_batch_tier_unb
     assert v["tiers"][1]["timeout_us"] == 30000  # 90 - 60 ms: above the floor
 
 
-def run(monkeypatch, first, reprobes):
+def run(monkeypatch, first, reprobes, start=None):
     """check_and_retune with the smoke test's probe ``first`` and the re-probes scripted; (record, values in
     force, values written by each rewrite)."""
     script = iter(reprobes)
     monkeypatch.setattr(overload, "serve_and_probe", lambda *a, **k: next(script))
     written = []
     smoke = {"models": {"m": {"overload": first}}}
-    record, final = overload.check_and_retune(smoke, "m", values(), written.append, None, 4.0)
+    record, final = overload.check_and_retune(smoke, "m", start or values(), written.append, None, 4.0)
     return record, final, written
 
 
@@ -94,8 +94,9 @@ def test_a_hold_far_under_the_sla_loosens_halfway_back_to_the_miss(monkeypatch):
 
 
 def test_when_the_last_re_probe_misses_the_policies_that_held_come_back(monkeypatch):
-    record, final, written = run(monkeypatch, probe(105.0, low=90.0), [probe(22.0), probe(55.0), probe(52.0)])
-    assert len(record["probes"]) == 4  # the first probe and MAX_RETUNES re-probes
+    record, final, written = run(monkeypatch, probe(105.0, low=90.0), [probe(22.0), probe(55.0), probe(52.0),
+                                                                         probe(51.0)])
+    assert len(record["probes"]) == 5  # the first probe and MAX_RETUNES re-probes: the bracket 1-18.1 ms halved
     assert final["queue_wait_budget_ms"] == MIN_WAIT_MS and written[-1] == final  # rewritten back
     assert record["held"] and record["in_force"] == 1
 
@@ -118,9 +119,43 @@ def test_once_a_policy_held_the_search_halves_between_it_and_the_shortest_longer
     # measured on the smoke server: 13.8 ms held at 34.7 ms, 24.5 ms missed at 73 ms; the formula from that
     # miss would have gone to 4.1 ms (40 % rejected); halving the bracket tries 19.15 ms instead
     record, final, written = run(monkeypatch, probe(73.3, low=66.4), [probe(34.7), probe(73.3, low=65.4),
-                                                                        probe(60.0)])
+                                                                        probe(60.0), probe(55.0)])
     waits = [p["wait_budget_ms"] for p in record["probes"]]
     assert waits[1] == pytest.approx(45.0 - (66.4 - 35.2)) and waits[2] == pytest.approx((waits[1] + 35.2) / 2)
     assert waits[3] == pytest.approx((waits[1] + waits[2]) / 2)
     assert record["in_force"] == 1 and final["queue_wait_budget_ms"] == waits[1]  # the longest wait that held
-    assert written[-1] == final and len(written) == 4
+    assert written[-1] == final and len(written) == 5  # four re-tunes, then back to the one that held
+
+
+CURVE = [{"batch_size": b, "p99_ms": p} for b, p in ((1, 1.77), (2, 3.52), (4, 6.78), (8, 14.3), (16, 28.17))]
+
+
+def test_shrink_batch_takes_the_next_swept_size_and_its_p99():
+    from optimizer.triton.tune import shrink_batch
+
+    v = {**values(), "threads": 1, "curves": {"1": CURVE}, "knee_batch_size": 8, "preferred_batch_size": 8,
+         "p99_at_max_ms": 14.3, "max_queue_delay_us": 500}
+    small = shrink_batch(v)
+    assert (small["max_batch_size"], small["p99_at_max_ms"], small["batch_shrunk_from"]) == (4, 6.78, 8)
+    assert small["knee_batch_size"] == small["preferred_batch_size"] == 4  # never above max_batch_size
+    assert shrink_batch(shrink_batch(small))["batch_shrunk_from"] == 8  # remembers the size first tuned
+    assert shrink_batch({**v, "max_batch_size": 1}) is None
+
+
+def test_when_the_shortest_wait_allowed_missed_the_batch_shrinks(monkeypatch):
+    # QoS tiers: the wait cannot go below one running execution (14.3 + 0.5 ms at batch 8); a premium request
+    # that misses there waits behind executions that are too long, so the batch drops to 4 (6.78 ms)
+    tiers = [{"name": "premium", "level": 1, "p99_ms": 50.0, "wait_budget_ms": 35.2, "max_queue_size": 31,
+              "timeout_us": 35200},
+             {"name": "batch", "level": 2, "p99_ms": None, "wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}]
+    start = {**values(tiers=tiers), "threads": 1, "curves": {"1": CURVE}, "knee_batch_size": 1,
+             "preferred_batch_size": 0, "p99_at_max_ms": 14.3, "overhead_ms": 0.5, "max_queue_delay_us": 0}
+    record, final, written = run(monkeypatch, probe(70.0, low=65.0), [probe(60.0, low=58.0), probe(58.0, low=56.0),
+                                                                        probe(35.0)], start)
+    batches = [p["max_batch_size"] for p in record["probes"]]
+    waits = [p["wait_budget_ms"] for p in record["probes"]]
+    assert batches == [8, 8, 8, 4] and waits[2] == pytest.approx(14.8)  # the floor at batch 8, probed, missed
+    own = (56.0 - 14.8) * 6.78 / 14.3  # the own time seen at the floor, scaled to the shorter execution
+    assert waits[3] == pytest.approx(SLA * (1 - OVERLOAD_MARGIN) - own, abs=1e-3)
+    assert record["in_force"] == 3 and record["held"] and final["max_batch_size"] == 4
+    assert final["batch_shrunk_from"] == 8 and final["tiers"][0]["timeout_us"] == final["queue_timeout_us"]

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional, Tuple
 from optimizer.triton.loadtest import _infer_request
 
 SEED = 7
-MAX_RETUNES = 3  # re-tunes after the smoke test's probe (each re-probed on a fresh server)
+MAX_RETUNES = 4  # re-tunes after the smoke test's probe (each re-probed on a fresh server)
 LOW = 0.7  # a re-probe that held under this share of the SLA rejected more than it needed: loosen once
 
 
@@ -89,10 +89,12 @@ def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Di
     most ``MAX_RETUNES`` times. Until one holds, the wait budget comes from the request's own time the last
     probe showed; once one held and one with a longer wait missed, it is halfway between the two (the
     server's behaviour past capacity is not smooth enough for the formula: a wait 10 ms longer can turn a
-    35 ms p99 into 73 ms). It stops once a probe held with at least ``LOW`` × the SLA (little left to gain).
+    35 ms p99 into 73 ms). When the shortest wait allowed was probed and missed with nothing held, the
+    executions themselves are too long: ``max_batch_size`` drops to the next swept size (``tune.shrink_batch``)
+    and the search goes on there. It stops once a probe held with at least ``LOW`` × the SLA (little left to gain).
     The held policies with the longest wait (fewest rejections) stay in force; ``held`` is False when none
     held (the last tried stays)."""
-    from optimizer.triton.tune import OVERLOAD_MARGIN, tighten
+    from optimizer.triton.tune import OVERLOAD_MARGIN, shrink_batch, tighten
 
     first = ((smoke or {}).get("models", {}).get(name) or {}).get("overload")
     if not first:
@@ -100,27 +102,33 @@ def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Di
 
     def entry(v: Dict, r: Dict) -> Dict:
         return {"timeout_us": v.get("queue_timeout_us"), "max_queue_size": v.get("max_queue_size"),
-                "wait_budget_ms": v.get("queue_wait_budget_ms"), **r}
+                "wait_budget_ms": v.get("queue_wait_budget_ms"), "max_batch_size": v.get("max_batch_size"), **r}
 
     sla, cap = first["sla_p99_ms"], first["capacity_rps"]
-    tried = [(values, entry(values, first))]
+    tried, base = [(values, entry(values, first))], values
     for _ in range(MAX_RETUNES if not first["within_sla"] else 0):
         last = tried[-1][1]
         if last.get("error") or last.get("p99_ms") is None or (last["within_sla"] and last["p99_ms"] >= LOW * sla):
             break
-        held = [p["wait_budget_ms"] for _, p in tried if p["within_sla"]]
+        same = [p for v, p in tried if v["max_batch_size"] == base["max_batch_size"]]
+        held = [p["wait_budget_ms"] for p in same if p["within_sla"]]
         if held:
             longest = max(held)
-            missed = min((p["wait_budget_ms"] for _, p in tried if not p["within_sla"] and p["wait_budget_ms"] > longest),
+            missed = min((p["wait_budget_ms"] for p in same if not p["within_sla"] and p["wait_budget_ms"] > longest),
                          default=None)
             if missed is None:  # nothing longer missed: no bracket to halve
                 break
             own = sla * (1 - OVERLOAD_MARGIN) - (longest + missed) / 2
         else:
             own = _own(last)
-        new = tighten(values, own, cap)
-        if any(new["queue_wait_budget_ms"] == p["wait_budget_ms"] for _, p in tried):
-            break
+        new = tighten(base, own, cap)
+        if any(new["queue_wait_budget_ms"] == p["wait_budget_ms"] for p in same):
+            # the shortest wait allowed was probed and missed: the executions themselves are too long
+            smaller = shrink_batch(base) if not held else None
+            if smaller is None:
+                break
+            own *= smaller["p99_at_max_ms"] / max(base["p99_at_max_ms"], 1e-9)  # a request's own time, scaled
+            base, new = smaller, tighten(smaller, own, cap)
         rewrite(new)
         tried.append((new, entry(new, serve_and_probe(repository, name, sla, cap, first["factor"], seconds))))
     held = [i for i, (_, p) in enumerate(tried) if p["within_sla"]]

@@ -99,7 +99,8 @@ def _overload_lines(o: Dict) -> List[str]:
              f"(`triton.overload_factor`), with the load generator on the same cores:", ""]
     for i, r in enumerate(o["probes"]):
         lines.append(f"- {'as first tuned' if i == 0 else f're-tune {i}'} (timeout {r['timeout_us']} µs, "
-                     f"max_queue_size {r['max_queue_size']}): {line(r)}" + (" ← in force" if i == o["in_force"] else ""))
+                     f"max_queue_size {r['max_queue_size']}, max_batch_size {r.get('max_batch_size')}): {line(r)}"
+                     + (" ← in force" if i == o["in_force"] else ""))
     lines += ["", "held: the admitted requests' p99 stayed within the SLA while the excess was rejected." if o["held"]
               else "NOT held: past capacity requests still miss the SLA. Raise `serving.p99_ms`, scale out before this "
                    "rate (the HorizontalPodAutoscaler), or check with the load generator on another machine "
@@ -134,7 +135,10 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         f"request waits for one running execution of that size, then runs in one, 2 × (p99 + "
         f"{t['overhead_ms']} ms overhead) = 2 × ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) = "
         f"{2 * (t['p99_at_max_ms'] + t['overhead_ms']):.2f} ms ≤ {t['sla_p99_ms']} ms (sweep 1, 2, 4, … ≤ "
-        f"{cfg.serving.max_batch_cap}; stops at the first miss) |",
+        f"{cfg.serving.max_batch_cap}; stops at the first miss)"
+        + (f"; lowered from {t['batch_shrunk_from']} by the overload check (see *Overload check*): past capacity "
+           f"a request waits for a running execution, and at that size the SLA did not hold" if t.get("batch_shrunk_from")
+           else "") + " |",
         f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
         + (f"the knee: the first batch ≤ max_batch_size whose next swept size adds < 10 % in-process throughput "
            f"(p99 {t['p99_at_knee_ms']:.2f} ms) |" if db.preferred_batch_size else

@@ -252,3 +252,23 @@ def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLO
     out["tiers"] = [{**t, **policy(t["p99_ms"], bool(t.get("timeout_us")))} if t.get("max_queue_size") else dict(t)
                     for t in values.get("tiers") or []]
     return out
+
+
+def shrink_batch(values: Dict) -> Optional[Dict]:
+    """``values`` with ``max_batch_size`` lowered to the next smaller swept size (the knee and the preferred
+    size no larger), its p99 read from the curve of the instances' thread count; None at the smallest. The
+    overload check's last lever: a request's worst case is a running execution plus its own, and a shorter
+    wait cannot go below one execution when tiers share the instances."""
+    curve = (values.get("curves") or {}).get(str(values.get("threads")), [])
+    smaller = [p for p in curve if p["batch_size"] < values.get("max_batch_size", 0)]
+    if not smaller:
+        return None
+    point = max(smaller, key=lambda p: p["batch_size"])
+    mb = point["batch_size"]
+    out = {**values, "max_batch_size": mb, "p99_at_max_ms": point["p99_ms"],
+           "batch_shrunk_from": values.get("batch_shrunk_from") or values["max_batch_size"]}
+    if values.get("knee_batch_size", 1) > mb:
+        out.update(knee_batch_size=mb, p99_at_knee_ms=point["p99_ms"], preferred_batch_size=mb if mb > 1 else 0)
+        if mb == 1:
+            out["max_queue_delay_us"] = 0
+    return out
