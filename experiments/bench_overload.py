@@ -225,7 +225,8 @@ def main() -> None:
         recorded = json.loads((model_dir / "tuning.json").read_text())
         for i, r in enumerate((recorded.get("overload") or {}).get("probes", [])):
             print(f"  the run's overload check, {'as first tuned' if i == 0 else f're-tune {i}'} (timeout "
-                  f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}): {overload_line(r)}"
+                  f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}, max_batch_size "
+                  f"{r.get('max_batch_size')}): {overload_line(r)}"
                   + (" <- in force" if i == recorded["overload"]["in_force"] else ""))
         print(f"({load()})")
 
@@ -284,6 +285,12 @@ def main() -> None:
         t_model, t_dir, t_one, t_config = model_of(tiered)
         t_sla = _slas(t_dir, None)
         levels = {n: t["priority"] for n, t in t_sla["tiers"].items()}
+        t_recorded = json.loads((t_dir / "tuning.json").read_text())
+        for i, r in enumerate((t_recorded.get("overload") or {}).get("probes", [])):
+            print(f"  the run's overload check, {'as first tuned' if i == 0 else f're-tune {i}'} (timeout "
+                  f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}, max_batch_size "
+                  f"{r.get('max_batch_size')}): {overload_line(r)}"
+                  + (" <- in force" if i == t_recorded["overload"]["in_force"] else ""))
         tdb = t_config.dynamic_batching
         print(f"tiers config: priority_levels {tdb.priority_levels}, default level {tdb.default_priority_level}, "
               + "; ".join(f"level {lvl}: max_queue_size {q.max_queue_size}, timeout {q.default_timeout_microseconds} us"
@@ -291,11 +298,11 @@ def main() -> None:
               + f"; max_batch_size {t_config.max_batch_size}")
         payloads = {n: _infer_request(t_model, t_one, lvl) for n, lvl in levels.items()}
         tier_runs = []
-        with Served(tiered, t_model) as served:
-            server = served.server
-            open_loop(server.grpc_url, t_model, payloads[next(iter(payloads))], capacity * 0.25, int(capacity), 0.5,
-                      seed=99)
-            for rnd in range(a.rounds):
+        for rnd in range(a.rounds):  # each round on a fresh server: no batch-tier backlog from the round before
+            with Served(tiered, t_model) as served:
+                server = served.server
+                open_loop(server.grpc_url, t_model, payloads[next(iter(payloads))], capacity * 0.25, int(capacity),
+                          0.5, seed=99)
                 before = load()
                 per = tiers_open_loop(server.grpc_url, t_model, payloads, rate, a.seconds, seed=rnd)
                 tier_runs.append(per)
@@ -304,10 +311,9 @@ def main() -> None:
                                        or (r["p99_ms"] is not None and r["p99_ms"] <= t_sla["tiers"][n]["p99_ms"]))
                     print(f"round {rnd + 1} tier {n:<8} (level {levels[n]}): "
                           f"{line('', r, t_sla['tiers'][n]['p99_ms'])[2:]}", flush=True)
-                print(f"  [{before} → {load()}]")
-            sp = served.server_p99()
-            print(f"server-side p99 of the answered, both tiers and all rounds together (Triton's summary): "
-                  f"{sp['request']} ms, queueing p99 {sp['queue']} ms")
+                sp = served.server_p99()
+                print(f"  [{before} → {load()}]; server-side p99 of the answered, both tiers (Triton's summary): "
+                      f"{sp['request']} ms, queueing p99 {sp['queue']} ms")
         premium = next(iter(levels))
         ok = sum(per[premium]["within_sla"] for per in tier_runs)
         print(f"premium p99 within its SLA {t_sla['tiers'][premium]['p99_ms']} ms in {ok}/{len(tier_runs)} rounds")

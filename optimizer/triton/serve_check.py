@@ -164,9 +164,9 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
                 if overload_factor > 0 and m["capacity"]["capacity_rps"] > 0 and _queue_policy(config):
                     from optimizer.triton.overload import probe
 
-                    m["overload"] = probe(server.grpc_url, config.name, _infer_request(config.name, one),
-                                          m["sla_p99_ms"], m["capacity"]["capacity_rps"], overload_factor,
-                                          overload_seconds)
+                    m["overload"] = probe(server.grpc_url, config.name, one, m["sla_p99_ms"],
+                                          m["capacity"]["capacity_rps"], overload_factor, overload_seconds,
+                                          m["sla"]["tiers"])
         problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {m['tolerance']:.3g}" for n, m in record["models"].items()
                     if m["max_abs_diff"] > m["tolerance"]]
         problems += [f"{n}: {r['errors'] - r['rejected']} failed requests at concurrency {r['concurrency']} "

@@ -42,7 +42,8 @@ stalls should not move the knee). The rules:
   that p99 misses the SLA, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
   request's own time, gives each SLA tier ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget
   (at least 1 ms; with tiers at least one running execution), and sizes the queue from the measured
-  capacity; the server re-checks the result.
+  capacity; the server re-checks the result. When even the shortest wait allowed misses, ``shrink_batch``
+  lowers ``max_batch_size`` to the next swept size (``overload.check_and_retune`` drives the search).
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
