@@ -19,6 +19,7 @@ def values(wait_ms: float = 35.2, timeout: bool = True, tiers=None):
 
 def probe(p99: float, low: float = None):
     return {"p99_ms": p99, "p99_ci_ms": [p99 if low is None else low, p99 + 5], "within_sla": p99 <= SLA,
+            "with_margin": p99 <= SLA * (1 - OVERLOAD_MARGIN),
             "sla_p99_ms": SLA, "capacity_rps": CAPACITY, "factor": 1.5, "requests": 5000, "rejected": 1500}
 
 
@@ -159,3 +160,18 @@ def test_when_the_shortest_wait_allowed_missed_the_batch_shrinks(monkeypatch):
     assert waits[3] == pytest.approx(SLA * (1 - OVERLOAD_MARGIN) - own, abs=1e-3)
     assert record["in_force"] == 3 and record["held"] and final["max_batch_size"] == 4
     assert final["batch_shrunk_from"] == 8 and final["tiers"][0]["timeout_us"] == final["queue_timeout_us"]
+
+
+def test_a_probe_within_the_sla_but_not_the_margin_is_searched_on(monkeypatch):
+    # 48 ms of a 50 ms SLA in a 4 s probe is a coin toss over the next minutes: the search goes on, and the
+    # policy that held with the margin stays; the first one is still reported as within the SLA
+    record, final, written = run(monkeypatch, probe(48.0), [probe(40.0)])
+    assert record["probes"][0]["within_sla"] and len(record["probes"]) == 2
+    assert record["in_force"] == 1 and record["held"] and written == [final]
+    assert final["queue_wait_budget_ms"] == pytest.approx(SLA * (1 - OVERLOAD_MARGIN) - (48.0 - 35.2))
+
+
+def test_if_nothing_held_with_the_margin_the_longest_wait_within_the_sla_stays(monkeypatch):
+    record, final, written = run(monkeypatch, probe(48.0), [probe(49.0), probe(47.0), probe(46.5), probe(46.0)])
+    assert all(p["within_sla"] and not p["with_margin"] for p in record["probes"])
+    assert record["in_force"] == 0 and record["held"] and final == values()  # the first policy: the longest wait

@@ -161,6 +161,19 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
                               estimate=3000.0, fractions=(1.0,), seconds=0.3)
         assert fails["capacity_rps"] == 0 and len(fails["levels"]) == 2
         assert fails["levels"][0]["verdict"].endswith("; sent again") and "rejected" in fails["levels"][1]["verdict"]
+        # the overload probe of a tiered model: an equal share per tier, each tier from its own client process
+        from optimizer.triton.overload import line, probe
+
+        tiers = {"premium": {"priority": 1, "p99_ms": 1000.0}, "batch": {"priority": 2, "p99_ms": None}}
+        over = probe(server.grpc_url, "tiered", one, 1000.0, capacity=80.0, factor=1.5, seconds=1.0, tiers=tiers)
+        assert sorted(over["tiers"]) == ["batch", "premium"] and over["tier"] == "premium"
+        for name, r in over["tiers"].items():  # 60 requests/s each for 1 s
+            assert 20 <= r["requests"] <= int(60 * 1.2) + 10 and r["answered"] > 0, (name, r)
+            assert r["answered"] + r["rejected"] == r["requests"], (name, r)  # a queue of one may refuse a few
+            assert r["sla_p99_ms"] == tiers[name]["p99_ms"]
+        assert over["within_sla"] == (over["tiers"]["premium"]["p99_ms"] <= 1000.0)  # the batch tier has no SLA
+        assert over["sla_p99_ms"] == 1000.0 and over["p99_ms"] == over["tiers"]["premium"]["p99_ms"]
+        assert "premium: p99 " in line(over) and "batch: p99 " in line(over) and "(no SLA)" in line(over)
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
