@@ -151,7 +151,7 @@ class TritonConfig:
     capacity_seconds: float = 2.0  # seconds per open-loop rate step at most
     overload_check: bool = True  # with the capacity test: probe at overload_factor × capacity; shorten the queue policy if its p99 misses
     overload_factor: float = 1.5  # offered rate of the overload check ÷ the measured capacity
-    overload_seconds: float = 4.0  # seconds of traffic per overload probe
+    overload_seconds: float = 8.0  # seconds of traffic per overload probe (an unbounded batch tier grows all along)
     response_cache: bool = False  # response_cache { enable: true }: only for deterministic models; the server needs --cache-config
     response_cache_mb: int = 256  # size of the server's local response cache (--cache-config local,size=...)
     kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository
