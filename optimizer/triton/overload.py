@@ -140,19 +140,19 @@ def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Di
                      seconds: float) -> Tuple[Optional[Dict], Dict]:
     """``(record, values)`` after the smoke test: the overload probes of ``name`` and the values in force.
 
-    A probe *holds* for this search when its p99 is within the SLA less ``tune.OVERLOAD_MARGIN`` (a 4 s probe
+    A probe *holds* for this search when its p99 is within the SLA less ``tune.OVERLOAD_MARGIN`` (a short probe
     that holds at 49 ms of a 50 ms SLA misses in the next 8 s as often as not). The smoke test's probe ran on
     the policies as first tuned. When it did not hold, the policies are
     re-derived (``tune.tighten``), written with ``rewrite(values)`` and probed again on a fresh server, at
     most ``MAX_RETUNES`` times. Until one holds, the wait budget comes from the request's own time the last
     probe showed; once one held and one with a longer wait missed, it is halfway between the two (the
     server's behaviour past capacity is not smooth enough for the formula: a wait 10 ms longer can turn a
-    35 ms p99 into 73 ms). When the shortest wait allowed was probed and missed with nothing held, the
-    executions themselves are too long: ``max_batch_size`` drops to the next swept size (``tune.shrink_batch``)
-    and the search goes on there. It stops once a probe held with at least ``LOW`` × the SLA (little left to gain).
+    35 ms p99 into 73 ms). It stops once a probe held with at least ``LOW`` × the SLA (little left to gain).
     The held policies with the longest wait (fewest rejections) stay in force, else those within the SLA at
-    all, else the last tried; ``held`` says whether the ones in force kept the SLA."""
-    from optimizer.triton.tune import OVERLOAD_MARGIN, shrink_batch, tighten
+    all, else those whose p99 came closest; ``held`` says whether the ones in force kept the SLA. (Lowering
+    ``max_batch_size`` was tried as a further lever and dropped: on the smoke server batches of 4 and 2 cut
+    the capacity so far that the premium p99 went from 65 ms to 325-904 ms at the same rate.)"""
+    from optimizer.triton.tune import OVERLOAD_MARGIN, tighten
 
     first = ((smoke or {}).get("models", {}).get(name) or {}).get("overload")
     if not first:
@@ -164,37 +164,33 @@ def check_and_retune(smoke: Dict, name: str, values: Dict, rewrite: Callable[[Di
 
     sla, cap = first["sla_p99_ms"], first["capacity_rps"]
     good = lambda p: p.get("with_margin", p["within_sla"])  # noqa: E731 - held with the margin to spare
-    tried, base = [(values, entry(values, first))], values
+    tried = [(values, entry(values, first))]
     for _ in range(MAX_RETUNES if not good(first) else 0):
         last = tried[-1][1]
         if last.get("error") or last.get("p99_ms") is None or (good(last) and last["p99_ms"] >= LOW * sla):
             break
-        same = [p for v, p in tried if v["max_batch_size"] == base["max_batch_size"]]
-        held = [p["wait_budget_ms"] for p in same if good(p)]
+        held = [p["wait_budget_ms"] for _, p in tried if good(p)]
         if held:
             longest = max(held)
-            missed = min((p["wait_budget_ms"] for p in same if not good(p) and p["wait_budget_ms"] > longest),
+            missed = min((p["wait_budget_ms"] for _, p in tried if not good(p) and p["wait_budget_ms"] > longest),
                          default=None)
             if missed is None:  # nothing longer missed: no bracket to halve
                 break
             own = sla * (1 - OVERLOAD_MARGIN) - (longest + missed) / 2
         else:
             own = _own(last)
-        new = tighten(base, own, cap)
-        if any(new["queue_wait_budget_ms"] == p["wait_budget_ms"] for p in same):
-            # the shortest wait allowed was probed and missed: the executions themselves are too long
-            smaller = shrink_batch(base) if not held else None
-            if smaller is None:
-                break
-            own *= smaller["p99_at_max_ms"] / max(base["p99_at_max_ms"], 1e-9)  # a request's own time, scaled
-            base, new = smaller, tighten(smaller, own, cap)
+        new = tighten(values, own, cap)
+        if any(new["queue_wait_budget_ms"] == p["wait_budget_ms"] for _, p in tried):
+            break  # the shortest wait allowed was probed already
         rewrite(new)
         tried.append((new, entry(new, serve_and_probe(repository, name, sla, cap, first["factor"], seconds))))
-    for ok in (good, lambda p: p["within_sla"], None):  # held with the margin, else held at all, else the last
-        held = [i for i, (_, p) in enumerate(tried) if ok is None or ok(p)]
+    for ok in (good, lambda p: p["within_sla"]):  # held with the margin, else within the SLA at all
+        held = [i for i, (_, p) in enumerate(tried) if ok(p)]
         if held:
+            final = max(held, key=lambda i: tried[i][1]["wait_budget_ms"] or 0.0)
             break
-    final = max(held, key=lambda i: tried[i][1]["wait_budget_ms"] or 0.0) if ok else len(tried) - 1
+    else:  # none held: the policies whose p99 came closest
+        final = min(range(len(tried)), key=lambda i: tried[i][1].get("p99_ms") or float("inf"))
     if final != len(tried) - 1:
         rewrite(tried[final][0])  # back to the held policies with the longest wait
     return ({"factor": first["factor"], "probes": [p for _, p in tried], "held": bool(tried[final][1]["within_sla"]),

@@ -135,10 +135,7 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         f"request waits for one running execution of that size, then runs in one, 2 × (p99 + "
         f"{t['overhead_ms']} ms overhead) = 2 × ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) = "
         f"{2 * (t['p99_at_max_ms'] + t['overhead_ms']):.2f} ms ≤ {t['sla_p99_ms']} ms (sweep 1, 2, 4, … ≤ "
-        f"{cfg.serving.max_batch_cap}; stops at the first miss)"
-        + (f"; lowered from {t['batch_shrunk_from']} by the overload check (see *Overload check*): past capacity "
-           f"a request waits for a running execution, and at that size the SLA did not hold" if t.get("batch_shrunk_from")
-           else "") + " |",
+        f"{cfg.serving.max_batch_cap}; stops at the first miss) |",
         f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
         + (f"the knee: the first batch ≤ max_batch_size whose next swept size adds < 10 % in-process throughput "
            f"(p99 {t['p99_at_knee_ms']:.2f} ms) |" if db.preferred_batch_size else

@@ -118,7 +118,7 @@ def _queue_policy(config) -> bool:
 def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[float] = None,
                      concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 2000,
                      max_seconds: float = 10.0, install=None, capacity: bool = False,
-                     capacity_seconds: float = 2.0, overload_factor: float = 0.0, overload_seconds: float = 4.0) -> Dict:
+                     capacity_seconds: float = 2.0, overload_factor: float = 0.0, overload_seconds: float = 8.0) -> Dict:
     """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
     (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``. With
     ``capacity``, each model's ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``,
@@ -244,7 +244,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per open-loop rate step at most")
     p.add_argument("--overload", type=float, default=0.0, metavar="FACTOR", help="with --capacity: also send FACTOR × "
                    "the measured capacity and report the admitted requests' p99 and the share rejected (e.g. 1.5)")
-    p.add_argument("--overload-seconds", type=float, default=4.0, help="seconds of overload traffic")
+    p.add_argument("--overload-seconds", type=float, default=8.0, help="seconds of overload traffic")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     a = p.parse_args(argv)
     if not a.repository.is_dir():

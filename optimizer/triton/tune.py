@@ -42,8 +42,7 @@ stalls should not move the knee). The rules:
   that p99 misses the SLA, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
   request's own time, gives each SLA tier ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget
   (at least 1 ms; with tiers at least one running execution), and sizes the queue from the measured
-  capacity; the server re-checks the result. When even the shortest wait allowed misses, ``shrink_batch``
-  lowers ``max_batch_size`` to the next swept size (``overload.check_and_retune`` drives the search).
+  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search).
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
@@ -254,22 +253,3 @@ def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLO
                     for t in values.get("tiers") or []]
     return out
 
-
-def shrink_batch(values: Dict) -> Optional[Dict]:
-    """``values`` with ``max_batch_size`` lowered to the next smaller swept size (the knee and the preferred
-    size no larger), its p99 read from the curve of the instances' thread count; None at the smallest. The
-    overload check's last lever: a request's worst case is a running execution plus its own, and a shorter
-    wait cannot go below one execution when tiers share the instances."""
-    curve = (values.get("curves") or {}).get(str(values.get("threads")), [])
-    smaller = [p for p in curve if p["batch_size"] < values.get("max_batch_size", 0)]
-    if not smaller:
-        return None
-    point = max(smaller, key=lambda p: p["batch_size"])
-    mb = point["batch_size"]
-    out = {**values, "max_batch_size": mb, "p99_at_max_ms": point["p99_ms"],
-           "batch_shrunk_from": values.get("batch_shrunk_from") or values["max_batch_size"]}
-    if values.get("knee_batch_size", 1) > mb:
-        out.update(knee_batch_size=mb, p99_at_knee_ms=point["p99_ms"], preferred_batch_size=mb if mb > 1 else 0)
-        if mb == 1:
-            out["max_queue_delay_us"] = 0
-    return out
