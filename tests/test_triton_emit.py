@@ -332,9 +332,9 @@ def test_pipeline_emits_a_valid_tuned_repository(emitted):
         if cap["measured"]:
             probes = over["probes"]
             assert 1 <= len(probes) <= 5 and all(p["factor"] == 1.5 and p["requests"] > 0 for p in probes)
-            assert probes[0] == {**m["overload"], "timeout_us": probes[0]["timeout_us"],
-                                 "max_queue_size": probes[0]["max_queue_size"],
-                                 "wait_budget_ms": probes[0]["wait_budget_ms"]}
+            assert probes[0] == {**m["overload"], **{k: probes[0][k] for k in ("timeout_us", "max_queue_size",
+                                                                              "wait_budget_ms", "max_batch_size")}}
+            assert all(p["max_batch_size"] == c.max_batch_size for p in probes)  # only the queue is re-tuned
             in_force = probes[over["in_force"]]  # the policy in config.pbtxt is the one that probe ran with
             assert (in_force["timeout_us"], in_force["max_queue_size"]) == (q.default_timeout_microseconds,
                                                                           q.max_queue_size)

@@ -18,7 +18,7 @@ from optimizer.triton.loadtest import _infer_request
 
 SEED = 7
 MAX_RETUNES = 4  # re-tunes after the smoke test's probe (each re-probed on a fresh server)
-LOW = 0.7  # a re-probe that held under this share of the SLA rejected more than it needed: loosen once
+LOW = 0.7  # a probe that held under this share of the SLA rejected more than it needed: the search goes on
 
 
 def _client(args) -> Dict:
