@@ -143,6 +143,17 @@ class Served:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def print_overload_check(recorded: Dict) -> None:
+    """The probes of the run's own overload check (tuning.json), the one in force marked."""
+    from optimizer.triton.overload import line
+
+    check = recorded.get("overload") or {}
+    for i, r in enumerate(check.get("probes", [])):
+        print(f"  the run's overload check, {'as first tuned' if i == 0 else f're-tune {i}'} (timeout "
+              f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}, max_batch_size "
+              f"{r.get('max_batch_size')}): {line(r)}" + (" <- in force" if i == check["in_force"] else ""))
+
+
 def verdict(r: Dict, sla_ms: float) -> str:
     lo, hi = r["p99_ci_ms"]
     if r["p99_ms"] is None:
@@ -199,7 +210,6 @@ def main() -> None:
     a = p.parse_args()
 
     from optimizer.triton.loadgen import find_capacity, open_loop
-    from optimizer.triton.overload import line as overload_line
     from optimizer.triton.serve_check import _estimate, _infer_request, _slas
 
     t_start = time.perf_counter()
@@ -223,11 +233,7 @@ def main() -> None:
         print(f"({load()})")
 
         recorded = json.loads((model_dir / "tuning.json").read_text())
-        for i, r in enumerate((recorded.get("overload") or {}).get("probes", [])):
-            print(f"  the run's overload check, {'as first tuned' if i == 0 else f're-tune {i}'} (timeout "
-                  f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}, max_batch_size "
-                  f"{r.get('max_batch_size')}): {overload_line(r)}"
-                  + (" <- in force" if i == recorded["overload"]["in_force"] else ""))
+        print_overload_check(recorded)
         print(f"({load()})")
 
         phase("2. capacity of one replica (open loop, Poisson; the product's find_capacity)")
@@ -285,12 +291,7 @@ def main() -> None:
         t_model, t_dir, t_one, t_config = model_of(tiered)
         t_sla = _slas(t_dir, None)
         levels = {n: t["priority"] for n, t in t_sla["tiers"].items()}
-        t_recorded = json.loads((t_dir / "tuning.json").read_text())
-        for i, r in enumerate((t_recorded.get("overload") or {}).get("probes", [])):
-            print(f"  the run's overload check, {'as first tuned' if i == 0 else f're-tune {i}'} (timeout "
-                  f"{r['timeout_us']} us, max_queue_size {r['max_queue_size']}, max_batch_size "
-                  f"{r.get('max_batch_size')}): {overload_line(r)}"
-                  + (" <- in force" if i == t_recorded["overload"]["in_force"] else ""))
+        print_overload_check(json.loads((t_dir / "tuning.json").read_text()))
         tdb = t_config.dynamic_batching
         print(f"tiers config: priority_levels {tdb.priority_levels}, default level {tdb.default_priority_level}, "
               + "; ".join(f"level {lvl}: max_queue_size {q.max_queue_size}, timeout {q.default_timeout_microseconds} us"
