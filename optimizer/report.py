@@ -201,6 +201,6 @@ def _triton_caption(tr: Dict) -> str:
     if over:
         last = over["probes"][over["in_force"]]
         line += (f"; at {over['factor']}× capacity the admitted p99 {last.get('p99_ms')} ms "
-                 f"{'held' if over['held'] else 'MISSED'} the SLA" + (f" (queue re-tuned on the server)"
+                 f"{'held' if over['held'] else 'MISSED'} the SLA" + (" (queue re-tuned on the server)"
                                                                          if over["in_force"] else ""))
     return line

@@ -36,10 +36,10 @@ stalls should not move the knee). The rules:
   (at least ``max_batch_size``, so a full batch can form); a request past it is rejected at once
   instead of waiting for an answer that comes too late.
 - overload check (only with a smoke test that measured the capacity): open-loop traffic at
-  ``serving.overload_factor`` × the measured capacity on the real server. The admitted requests' p99 is
+  ``triton.overload_factor`` × the measured capacity on the real server. The admitted requests' p99 is
   their wait (at most the timeout) plus what the server adds beyond it under that load (execution slowed
   by the cores it shares with request handling, transport), which the in-process p99 cannot see. When
-  that p99 misses the SLA, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
+  that p99 is not within the SLA less ``OVERLOAD_MARGIN``, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
   request's own time, gives each SLA tier ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget
   (at least 1 ms; with tiers at least one running execution), and sizes the queue from the measured
   capacity; the server re-checks the result (``overload.check_and_retune`` drives the search).
