@@ -273,18 +273,18 @@ def test_failed_step_writes_summary_with_its_error(cache_dir, tmp_path):
 
 def test_check_target_ignores_a_leftover_temporary_directory_and_knows_its_recipe(tmp_path):
     from optimizer.errors import RecipeError
-    from optimizer.triton import emit
+    from optimizer.triton import repository
 
     repo = tmp_path / "repo"
     (repo / ".tiny.tmp" / "1").mkdir(parents=True)
-    emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="a")  # only a leftover: fine
+    repository.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="a")  # only a leftover: fine
     (repo / "tiny" / "1").mkdir(parents=True)
     (repo / "tiny" / "1" / "model.onnx").write_bytes(b"one model")
     (repo / "tiny" / "tuning.json").write_text(json.dumps({"plan": "a"}))
-    emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="a")  # its own recipe again
+    repository.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="a")  # its own recipe again
     with pytest.raises(RecipeError, match=r"\(tiny, emitted by another recipe\); choose another directory"):
-        emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="b")
-    emit.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=True, plan="b")
+        repository.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=False, plan="b")
+    repository.check_target(repo, "tiny", tmp_path / "none.onnx", overwrite=True, plan="b")
 
 
 def test_composition_errors_are_two_lines():

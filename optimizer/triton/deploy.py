@@ -10,7 +10,7 @@ import numpy as np
 from optimizer.cache import Cache, content_key
 from optimizer.io import Feeds
 from optimizer.errors import RecipeError
-from optimizer.triton import emit
+from optimizer.triton import emit, repository
 from optimizer.triton.tune import Tuning, sweep_sizes, tune
 
 REFERENCE_SAMPLES = 64  # evaluation samples stored with the repository for serve_check
@@ -41,7 +41,7 @@ def preflight(cfg, out_dir: Path) -> None:
     if blocker is not None and not blocker.is_dir():
         raise RecipeError(f"triton.repository {str(repo)!r}: {str(blocker)!r} is a file, not a directory; "
                           f"choose a directory")
-    emit.check_target(repo, cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite, plan=plan_id(cfg))
+    repository.check_target(repo, cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite, plan=plan_id(cfg))
     if cfg.triton.smoke_test:
         from optimizer.triton.server import find_server
 
@@ -195,14 +195,14 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
 
     config = make_config(values)
     repo = repository_dir(cfg, out_dir)
-    emit.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
+    repository.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
     record = {"plan": plan_id(cfg), "provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"],
               "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
               "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
     md = tuning_markdown(cfg, record, config)
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
     record["serve_check_tolerance"] = float(ref["tolerance"])
-    model_dir = emit.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name,
+    model_dir = repository.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name,
                                       record["provenance"])
     _validate(model_dir, io, cfg, art)
     info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
@@ -221,7 +221,7 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
             nonlocal config
             config = make_config(new)
             now = {**record, "tuning": new}
-            emit.write_docs(model_dir, tuning_markdown(cfg, now, config), now, config)
+            repository.write_docs(model_dir, tuning_markdown(cfg, now, config), now, config)
             _validate(model_dir, io, cfg, art)
 
         info["overload"], values = overload.check_and_retune(info["smoke_test"], cfg.model.name, values, rewrite,
@@ -232,8 +232,10 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     info["cost"] = record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
                                      "capacity_source": info["capacity"]["source"]}
     if cfg.triton.kubernetes:
-        info["kubernetes"] = record["kubernetes"] = kubernetes_manifests(cfg, chosen, tuning, info["cost"], repo)
-    emit.write_docs(model_dir, tuning_markdown(cfg, record, config), record)  # with the capacity used and manifests
+        from optimizer.triton import kubernetes as k8s
+
+        info["kubernetes"] = record["kubernetes"] = k8s.for_run(cfg, chosen, tuning, info["cost"], repo)
+    repository.write_docs(model_dir, tuning_markdown(cfg, record, config), record)  # with the capacity used and manifests
     return info
 
 
@@ -260,34 +262,6 @@ def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:
         else:
             out["source"] += f"; the open-loop search served no rate within the SLA ({found['stopped']})"
     return out
-
-
-def kubernetes_manifests(cfg, chosen: Dict, tuning: Tuning, cost: Dict, repo: Path) -> Dict:
-    """Deployment, Service and HPA in ``<repository>/../kubernetes/``, validated offline (RecipeError if not)."""
-    import math
-
-    from optimizer.triton import kubernetes as k8s
-
-    low = cost.get("min_replicas", 1)
-    high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
-    memory = k8s.memory_mb(chosen.get("peak_memory_mb"), tuning.instances)
-    flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
-    docs = k8s.manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
-                         high, round(cfg.serving.utilization * 100), flags,
-                         gpus=1 if cfg.hardware.device.value == "cuda" else 0)
-    try:
-        problems = k8s.validate(docs)
-        validated = f"against the Kubernetes {k8s.K8S_VERSION} schemas"
-    except ImportError:  # kubernetes-validate is a test dependency
-        problems, validated = [], "not checked offline (pip install kubernetes-validate)"
-    if problems:
-        raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
-    path = k8s.write(repo.parent / "kubernetes", docs)
-    return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
-            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
-            "model_store": cfg.triton.model_store,
-            "replicas_from": "serving.target_qps" if "min_replicas" in cost else
-            "no serving.target_qps: 1 replica, up to serving.burst_factor"}
 
 
 def _values(config) -> Dict:

@@ -110,3 +110,31 @@ def write(directory: Path, docs: List[Dict]) -> Path:
         write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
     write_atomic(directory / "all.yaml", yaml.safe_dump_all(docs, sort_keys=False).encode())
     return directory / "all.yaml"
+
+
+def for_run(cfg, chosen: Dict, tuning, cost: Dict, repo: Path) -> Dict:
+    """The run's manifests in ``<repository>/../kubernetes/``, validated offline (RecipeError if not): the
+    recipe's image, model store and hardware, ``chosen``'s peak memory, ``tuning``'s instances and the
+    replicas of ``cost``; the summary's ``kubernetes`` block."""
+    from optimizer.errors import RecipeError
+
+    low = cost.get("min_replicas", 1)
+    high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
+    memory = memory_mb(chosen.get("peak_memory_mb"), tuning.instances)
+    flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
+    docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
+                     high, round(cfg.serving.utilization * 100), flags,
+                     gpus=1 if cfg.hardware.device.value == "cuda" else 0)
+    try:
+        problems = validate(docs)
+        validated = f"against the Kubernetes {K8S_VERSION} schemas"
+    except ImportError:  # kubernetes-validate is a test dependency
+        problems, validated = [], "not checked offline (pip install kubernetes-validate)"
+    if problems:
+        raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
+    path = write(repo.parent / "kubernetes", docs)
+    return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
+            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
+            "model_store": cfg.triton.model_store,
+            "replicas_from": "serving.target_qps" if "min_replicas" in cost else
+            "no serving.target_qps: 1 replica, up to serving.burst_factor"}
