@@ -153,3 +153,81 @@ def test_if_nothing_held_with_the_margin_the_longest_wait_within_the_sla_stays(m
     record, final, written = run(monkeypatch, probe(48.0), [probe(49.0), probe(47.0), probe(46.5), probe(46.0)])
     assert all(p["within_sla"] and not p["with_margin"] for p in record["probes"])
     assert record["in_force"] == 0 and record["held"] and final == values()  # the first policy: the longest wait
+
+
+def stalled_probe(p99: float, longest_ms: float = 145.0):
+    return {**probe(p99), "host_stalls": {"count": 3, "max_ms": longest_ms, "total_ms": 200.0, "threshold_ms": 20.0,
+                                          "raised_priority": True}}
+
+
+def test_a_miss_while_the_host_stalled_is_sent_again_before_it_counts(monkeypatch):
+    # the first probe missed during a 145 ms host stall; sent again on the same policy, it held: nothing re-tuned
+    record, final, written = run(monkeypatch, stalled_probe(88.0), [probe(40.0)])
+    assert record["held"] and len(record["probes"]) == 1 and written == [] and final == values()
+    kept = record["probes"][0]
+    assert kept["p99_ms"] == 40.0 and kept["timeout_us"] == 35200
+    assert kept["resent_after_stalls"] == [{"p99_ms": 88.0, "p99_ci_ms": [88.0, 93.0],
+                                            "host_stalls": stalled_probe(88.0)["host_stalls"]}]
+    assert "sent again after a probe at p99 88.0 ms while the host stalled 3× (longest 145 ms)" in overload._stalls(kept)
+
+
+def test_stalled_misses_are_sent_again_a_bounded_number_of_times_then_re_tuned(monkeypatch):
+    record, final, written = run(monkeypatch, stalled_probe(88.0), [stalled_probe(90.0), stalled_probe(91.0),
+                                                                    probe(40.0)])
+    first, second = record["probes"]
+    assert len(first["resent_after_stalls"]) == overload.STALL_RESENDS and first["p99_ms"] == 91.0
+    assert second["p99_ms"] == 40.0 and second["timeout_us"] < first["timeout_us"] and written == [final]
+    # a miss without a stall is not sent again
+    record, _, _ = run(monkeypatch, probe(88.0), [probe(40.0)])
+    assert "resent_after_stalls" not in record["probes"][0] and len(record["probes"]) == 2
+
+
+CURVE = [{"batch_size": b, "p50_ms": 1.7 * b, "p99_ms": 1.8 * b} for b in (1, 2, 4, 8, 16)]
+
+
+def tiered_values(wait_ms: float = 14.9):
+    tiers = [{"name": "premium", "level": 1, "p99_ms": SLA, "wait_budget_ms": wait_ms,
+              "max_queue_size": int(CAPACITY * wait_ms / 1000), "timeout_us": int(wait_ms * 1000)},
+             {"name": "batch", "level": 2, "p99_ms": None, "wait_budget_ms": None, "max_queue_size": 0, "timeout_us": 0}]
+    return {**values(wait_ms, tiers=tiers), "threads": 1, "curves": {"1": CURVE}, "p99_at_max_ms": 14.4,
+            "overhead_ms": 0.5, "knee_batch_size": 8, "preferred_batch_size": 8, "max_queue_delay_us": 300}
+
+
+def test_halve_batch_takes_the_next_smaller_swept_size_and_keeps_the_queue_policies():
+    from optimizer.triton.tune import halve_batch
+
+    v = halve_batch(tiered_values())
+    assert (v["max_batch_size"], v["p99_at_max_ms"], v["batch_halved_from"]) == (4, 7.2, 8)
+    assert v["preferred_batch_size"] == 4 and v["knee_batch_size"] == 4 and v["max_queue_delay_us"] == 300
+    assert v["tiers"] == tiered_values()["tiers"] and v["queue_timeout_us"] == tiered_values()["queue_timeout_us"]
+    assert halve_batch(halve_batch(v))["batch_halved_from"] == 8  # the size first tuned
+    one = halve_batch(halve_batch(v))
+    assert one["max_batch_size"] == 1 and one["preferred_batch_size"] == 0 and one["max_queue_delay_us"] == 0
+    assert halve_batch(one) is None and halve_batch({**v, "curves": {}}) is None
+
+
+def test_a_tier_that_misses_at_its_shortest_wait_gets_a_smaller_batch(monkeypatch):
+    # premium's wait is already one running execution (14.4 + 0.5 ms): the next lever is the batch size
+    record, final, written = run(monkeypatch, probe(58.0), [probe(40.0)], start=tiered_values())
+    first, second = record["probes"]
+    assert (first["max_batch_size"], second["max_batch_size"]) == (8, 4) and record["in_force"] == 1
+    assert final["max_batch_size"] == 4 and final["batch_halved_from"] == 8 and written == [final]
+    assert final["tiers"][0]["timeout_us"] == 14900  # the wait kept while the batch halved
+    # without tiers the wait can still shorten: no halving
+    record, final, _ = run(monkeypatch, probe(58.0), [probe(40.0)], start=values(14.9))
+    assert final["max_batch_size"] == 8 and final["queue_timeout_us"] < 14900
+
+
+def test_a_smaller_batch_that_misses_worse_does_not_stay(monkeypatch):
+    record, final, written = run(monkeypatch, probe(52.0), [probe(300.0), probe(700.0), probe(800.0),
+                                                                       probe(900.0)], start=tiered_values())
+    sizes = [p["max_batch_size"] for p in record["probes"]]
+    assert sizes[:2] == [8, 4] and final["max_batch_size"] == 8 and not record["held"]
+    assert record["in_force"] == 0 and written[-1] == final  # written back: the closest p99
+
+
+def test_a_probe_holds_only_when_its_whole_p99_interval_is_under_the_margin():
+    # 43.6 ms is under 45 ms (50 ms less 10 %), but its interval reaches 45.9 ms: the next 8 s gave 47-52 ms
+    assert overload._high({"p99_ms": 43.6, "p99_ci_ms": [39.9, 45.9]}) == 45.9
+    assert overload._high({"p99_ms": 43.6, "p99_ci_ms": [39.9, None]}) == 43.6  # too few requests to bound it
+    assert not overload._within(45.9, SLA, OVERLOAD_MARGIN) and overload._within(45.0, SLA, OVERLOAD_MARGIN)

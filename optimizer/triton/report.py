@@ -135,7 +135,10 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         f"request waits for one running execution of that size, then runs in one, 2 × (p99 + "
         f"{t['overhead_ms']} ms overhead) = 2 × ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) = "
         f"{2 * (t['p99_at_max_ms'] + t['overhead_ms']):.2f} ms ≤ {t['sla_p99_ms']} ms (sweep 1, 2, 4, … ≤ "
-        f"{cfg.serving.max_batch_cap}; stops at the first miss) |",
+        f"{cfg.serving.max_batch_cap}; stops at the first miss)" + (
+            f"; halved from {t['batch_halved_from']} by the overload check: a QoS tier missed its SLA at the "
+            f"shortest wait it may have (one running execution), and a smaller batch shortens both that execution "
+            f"and its own (see *Overload check*)" if t.get("batch_halved_from") else "") + " |",
         f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
         + (f"the knee: the first batch ≤ max_batch_size whose next swept size adds < 10 % in-process throughput "
            f"(p99 {t['p99_at_knee_ms']:.2f} ms) |" if db.preferred_batch_size else

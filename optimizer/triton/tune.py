@@ -42,7 +42,9 @@ stalls should not move the knee). The rules:
   that p99 is not within the SLA less ``OVERLOAD_MARGIN``, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
   request's own time, gives each SLA tier ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget
   (at least 1 ms; with tiers at least one running execution), and sizes the queue from the measured
-  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search).
+  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search). With QoS tiers
+  a tier's wait cannot go below one running execution, so when a tier still misses there, ``halve_batch``
+  halves ``max_batch_size``: the execution it waits for and its own both get shorter.
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
@@ -253,3 +255,25 @@ def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLO
                     for t in values.get("tiers") or []]
     return out
 
+
+def halve_batch(values: Dict) -> Optional[Dict]:
+    """Tuned ``values`` with ``max_batch_size`` halved (the largest swept size at most half of it), the queue
+    policies unchanged: the QoS tiers' lever once a tier misses its SLA at the shortest wait it may have (one
+    running execution), as a request there waits for one execution and then runs in its own, and both are
+    shorter with a smaller batch. ``p99_at_max_ms`` comes from the curve of the tuned thread count, the knee and
+    a preferred size are capped at the new size, and ``batch_halved_from`` keeps the old one. None at batch 1 or
+    without a curve."""
+    mb = values.get("max_batch_size") or 0
+    curve = (values.get("curves") or {}).get(str(values.get("threads")))
+    smaller = [p for p in curve or [] if p["batch_size"] <= mb // 2]
+    if not smaller:
+        return None
+    point = max(smaller, key=lambda p: p["batch_size"])
+    size = point["batch_size"]
+    out = dict(values, max_batch_size=size, p99_at_max_ms=point["p99_ms"],
+               knee_batch_size=min(values.get("knee_batch_size") or size, size),
+               batch_halved_from=values.get("batch_halved_from") or mb)
+    if (values.get("preferred_batch_size") or 0) > size:
+        out.update(preferred_batch_size=size if size > 1 else 0, max_queue_delay_us=values["max_queue_delay_us"]
+                   if size > 1 else 0)
+    return out
