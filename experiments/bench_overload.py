@@ -23,8 +23,8 @@ In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 onl
 
 A stall watcher (``optimizer.triton.stalls``) runs beside every round; a round of (a) or of the tiers that misses
 while the host stalled is run again, at most twice, and both are printed (the host's stalls move a p99 whatever
-the configuration). The load average is printed before and after each phase. Everything is written under a temporary directory
-(``--json FILE`` also writes the record there).
+the configuration). The load average is printed before and after each phase. Everything is written under a
+temporary directory (``--json FILE`` also writes the record there).
 
     python experiments/bench_overload.py [--model heavy|builtin] [--repo DIR] [--tiers-repo DIR] [--rounds 3] [--seconds 8] [--json FILE]
 """

@@ -174,6 +174,7 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         assert over["within_sla"] == (over["tiers"]["premium"]["p99_ms"] <= 1000.0)  # the batch tier has no SLA
         assert over["sla_p99_ms"] == 1000.0 and over["p99_ms"] == over["tiers"]["premium"]["p99_ms"]
         assert "premium: p99 " in line(over) and "batch: p99 " in line(over) and "(no SLA)" in line(over)
+        assert line(over).count("client lag p99 ") == 2  # each tier's client: behind its schedule or not
         h = over["host_stalls"]  # a stall watcher ran beside the probe
         assert h["count"] >= 0 and h["threshold_ms"] == 20.0 and isinstance(h["raised_priority"], bool)
     finally:

@@ -156,7 +156,8 @@ def _line(r: Dict) -> str:
                 + "; ".join(f"{n}: p99 {t['p99_ms']} ms [95 %: {t['p99_ci_ms'][0]}–{t['p99_ci_ms'][1]}]"
                             + (f" {'within' if t['within_sla'] else 'OVER'} its SLA {t['sla_p99_ms']} ms"
                                if t["sla_p99_ms"] is not None else " (no SLA)")
-                            + f", {100 * t['rejected'] / max(t['requests'], 1):.1f} % rejected"
+                            + f", {100 * t['rejected'] / max(t['requests'], 1):.1f} % rejected, client lag p99 "
+                              f"{t['send_lag_p99_ms']} ms"
                             for n, t in r["tiers"].items()))
     return (f"{r['rate_sent']:.0f}/s sent ({r['factor']}× {r['capacity_rps']:.0f}/s) for {r['seconds']:.1f} s: "
             f"admitted p99 {r['p99_ms']} ms [95 %: {r['p99_ci_ms'][0]}–{r['p99_ci_ms'][1]}] "
