@@ -7,7 +7,7 @@ then gains that time, and a p99 over a few seconds moves by it, whatever the ser
 allows (then the server's threads, at the default priority, cannot hold it off: only the kernel or the
 hypervisor can), and records each wake-up that came ``STALL_MS`` or more late. Measured here: a CPU burner on
 both cores never delayed that watcher by 20 ms in 30 s, while during overload probes of the smoke server it
-woke 20-194 ms late, and both load-generator processes fell behind their schedules in the same seconds. A
+woke 20-392 ms late, and both load-generator processes fell behind their schedules in the same seconds. A
 probe that misses while the host stalled is sent again (``overload``); the record keeps what the watcher saw."""
 
 import multiprocessing
