@@ -34,3 +34,16 @@ def test_a_watcher_that_died_reports_nothing_rather_than_no_stall():
         w._proc.join()
     s = w.summary()
     assert s["count"] is None and s["max_ms"] is None and not stalled(s)
+
+
+def test_a_watcher_that_cannot_start_leaves_the_block_unwatched(monkeypatch):
+    import multiprocessing.context as context
+
+    def refuse(self):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(context.SpawnProcess, "start", refuse)
+    ran = []
+    with StallWatch() as w:
+        ran.append(True)  # the block (a probe) still runs
+    assert ran and w.summary()["count"] is None and not stalled(w.summary())

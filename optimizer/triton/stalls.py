@@ -49,15 +49,31 @@ class StallWatch:
         self.result: Optional[Dict] = None
 
     def __enter__(self) -> "StallWatch":
+        """Start the watcher and wait until it watches. A watcher that cannot start leaves the block unwatched
+        (``summary`` then says so): a probe is not lost for want of its watcher."""
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_watch, args=(child, self.tick, self.threshold_ms), daemon=True)
-        self._proc.start()
-        if not (self._conn.poll(30.0) and self._conn.recv() == "ready"):  # watching from here on
-            raise RuntimeError("the stall watcher did not start")
+        try:
+            self._proc.start()
+            if not (self._conn.poll(30.0) and self._conn.recv() == "ready"):
+                raise OSError("the stall watcher did not start")
+        except (OSError, EOFError):
+            self._stop_process()
+            self._proc = None
         return self
 
+    def _stop_process(self) -> None:
+        if self._proc.pid is None:  # not started
+            return
+        self._proc.join(5.0)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
     def __exit__(self, *exc) -> None:
+        if self._proc is None:  # never started
+            return
         try:
             self._conn.send("stop")
             if self._conn.poll(10.0):
@@ -65,9 +81,7 @@ class StallWatch:
         except (OSError, EOFError):  # the watcher died: nothing to report
             self.result = None
         finally:
-            self._proc.join(5.0)
-            if self._proc.is_alive():
-                self._proc.kill()
+            self._stop_process()
 
     def summary(self) -> Dict:
         """``{"count", "max_ms", "total_ms", "threshold_ms", "raised_priority"}`` of the stalls seen (``count``
