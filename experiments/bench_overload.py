@@ -198,29 +198,6 @@ def line(label: str, r: Dict, sla_ms: Optional[float]) -> str:
             f"{r['errors'] - r['rejected']}" + (f" — {verdict(r, sla_ms)}" if sla_ms else " — no SLA"))
 
 
-def _tier_client(args) -> Dict:
-    """One tier's open-loop client in its own process, started at the wall-clock time ``start_at``."""
-    url, model, payload, rate, seconds, seed, start_at = args
-    from optimizer.triton.loadgen import open_loop
-
-    time.sleep(max(0.0, start_at - time.time()))
-    return open_loop(url, model, payload, rate, int(rate * seconds * 1.2) + 10, seconds, seed=seed)
-
-
-def tiers_open_loop(url: str, model: str, payloads: Dict[str, bytes], rate: float, seconds: float,
-                    seed: int = 0) -> Dict:
-    """Open-loop Poisson arrivals at ``rate`` in total, an equal share per tier, each tier's client in its own
-    process (as separate callers are: one client loop carrying thousands of slow batch-tier requests would
-    delay the premium answers it reads); one ``loadgen.summarize`` record per tier."""
-    import multiprocessing
-
-    start_at = time.time() + 4.0  # spawning and importing the clients
-    jobs = [(url, model, p, rate / len(payloads), seconds, 100 * seed + i, start_at)
-            for i, p in enumerate(payloads.values())]
-    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        return dict(zip(payloads, pool.map(_tier_client, jobs)))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(MODELS), default="heavy",
@@ -236,6 +213,7 @@ def main() -> None:
     a = p.parse_args()
 
     from optimizer.triton.loadgen import find_capacity, open_loop
+    from optimizer.triton import overload
     from optimizer.triton.serve_check import _estimate, _infer_request, _slas
 
     t_start = time.perf_counter()
@@ -337,7 +315,7 @@ def main() -> None:
                     server = served.server
                     open_loop(server.grpc_url, t_model, payloads[premium], capacity * 0.25, int(capacity), 0.5, seed=99)
                     before = load()
-                    per = tiers_open_loop(server.grpc_url, t_model, payloads, rate, a.seconds, seed=rnd)
+                    per = overload.tiered(server.grpc_url, t_model, payloads, rate, a.seconds, seed=100 * rnd)
                     for n, r in per.items():
                         r["within_sla"] = (t_sla["tiers"][n]["p99_ms"] is None
                                            or (r["p99_ms"] is not None and r["p99_ms"] <= t_sla["tiers"][n]["p99_ms"]))

@@ -25,7 +25,7 @@ LOW = 0.7  # a probe that held under this share of the SLA rejected more than it
 
 
 def _client(args) -> Dict:
-    """One tier's open-loop client, in its own process (``_tiered``), started at the wall-clock ``start_at``."""
+    """One tier's open-loop client, in its own process (``tiered``), started at the wall-clock ``start_at``."""
     import time
 
     from optimizer.triton.loadgen import open_loop
@@ -35,15 +35,16 @@ def _client(args) -> Dict:
     return open_loop(url, model, payload, rate, int(rate * seconds * 1.2) + 10, seconds, seed=seed)
 
 
-def _tiered(url: str, model: str, payloads: Dict[str, bytes], rate: float, seconds: float) -> Dict[str, Dict]:
+def tiered(url: str, model: str, payloads: Dict[str, bytes], rate: float, seconds: float,
+           seed: int = SEED) -> Dict[str, Dict]:
     """``rate`` split evenly over the tiers, each tier's Poisson arrivals sent by its own process, as separate
     callers are (one client loop holding thousands of slow batch-tier requests delays the premium answers it
-    reads: measured, 190-246 ms of client lag)."""
+    reads: measured, 190-246 ms of client lag); one ``loadgen.open_loop`` record per tier."""
     import multiprocessing
     import time
 
     start_at = time.time() + 4.0  # spawning and importing the clients
-    jobs = [(url, model, p, rate / len(payloads), seconds, SEED + i, start_at) for i, p in enumerate(payloads.values())]
+    jobs = [(url, model, p, rate / len(payloads), seconds, seed + i, start_at) for i, p in enumerate(payloads.values())]
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         return dict(zip(payloads, pool.map(_client, jobs)))
 
@@ -82,7 +83,7 @@ def _probe(url: str, model: str, sample: Dict, sla_ms: float, capacity: float, f
 
     rate = factor * capacity
     if tiers:
-        per = _tiered(url, model, {n: _infer_request(model, sample, t["priority"]) for n, t in tiers.items()},
+        per = tiered(url, model, {n: _infer_request(model, sample, t["priority"]) for n, t in tiers.items()},
                       rate, seconds)
         for n, r in per.items():
             limit = tiers[n]["p99_ms"]

@@ -39,12 +39,12 @@ stalls should not move the knee). The rules:
   ``triton.overload_factor`` × the measured capacity on the real server. The admitted requests' p99 is
   their wait (at most the timeout) plus what the server adds beyond it under that load (execution slowed
   by the cores it shares with request handling, transport), which the in-process p99 cannot see. When
-  that p99 is not within the SLA less ``OVERLOAD_MARGIN``, ``tighten`` takes the measured non-waiting part (p99 − wait budget) as the
-  request's own time, gives each SLA tier ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget
-  (at least 1 ms; with tiers at least one running execution), and sizes the queue from the measured
-  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search). With QoS tiers
-  a tier's wait cannot go below one running execution, so when a tier still misses there, ``halve_batch``
-  halves ``max_batch_size``: the execution it waits for and its own both get shorter.
+  that p99's interval is not within the SLA less ``OVERLOAD_MARGIN``, ``tighten`` takes the measured
+  non-waiting part (p99 − wait budget) as the request's own time, gives each SLA tier
+  ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget (at least 1 ms; with tiers at least one
+  running execution, and a tier that still misses there gets ``max_batch_size`` halved by ``halve_batch``:
+  the execution it waits for and its own both get shorter), and sizes the queue from the measured
+  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search).
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
