@@ -5,5 +5,5 @@
 # python backend stub under $OPTIMIZER_TRITON_HOME (kept between CI runs when that directory is cached),
 # and makes the smoke tests in tests/test_triton_server.py fail rather than skip if that did not work.
 export OPTIMIZER_TRITON_HOME="${OPTIMIZER_TRITON_HOME:-$HOME/.cache/optimizer/triton}"
-python -m optimizer.triton.provision
+python -m optimizer.tritonserver.provision
 export OPTIMIZER_TRITON_REQUIRED=1

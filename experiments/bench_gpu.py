@@ -37,7 +37,7 @@ CHAINS = {  # chain name -> recipe steps (label, pass type, params); chains shar
 def recipe(model: str, batches, rounds: int, seconds: float, provider: str = "cuda"):
     """The composed trt_fp16 recipe retargeted at this machine's GPU, with this benchmark's settings."""
     from optimizer import gpu
-    from optimizer.recipes import compose
+    from optimizer.recipe.compose import compose
 
     name = gpu.gpus()[0].name if gpu.gpus() else "none"
     overrides = [f"benchmark.batch_sizes=[{','.join(map(str, batches))}]", f"benchmark.rounds={rounds}",
@@ -53,11 +53,11 @@ def build(cfg, out: Path):
     """Every variant of both chains (cache hits after the first build), the reference first."""
     from optimizer.cache import Cache
     from optimizer.pipeline import run_chain
-    from optimizer.plan import Step, check_environment
+    from optimizer.recipe.plan import Step, check_environment
     from optimizer.registry import load_passes
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
-    from optimizer.plan import _typed
+    from optimizer.recipe.plan import _typed
 
     passes = load_passes()
     cache = Cache(cfg.cache_dir)

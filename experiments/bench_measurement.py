@@ -48,7 +48,7 @@ def variants_of(summary):
 def measure_again(variants, cache: Path, rounds: int, extra=()):
     from optimizer.cache import Cache
     from optimizer.measure.run import measure
-    from optimizer.recipes import compose
+    from optimizer.recipe.compose import compose
     from optimizer.sources.data import load_splits
 
     cfg = compose("int8", [f"cache_dir={cache}", "benchmark.reuse=false", f"benchmark.rounds={rounds}", *extra])

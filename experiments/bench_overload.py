@@ -1,6 +1,6 @@
 """Overload and QoS tiers on the real Triton server: does the emitted queue policy keep the SLA past capacity?
 
-In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 only):
+In one run, on the smoke-test server (``optimizer.tritonserver.server``, 127.0.0.1 only):
 
 1. the emitted repository of ``python -m optimizer recipe=int8`` (or ``--repo``) for ``--model``: ``heavy`` (default),
    a CNN on 3x64x64 images from ``experiments/overload_model.py`` that costs about ten times the built-in model per
@@ -12,7 +12,7 @@ In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 onl
    check*); the benchmark prints those probes;
 2. one replica's capacity as the run measured it (tuning.json), printed beside the in-process estimate; with a
    ``--repo`` that has none, measured here with the product's open-loop search
-   (``optimizer.triton.loadgen.find_capacity``, the SLA from tuning.json);
+   (``optimizer.tritonserver.loadgen.find_capacity``, the SLA from tuning.json);
 3. overload: open-loop Poisson traffic at ``--factor`` (1.5) × the measured capacity, for ``--seconds``, to
    (a) the emitted config with its queue policy and (b) the same model with ``default_queue_policy`` removed,
    alternating a b a b ...; for each the p99 of the ADMITTED (answered) requests with its 95 % interval, the
@@ -21,7 +21,7 @@ In one run, on the smoke-test server (``optimizer.triton.server``, 127.0.0.1 onl
    ``--tiers-repo``), the same rate, half premium and half batch, each tier from its own client process: p99 and
    rejections per tier, and whether the premium p99 is within its SLA.
 
-A stall watcher (``optimizer.triton.stalls``) runs beside every round; a round of (a) or of the tiers that misses
+A stall watcher (``optimizer.tritonserver.stalls``) runs beside every round; a round of (a) or of the tiers that misses
 while the host stalled is run again, at most twice, and both are printed (the host's stalls move a p99 whatever
 the configuration). The load average is printed before and after each phase. Everything is written under a
 temporary directory (``--json FILE`` also writes the record there).
@@ -93,7 +93,7 @@ def model_of(repository: Path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from optimizer.triton.serve_check import _reference
+    from optimizer.tritonserver.serve_check import _reference
 
     (cfg_path,) = sorted(repository.glob("*/config.pbtxt"))
     config = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
@@ -107,7 +107,7 @@ class Served:
     on (``--metrics-config=summary_latencies=true``, loopback only), so the server's own p99 can be read."""
 
     def __init__(self, repository: Path, model: str):
-        from optimizer.triton.server import Server, find_server, free_port, server_args, stage
+        from optimizer.tritonserver.server import Server, find_server, free_port, server_args, stage
 
         install = find_server()
         self.tmp = Path(tempfile.mkdtemp(prefix="bench_overload-triton-"))
@@ -147,7 +147,7 @@ class Served:
 
 def print_overload_check(recorded: Dict) -> None:
     """The probes of the run's own overload check (tuning.json), the one in force marked."""
-    from optimizer.triton.overload import line
+    from optimizer.tritonserver.overload import line
 
     check = recorded.get("overload") or {}
     for i, r in enumerate(check.get("probes", [])):
@@ -162,7 +162,7 @@ RERUNS = 2  # a target round that missed while the host stalled is run again, at
 def watched(run, missed) -> Dict:
     """``run()`` under a stall watcher, run again (at most ``RERUNS`` times) while ``missed(record)`` and the host
     stalled; the record has ``host_stalls`` and, when it was run again, ``reruns`` (the earlier records)."""
-    from optimizer.triton.stalls import StallWatch, stalled
+    from optimizer.tritonserver.stalls import StallWatch, stalled
 
     earlier: List[Dict] = []
     while True:
@@ -212,9 +212,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     a = p.parse_args()
 
-    from optimizer.triton.loadgen import find_capacity, open_loop
-    from optimizer.triton import overload
-    from optimizer.triton.serve_check import _estimate, _infer_request, _slas
+    from optimizer.tritonserver.loadgen import find_capacity, open_loop
+    from optimizer.tritonserver import overload
+    from optimizer.tritonserver.serve_check import _estimate, _infer_request, _slas
 
     t_start = time.perf_counter()
     record: Dict = {"load_start": os.getloadavg()}

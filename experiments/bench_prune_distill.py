@@ -29,7 +29,7 @@ from optimizer.io import batch_of
 from optimizer.cache import Cache
 from optimizer.measure.evaluate import predict
 from optimizer.pipeline import plan, run_chain
-from optimizer.recipes import compose
+from optimizer.recipe.compose import compose
 from optimizer.formats import load
 
 

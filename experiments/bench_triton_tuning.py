@@ -3,8 +3,8 @@
 The tuned repository is what ``python -m optimizer recipe=int8`` emits. The untuned one is the
 same model with Triton's defaults: no dynamic_batching, one instance, ONNX Runtime's own thread
 count (the tuned intra/inter-op parameters removed). Both are served on the smoke-test server
-(``optimizer.triton.server``; the python-backend swap when no ONNX Runtime backend is installed)
-and load-tested by ``optimizer.triton.serve_check.load_test``: one-sample unary gRPC requests, 8 kept in
+(``optimizer.tritonserver.server``; the python-backend swap when no ONNX Runtime backend is installed)
+and load-tested by ``optimizer.tritonserver.serve_check.load_test``: one-sample unary gRPC requests, 8 kept in
 flight by a lean asyncio client that shares the cores with the server. Rounds alternate
 untuned/tuned so drift on a shared machine hits both. Prints requests/s, p99 and the ratios (of the
 medians, and the median of the per-round ratios).
@@ -69,7 +69,7 @@ def batching(preferred: int, delay_us: int):
 
 
 def measure(repository: Path, concurrency: int, requests: int, seconds: float) -> dict:
-    from optimizer.triton.serve_check import check_repository
+    from optimizer.tritonserver.serve_check import check_repository
 
     record = check_repository(repository, None, None, [concurrency], requests, seconds)
     if not record["passed"]:

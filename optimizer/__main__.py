@@ -12,8 +12,8 @@ import hydra
 from optimizer import job
 from optimizer.config import register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
-from optimizer.recipe_files import check_command_line, composition_error, config_dirs
-from optimizer.recipes import RECIPES, available
+from optimizer.recipe.files import check_command_line, composition_error, config_dirs
+from optimizer.recipe.compose import RECIPES, available
 
 register_schema()
 
@@ -71,7 +71,7 @@ def _release_stderr() -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] in (["list"], ["explain"]):  # discovery: no Hydra run directory, nothing runs
-        from optimizer.discover import main as discover
+        from optimizer.recipe.discover import main as discover
 
         sys.exit(discover(sys.argv[1:]))
     if sys.argv[1:2] == ["cache"]:  # python -m optimizer cache verify|prune: no recipe involved

@@ -46,7 +46,7 @@ def run_job(dcfg: DictConfig) -> int:
     try:
         cfg: OptimizerConfig = OmegaConf.to_object(dcfg)
         from optimizer.pipeline import run
-        from optimizer.report import table
+        from optimizer.record.summary import table
 
         summary = run(cfg, Path(hc.runtime.output_dir), recipe)
     except OptimizerError as e:

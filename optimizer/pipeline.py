@@ -12,7 +12,7 @@ from optimizer.artifact import Artifact
 from optimizer.cache import Cache, content_key, versions
 from optimizer.console import step as status
 from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
-from optimizer.plan import Step, check_environment, plan
+from optimizer.recipe.plan import Step, check_environment, plan
 from optimizer.registry import Context
 
 
@@ -81,7 +81,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
     Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
     the one-line error) before it propagates."""
-    from optimizer import rundir
+    from optimizer.record import rundir
     from optimizer.triton.deploy import preflight
 
     steps = plan(cfg)
@@ -108,8 +108,9 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
-    from optimizer import ci_report, provenance
-    from optimizer.report import write_summary
+    from optimizer.record import ci as ci_report
+    from optimizer.record import provenance
+    from optimizer.record.summary import write_summary
 
     summary = {"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
                "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
@@ -120,15 +121,20 @@ def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
 
 
 def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
-    from optimizer import ci_report, formats, gates, plots, provenance, tracking
-    from optimizer.cost import price
+    from optimizer import formats
+    from optimizer.record import ci as ci_report
+    from optimizer.decide import gates
+    from optimizer.record import plots
+    from optimizer.record import provenance
+    from optimizer.record import tracking
+    from optimizer.decide.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.factory import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
     from optimizer.measure.limits import check_memory
     from optimizer.measure.run import host, measure
-    from optimizer.report import compare, variant_record, write_summary
-    from optimizer.select import choose, pareto, throughput, violations
+    from optimizer.record.summary import compare, variant_record, write_summary
+    from optimizer.decide.select import choose, pareto, throughput, violations
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
     from optimizer.triton.deploy import deploy

@@ -8,7 +8,7 @@ import pytest
 
 from optimizer.config import Device, HardwareConfig
 from optimizer.errors import PassError
-from tests.conftest import FAST, run_cli
+from tests.helpers import FAST, run_cli
 
 pytestmark = pytest.mark.gpu
 
@@ -16,7 +16,7 @@ GPU = HardwareConfig(name="gpu", device=Device.cuda, cores=4)
 
 
 def _step(name, art, splits, tmp_path, hw=GPU, **params):
-    from optimizer.plan import _typed
+    from optimizer.recipe.plan import _typed
     from optimizer.registry import Context, load_passes
 
     spec = load_passes()[name]

@@ -121,7 +121,7 @@ def fuse(art: Artifact, cfg: FuseConfig, ctx) -> Artifact:
     import onnx
     import onnxruntime as ort
 
-    from optimizer.onnx_utils import op_counts
+    from optimizer.formats.onnx_graph import op_counts
 
     before = op_counts(art.path)
     plan, note = transformer_plan(art.meta, cfg)

@@ -99,7 +99,7 @@ def onnx_export(art: Artifact, cfg: ExportConfig, ctx) -> Artifact:
     from optimizer import formats
     from optimizer.formats.onnx import ort_session, read_io
     from optimizer.io import take
-    from optimizer.onnx_utils import op_counts
+    from optimizer.formats.onnx_graph import op_counts
     from optimizer.sources.models import load_module
 
     io = formats.io(art)

@@ -210,7 +210,7 @@ def _pre_process(src: str, dst: Path) -> None:
 
 @register("quantize", QuantizeConfig, takes="onnx", makes="onnx")
 def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
-    from optimizer.onnx_utils import op_counts
+    from optimizer.formats.onnx_graph import op_counts
 
     src = str(art.path)
     out = ctx.out_dir / "model.onnx"

@@ -148,7 +148,7 @@ def _file(cfg: ModelConfig, splits: Splits) -> Artifact:
         raise RecipeError(f"model.source {cfg.source!r}: no such file")
     if path.suffix == ".onnx":
         from optimizer.formats.onnx import read_io
-        from optimizer.onnx_utils import check_onnx
+        from optimizer.formats.onnx_graph import check_onnx
 
         check_onnx(path, f"model.source {cfg.source!r}")
         io = read_io(path)

@@ -22,7 +22,7 @@ def repository_dir(cfg, out_dir: Path) -> Path:
 
 def preflight(cfg, out_dir: Path) -> None:
     """Serving, cost and repository settings checked before anything runs (RecipeError, exit 2)."""
-    from optimizer.cost import check
+    from optimizer.decide.cost import check
 
     check(cfg)
     s = cfg.serving
@@ -43,7 +43,7 @@ def preflight(cfg, out_dir: Path) -> None:
                           f"choose a directory")
     repository.check_target(repo, cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite, plan=plan_id(cfg))
     if cfg.triton.smoke_test:
-        from optimizer.triton.server import find_server
+        from optimizer.tritonserver.server import find_server
 
         find_server()  # raises a RecipeError saying how to provision one
 
@@ -162,8 +162,8 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     ``gate`` is set when the SLA cannot be met even at batch 1 (nothing is emitted then), or when the smoke
     test's p99 missed an SLA (the repository stays, the run exits 3). ``run`` names the
     recipe and the measurement session id (``recipe``, ``measurement_id``) for the provenance."""
-    from optimizer.cost import price
-    from optimizer.triton.report import tuning_markdown
+    from optimizer.decide.cost import price
+    from optimizer.triton.tuning_doc import tuning_markdown
 
     from optimizer import formats
     from optimizer.io import take
@@ -208,8 +208,8 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
     info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
                 values=_values(config))
     if cfg.triton.smoke_test:
-        from optimizer.triton import overload
-        from optimizer.triton.serve_check import check_repository
+        from optimizer.tritonserver import overload
+        from optimizer.tritonserver.serve_check import check_repository
 
         info["smoke_test"] = check_repository(repo, cfg.triton)  # the SLAs written in tuning.json
         if info["smoke_test"].get("sla_missed"):  # answers right, a p99 over its SLA: a gate (exit 3), like serve_check

@@ -2,7 +2,7 @@
 
 Layout: ``<repository>/<name>/config.pbtxt``, ``<name>/1/model.onnx``, ``<name>/tuning.md`` and
 ``tuning.json`` (the tuned values and the measurements behind them), ``<name>/reference.npz``
-(evaluation inputs and the model's answers, for ``python -m optimizer.triton.serve_check``). The config
+(evaluation inputs and the model's answers, for ``python -m optimizer.tritonserver.serve_check``). The config
 itself comes from ``emit.py``."""
 
 import json
