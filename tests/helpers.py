@@ -83,6 +83,19 @@ def run_pass(name: str, art, splits, tmp_path: Path, **params):
     return spec.fn(art, _typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, HardwareConfig()))
 
 
+PNG = b"\x89PNG\r\n\x1a\n"  # the first eight bytes of every PNG file
+
+
+def junit_suite(path: Path):
+    """The one test suite of a junit.xml file, read back with junitparser (its callers importorskip it)."""
+    import junitparser
+
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    suites = list(xml) if isinstance(xml, junitparser.JUnitXml) else [xml]
+    assert len(suites) == 1
+    return suites[0]
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
