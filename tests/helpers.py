@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from optimizer.triton import emit, repository
 
@@ -94,6 +95,15 @@ def junit_suite(path: Path):
     suites = list(xml) if isinstance(xml, junitparser.JUnitXml) else [xml]
     assert len(suites) == 1
     return suites[0]
+
+
+def without_gpu_path():
+    """A skip marker for the refusals a machine without a GPU (or without TensorRT) answers: a machine with both
+    skips them. A function, so the CUDA driver is asked only by the modules that use it."""
+    from optimizer import gpu
+
+    return pytest.mark.skipif(bool(gpu.gpus()) and gpu.tensorrt_version() is not None,
+                              reason="this machine has a GPU and TensorRT: nothing to refuse")
 
 
 def dead_pid() -> int:
