@@ -8,7 +8,7 @@
 #    onnxruntime-gpu in place of onnxruntime (with its CUDA/cuDNN wheels), TensorRT (the `tensorrt` extra),
 #    and, in a separate directory, the TensorRT 10 libraries that onnxruntime-gpu's TensorRT provider links
 #    against (TensorRT 11 is a different soname; the provider is the only user of that directory).
-# 2. Runs the @pytest.mark.gpu tests (tests/test_gpu.py) and the CPU-side GPU-path tests.
+# 2. Runs the @pytest.mark.gpu tests (tests/test_gpu.py, tests/e2e/test_gpu_recipe.py) and the CPU-side GPU-path tests.
 # 3. Runs experiments/bench_gpu.py, writing experiments/results/gpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,8 +70,8 @@ PY
 say "GPU tests"
 status=0
 left=$((deadline - SECONDS - 360))  # leave the benchmark about 6 minutes
-timeout $((left > 120 ? left : 120)) $PY -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee -a "$LOG" || status=1
-timeout 120 $PY -m pytest -q tests/test_tensorrt.py tests/test_triton_gpu.py 2>&1 | tee -a "$LOG" || status=1
+timeout $((left > 120 ? left : 120)) $PY -m pytest -q -m gpu tests/test_gpu.py tests/e2e/test_gpu_recipe.py 2>&1 | tee -a "$LOG" || status=1
+timeout 120 $PY -m pytest -q tests/formats/test_tensorrt.py tests/triton/test_triton_gpu.py 2>&1 | tee -a "$LOG" || status=1
 
 say "GPU benchmark"
 left=$((deadline - SECONDS))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from optimizer.triton import emit, repository
 
@@ -81,6 +82,28 @@ def run_pass(name: str, art, splits, tmp_path: Path, **params):
     out = tmp_path / name
     out.mkdir()
     return spec.fn(art, _typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, HardwareConfig()))
+
+
+PNG = b"\x89PNG\r\n\x1a\n"  # the first eight bytes of every PNG file
+
+
+def junit_suite(path: Path):
+    """The one test suite of a junit.xml file, read back with junitparser (its callers importorskip it)."""
+    import junitparser
+
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    suites = list(xml) if isinstance(xml, junitparser.JUnitXml) else [xml]
+    assert len(suites) == 1
+    return suites[0]
+
+
+def without_gpu_path():
+    """A skip marker for the refusals a machine without a GPU (or without TensorRT) answers: a machine with both
+    skips them. A function, so the CUDA driver is asked only by the modules that use it."""
+    from optimizer import gpu
+
+    return pytest.mark.skipif(bool(gpu.gpus()) and gpu.tensorrt_version() is not None,
+                              reason="this machine has a GPU and TensorRT: nothing to refuse")
 
 
 def dead_pid() -> int:

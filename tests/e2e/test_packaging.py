@@ -3,9 +3,11 @@ tool lists its recipes and runs one from an empty directory (no source tree in s
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,9 @@ SOURCES = ["pyproject.toml", "setup.py", "README.md", "optimizer", "recipes", "m
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """A wheel built from a copy of the source (the checkout gets no build/ folder), installed into a venv that
-    sees the system's site-packages (torch and the rest are not re-installed). About 5 s."""
+    sees the running interpreter's site-packages through a .pth file (torch and the rest are not re-installed).
+    Not ``--system-site-packages``: from inside a venv (``.ci/run``'s) that would be the base Python's
+    site-packages, empty on a fresh machine. About 5 s."""
     root = tmp_path_factory.mktemp("wheel")
     src, dist, venv = root / "src", root / "dist", root / "venv"
     src.mkdir()
@@ -29,16 +33,25 @@ def installed(tmp_path_factory):
     pip = [sys.executable, "-m", "pip"]
     subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
                    check=True, cwd=root, capture_output=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     wheel = next(dist.glob("optimizer-*.whl"))
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     target = subprocess.run([str(venv / "bin" / "python"), "-c", purelib], check=True, capture_output=True,
                             text=True).stdout.strip()
     subprocess.run([*pip, "install", "-q", "--no-deps", "--no-index", "--target", target, str(wheel)],
                    check=True, capture_output=True)
+    # Plain path lines, appended after the venv's own site-packages (the wheel wins) and without running the
+    # running env's .pth files, so an editable install of the checkout stays out of sight.
+    (Path(target) / "running-env.pth").write_text("".join(f"{path}\n" for path in running_site_packages()))
     empty = root / "empty"
     empty.mkdir()
     return wheel, venv / "bin" / "python", empty
+
+
+def running_site_packages() -> list[str]:
+    """The site-packages directories of the interpreter running the tests (its venv's, not the base Python's)."""
+    paths = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    return [path for path in dict.fromkeys(paths) if Path(path).is_dir()]
 
 
 def _env(**extra):

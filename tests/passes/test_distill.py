@@ -3,8 +3,7 @@ students from a factory; students that do not import or do not match the teacher
 
 import pytest
 
-from tests.helpers import FAST, accuracy, run_cli, run_pass
-from tests.helpers import PRUNE_TINY
+from tests.helpers import accuracy, run_pass
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +38,3 @@ def test_student_with_another_output_shape_fails_naming_both(teacher, splits, tm
                                         r"\(2, 5\) but the teacher outputs \(2, 10\)$"):
         run_pass("distill", teacher, splits, tmp_path, student="optimizer.sources.builtin:digits_resnet",
                  student_kwargs={"num_classes": 5}, epochs=1)
-
-
-@pytest.mark.parametrize("student, line", [
-    ("nope.missing:fn", ("error: passes.distill: student 'nope.missing:fn': cannot import module 'nope.missing' "
-                         "(ModuleNotFoundError: No module named 'nope')")),
-    ("optimizer.sources.models:nothing", ("error: passes.distill: student 'optimizer.sources.models:nothing': "
-                                  "module 'optimizer.sources.models' has no callable 'nothing'")),
-])
-def test_student_that_does_not_import_fails_at_plan_time(student, line, cache_dir, tmp_path):
-    code, out, summary = run_cli(["recipe=distill_int8", f"passes.distill.student={student}"], cache_dir, tmp_path)
-    assert code == 2
-    assert line in out.splitlines()
-    assert "Traceback" not in out and summary is None
-
-
-def test_student_shape_mismatch_on_the_command_line(cache_dir, tmp_path):
-    code, out, summary = run_cli(["recipe=distill_int8", "passes.distill.student=optimizer.sources.builtin:digits_resnet",
-                                  "+passes.distill.student_kwargs.num_classes=5", *PRUNE_TINY, *FAST], cache_dir, tmp_path)
-    assert code == 1
-    assert ("error: step 'distill': student 'optimizer.sources.builtin:digits_resnet' outputs shape (2, 5) but the teacher "
-            "outputs (2, 10) (traceback: distill.error.txt)") in out.splitlines()
-    assert "Traceback" not in out
-    assert summary["failed_steps"] == ["distill"]

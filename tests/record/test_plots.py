@@ -1,9 +1,7 @@
-"""The three PNGs: drawn from a summary dict, and written next to summary.json with tracking off."""
+"""The three PNGs drawn from a summary dict, and the accuracy view's axis, floor, SLA and front."""
 
 from optimizer.record.plots import ACCURACY, LATENCY, THROUGHPUT, write_plots
-from tests.helpers import FAST, run_cli
-
-PNG = b"\x89PNG\r\n\x1a\n"
+from tests.helpers import PNG
 
 
 def _variant(name, acc, p99_b1, scale, pareto=False):
@@ -35,16 +33,6 @@ def test_nothing_measured_writes_nothing(tmp_path):
     s["variants"] = [s["variants"][-1]]  # only the failed variant
     assert write_plots(s, tmp_path) == []
     assert list(tmp_path.iterdir()) == []
-
-
-def test_plots_written_with_tracking_disabled(cache_dir, tmp_path, builtin):
-    code, log, summary = run_cli(["recipe=baseline", *FAST, "tracking.enabled=false"], cache_dir, tmp_path / "r")
-    assert code == 0, log
-    assert summary["tracking"] == {"skipped": "tracking.enabled=false"}
-    assert summary["plots"] == [LATENCY, THROUGHPUT, ACCURACY]
-    for name in summary["plots"]:
-        assert (tmp_path / "r" / name).read_bytes()[:8] == PNG
-    assert "tracking" not in log
 
 
 def test_accuracy_view_clips_the_axis_and_draws_floor_sla_and_front():

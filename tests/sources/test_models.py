@@ -10,7 +10,6 @@ from optimizer.sources.data import load_splits
 from optimizer.errors import RecipeError
 from optimizer.sources.builtin import digits_resnet
 from optimizer.sources.models import load_module, load_source, logits
-from tests.helpers import FAST, run_cli
 
 
 def test_digits_splits_are_disjoint(splits):
@@ -60,18 +59,3 @@ def test_torch_export_program_source(splits, tmp_path):
     assert art.format == "torch"
     np.testing.assert_allclose(logits(load_module(art), splits.evaluation["input"][:5]),
                                logits(module, splits.evaluation["input"][:5]), atol=1e-5)
-
-
-def test_onnx_file_source_runs_fuse_and_quantize(builtin, splits, cache_dir, tmp_path):
-    """A user's ONNX file: the recipe drops the export step and quantizes it directly."""
-    from optimizer.config import HardwareConfig
-    from optimizer.passes.onnx_export import ExportConfig, onnx_export
-    from optimizer.registry import Context
-
-    exported = onnx_export(builtin, ExportConfig(), Context(tmp_path, "export", splits, HardwareConfig()))
-    code, out, s = run_cli([f"model.source={exported.path}", "passes.export=null", *FAST], cache_dir, tmp_path / "run")
-    assert code == 0, out
-    assert [v["name"] for v in s["variants"]] == ["reference", "fuse", "quantize"]
-    ref = s["variants"][0]
-    assert ref["format"] == "onnx" and ref["evaluation"]["accuracy"] >= 97.0
-    assert s["variants"][2]["evaluation"]["accuracy_drop"] <= 1.0
