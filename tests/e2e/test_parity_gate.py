@@ -1,5 +1,4 @@
-"""The parity gate: a variant that runs but answers wrongly is never chosen (the command-line runs of the real
-models are in tests/e2e/test_sources_real_models.py)."""
+"""The parity gate over a whole run of the pipeline: a variant that runs but answers wrongly is never chosen."""
 
 import numpy as np
 
