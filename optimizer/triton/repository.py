@@ -20,7 +20,7 @@ def check_target(repository: Path, name: str, model: Path, overwrite: bool, file
                  plan: Optional[str] = None) -> None:
     """Refuse to write over a repository that holds another model, unless ``overwrite``.
 
-    ``plan`` identifies the recipe that emits (``deploy.plan_id``): a model directory the same recipe emitted
+    ``plan`` identifies the recipe that emits (``target.plan_id``): a model directory the same recipe emitted
     is replaced, one another recipe emitted is refused (before any pass runs, when called at plan time). A
     directory without that record is compared by file content. Hidden entries (a killed writer's
     ``.<name>.tmp``) are not models: ``write_repository`` replaces its own."""

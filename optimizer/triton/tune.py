@@ -44,7 +44,7 @@ stalls should not move the knee). The rules:
   ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget (at least 1 ms; with tiers at least one
   running execution, and a tier that still misses there gets ``max_batch_size`` halved by ``halve_batch``:
   the execution it waits for and its own both get shorter), and sizes the queue from the measured
-  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search).
+  capacity; the server re-checks the result (``retune.check_and_retune`` drives the search).
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
