@@ -93,11 +93,11 @@ def model_of(repository: Path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from optimizer.tritonserver.serve_check import _reference
+    from optimizer.tritonserver.expected import reference
 
     (cfg_path,) = sorted(repository.glob("*/config.pbtxt"))
     config = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
-    inputs, _, _ = _reference(cfg_path.parent)
+    inputs, _, _ = reference(cfg_path.parent)
     one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
     return config.name, cfg_path.parent, one, config
 
@@ -214,7 +214,8 @@ def main() -> None:
 
     from optimizer.tritonserver.loadgen import find_capacity, open_loop
     from optimizer.tritonserver import overload
-    from optimizer.tritonserver.serve_check import _estimate, _infer_request, _slas
+    from optimizer.tritonserver.expected import read_sla
+    from optimizer.tritonserver.loadtest import infer_request
 
     t_start = time.perf_counter()
     record: Dict = {"load_start": os.getloadavg()}
@@ -228,8 +229,7 @@ def main() -> None:
         model, model_dir, one, config = model_of(plain)
         db = config.dynamic_batching
         qp = db.default_queue_policy
-        sla = _slas(model_dir, None)["p99_ms"]
-        estimate = _estimate(model_dir)
+        sla, estimate = read_sla(model_dir).p99_ms, read_sla(model_dir).estimate
         print(f"{model}: max_batch_size {config.max_batch_size}, preferred {list(db.preferred_batch_size)}, "
               f"{sum(g.count for g in config.instance_group)} instance(s); queue policy max_queue_size "
               f"{qp.max_queue_size}, timeout {qp.default_timeout_microseconds} us; SLA p99 {sla} ms (tuning.json); "
@@ -241,7 +241,7 @@ def main() -> None:
         print(f"({load()})")
 
         phase("2. capacity of one replica (open loop, Poisson; the product's find_capacity)")
-        payload = _infer_request(model, one)
+        payload = infer_request(model, one)
         measured = (recorded.get("capacity") or {}).get("measured")
         if measured:
             cap = {"capacity_rps": measured, "levels": [], "stopped": "as the run's smoke test measured it (tuning.json)"}
@@ -298,7 +298,7 @@ def main() -> None:
 
         phase(f"4. tiers: {rate:.0f}/s ({a.factor}× capacity), half premium half batch, {a.seconds} s")
         t_model, t_dir, t_one, t_config = model_of(tiered)
-        t_sla = _slas(t_dir, None)
+        t_sla = read_sla(t_dir).to_dict()
         levels = {n: t["priority"] for n, t in t_sla["tiers"].items()}
         print_overload_check(json.loads((t_dir / "tuning.json").read_text()))
         tdb = t_config.dynamic_batching
@@ -306,7 +306,7 @@ def main() -> None:
               + "; ".join(f"level {lvl}: max_queue_size {q.max_queue_size}, timeout {q.default_timeout_microseconds} us"
                           for lvl, q in sorted(tdb.priority_queue_policy.items()))
               + f"; max_batch_size {t_config.max_batch_size}")
-        payloads = {n: _infer_request(t_model, t_one, lvl) for n, lvl in levels.items()}
+        payloads = {n: infer_request(t_model, t_one, lvl) for n, lvl in levels.items()}
         tier_runs = []
         premium = next(iter(levels))
         for rnd in range(a.rounds):  # each round on a fresh server: no batch-tier backlog from the round before

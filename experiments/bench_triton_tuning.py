@@ -69,9 +69,9 @@ def batching(preferred: int, delay_us: int):
 
 
 def measure(repository: Path, concurrency: int, requests: int, seconds: float) -> dict:
-    from optimizer.tritonserver.serve_check import check_repository
+    from optimizer.tritonserver.serve_check import Settings, check_repository
 
-    record = check_repository(repository, None, None, [concurrency], requests, seconds)
+    record = check_repository(repository, Settings([concurrency], requests, seconds))
     if not record["passed"]:
         raise SystemExit(f"server check failed: {record['error']}")
     (m,) = record["models"].values()

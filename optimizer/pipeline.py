@@ -82,7 +82,7 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
     Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
     the one-line error) before it propagates."""
     from optimizer.record import rundir
-    from optimizer.triton.deploy import preflight
+    from optimizer.triton.target import preflight
 
     steps = plan(cfg)
     out_dir = Path(out_dir)
@@ -137,7 +137,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.decide.select import choose, pareto, throughput, violations
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
-    from optimizer.triton.deploy import deploy
+    from optimizer.targets import DeployInputs
+    from optimizer.triton import target
 
     started = provenance.now()
     if cfg.gates.baseline:
@@ -168,8 +169,10 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     triton = {}
     if chosen and cfg.triton.emit:
         with status("triton"):
-            triton = deploy(cfg, chosen, variants, splits, cache, out_dir,
-                            {"recipe": recipe, "measurement_id": measured.session.get("id")})
+            art = next(v.artifact for v in variants if v.name == chosen["name"])
+            triton = target.deploy(cfg, DeployInputs(chosen["name"], art, splits.evaluation, cache, out_dir, recipe,
+                                                     measured.session.get("id"),
+                                                     chosen.get("peak_memory_mb"))).to_dict()
     failed = [v.name for v in variants if v.status == "failed"]
     code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
     if code == EXIT_OK and (triton.get("gate") or triton.get("failed")):

@@ -34,6 +34,7 @@ class DeployInputs:
     out_dir: Path  # the run directory
     recipe: str  # the recipe's name, for provenance
     measurement_id: Optional[str] = None  # the measurement set the choice was made on
+    peak_memory_mb: Optional[float] = None  # the chosen variant's measured peak memory (sizes a pod's request)
 
 
 @dataclass(frozen=True)

@@ -152,9 +152,8 @@ def tiny_repository(root: Path, tuning=TUNING, name="digits_resnet", response_ca
     config = emit.build_config(name, "onnx", io, tuning, gpu=False, response_cache=response_cache)
     x = np.random.default_rng(1).standard_normal((16, 1, 32, 32)).astype(np.float32)
     repo = root / "model_repository"
-    repository.write_repository(repo, name, model, config, "# tuning\n", {"tuning": tuning},
-                          reference(Artifact(path=model, format="onnx"), io, {"input": x}, tuning["max_batch_size"],
-                                    HardwareConfig()))
+    ref = reference(Artifact(path=model, format="onnx"), io, {"input": x}, tuning["max_batch_size"], HardwareConfig())
+    repository.write_docs(repository.write_repository(repo, name, model, config, ref), "# tuning\n", {"tuning": tuning})
     return repo
 
 

@@ -1,5 +1,6 @@
-"""The pipeline's last stage: tune the chosen variant on this machine, emit its Triton repository,
-optionally smoke-test it on a real server. ``pipeline.run`` calls ``preflight`` and ``deploy``."""
+"""The Triton target's work (``target.deploy`` calls ``run``): sweep and tune the chosen variant on this machine,
+emit its repository, optionally smoke-test it on a real server and re-tune its queue policies from what the
+server showed, size cost and replicas, write the tuning docs."""
 
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -8,68 +9,15 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from optimizer.cache import Cache, content_key
-from optimizer.io import Feeds
 from optimizer.errors import RecipeError
+from optimizer.io import Feeds
+from optimizer.targets import DeployInputs
 from optimizer.triton import emit, repository
 from optimizer.triton.tune import Tuning, sweep_sizes, tune
+from optimizer.triton.tuning_doc import tuning_markdown
+from optimizer.tritonserver.expected import Sla, Tier
 
 REFERENCE_SAMPLES = 64  # evaluation samples stored with the repository for serve_check
-
-
-def repository_dir(cfg, out_dir: Path) -> Path:
-    return Path(cfg.triton.repository).expanduser() if cfg.triton.repository else Path(out_dir) / "model_repository"
-
-
-def preflight(cfg, out_dir: Path) -> None:
-    """Serving, cost and repository settings checked before anything runs (RecipeError, exit 2)."""
-    from optimizer.decide.cost import check
-
-    check(cfg)
-    s = cfg.serving
-    if s.p99_ms <= 0 or s.overhead_ms < 0:
-        raise RecipeError(f"serving.p99_ms must be positive and serving.overhead_ms ≥ 0, "
-                          f"got {s.p99_ms} and {s.overhead_ms}")
-    if s.max_batch_cap < 1 or s.queue_delay_cap_us < 0 or any(t < 0 for t in s.thread_options) or not s.thread_options:
-        raise RecipeError("serving.max_batch_cap must be ≥ 1, serving.queue_delay_cap_us ≥ 0, "
-                          "serving.thread_options a non-empty list of thread counts ≥ 0")
-    _check_tiers(s)
-    if not cfg.triton.emit:
-        return
-    emit.check_name(cfg.model.name)
-    repo = repository_dir(cfg, out_dir)
-    blocker = next((p for p in [repo, *repo.parents] if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise RecipeError(f"triton.repository {str(repo)!r}: {str(blocker)!r} is a file, not a directory; "
-                          f"choose a directory")
-    repository.check_target(repo, cfg.model.name, Path("/nonexistent"), cfg.triton.overwrite, plan=plan_id(cfg))
-    if cfg.triton.smoke_test:
-        from optimizer.tritonserver.server import find_server
-
-        find_server()  # raises a RecipeError saying how to provision one
-
-
-def plan_id(cfg) -> str:
-    """What a repository's model is made from: the model, the data and the passes (not how it was measured).
-    A re-run of the same recipe may replace its own emitted model; another recipe's is a conflict."""
-    from omegaconf import OmegaConf
-
-    passes = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-              for k, v in (cfg.passes or {}).items()}
-    return content_key(asdict(cfg.model), asdict(cfg.data), passes)[:16]
-
-
-def _check_tiers(s) -> None:
-    """``serving.tiers``: name -> positive p99 ms or null; ``serving.default_tier`` one of them."""
-    names = [t.name for t in s.tiers]
-    for i, t in enumerate(s.tiers):
-        if t.p99_ms is not None and t.p99_ms <= 0:
-            raise RecipeError(f"serving.tiers[{i}] ({t.name}): p99_ms must be positive milliseconds or null (no SLA), "
-                              f"got {t.p99_ms}")
-    if len(set(names)) != len(names) or not all(names):
-        raise RecipeError(f"serving.tiers: names must be non-empty and unique, got {names}")
-    if s.default_tier and s.default_tier not in names:
-        raise RecipeError(f"serving.default_tier {s.default_tier!r} is not one of serving.tiers "
-                          f"({', '.join(names) or 'none defined'})")
 
 
 def thread_counts(cfg) -> List[int]:
@@ -138,111 +86,152 @@ def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarr
             "tolerance": np.float64(max(1e-4, 2 * spread))}
 
 
-def provenance(cfg, art, out_dir: Path, run: Dict) -> Dict:
+def provenance(cfg, art, inputs: DeployInputs) -> Dict:
     """Where a repository came from: tool version, recipe, overrides, artifact, measurement session, date."""
     from datetime import datetime, timezone
     from importlib import metadata
 
     import yaml
 
-    overrides = Path(out_dir) / ".hydra" / "overrides.yaml"  # what Hydra recorded for this run
+    overrides = Path(inputs.out_dir) / ".hydra" / "overrides.yaml"  # what Hydra recorded for this run
     try:
         version = metadata.version("optimizer")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    return {"tool": f"optimizer {version}", "recipe": run.get("recipe", "unknown"),
+    return {"tool": f"optimizer {version}", "recipe": inputs.recipe,
             "overrides": yaml.safe_load(overrides.read_text()) or [] if overrides.exists() else [],
-            "artifact_id": art.id, "measurement_session": run.get("measurement_id") or "none",
+            "artifact_id": art.id, "measurement_session": inputs.measurement_id or "none",
             "hardware": cfg.hardware.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Path, run: Optional[Dict] = None) -> Dict:
-    """Tune, emit and (optionally) smoke-test the chosen variant; the summary's ``triton`` block.
+class _Emitted:
+    """The repository being written for one run: its model directory, the config in force and the record that
+    becomes tuning.json (written once, at the end)."""
 
-    ``gate`` is set when the SLA cannot be met even at batch 1 (nothing is emitted then), or when the smoke
-    test's p99 missed an SLA (the repository stays, the run exits 3). ``run`` names the
-    recipe and the measurement session id (``recipe``, ``measurement_id``) for the provenance."""
-    from optimizer.decide.cost import price
-    from optimizer.triton.tuning_doc import tuning_markdown
+    def __init__(self, cfg, art, io: Dict, dims: Dict, model_dir: Path, record: Dict):
+        self.cfg, self.art, self.io, self.dims, self.model_dir, self.record = cfg, art, io, dims, model_dir, record
+        self.config = None
 
+    def build(self, tuning: Tuning):
+        """config.pbtxt's ModelConfig for ``tuning``."""
+        cfg, art = self.cfg, self.art
+        gpu = cfg.hardware.device.value == "cuda"
+        config = emit.build_config(cfg.model.name, art.format, self.io, tuning.to_dict(), gpu, self.dims,
+                                   cfg.triton.response_cache)
+        if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
+            emit.tensorrt_accelerator(config, self.io, str(art.meta.get("precision", "fp32")), self.dims)
+        return config
+
+    def rewrite(self, tuning: Tuning) -> None:
+        """The overload check's shorter queue policies, in force on disk before it probes again."""
+        self.config = self.build(tuning)
+        repository.write_config(self.model_dir, self.config, self.record["provenance"])
+        self.validate()
+
+    def validate(self) -> None:
+        path = self.model_dir / "config.pbtxt"
+        problems = emit.validate(path, self.io, self.cfg.hardware.cores, engine_max_batch(self.art))
+        if problems:
+            raise RecipeError(f"emitted {path} breaks Triton's rules: {'; '.join(problems)}")
+
+
+def run(cfg, inputs: DeployInputs, repo: Path, plan: str) -> Dict:
+    """Tune, emit and (optionally) smoke-test the chosen variant; the summary's ``triton`` block as a dict.
+
+    tuning.md and tuning.json are written once, at the end, with the smoke test, the overload check, the capacity
+    used and the manifests; config.pbtxt is rewritten only by the overload check's re-tune (its server reads it)."""
     from optimizer import formats
+    from optimizer.decide.cost import price
     from optimizer.io import take
 
-    art = next(v.artifact for v in variants if v.name == chosen["name"])
+    art = inputs.artifact
     fmt = formats.get(art.format)
     if fmt.triton_platform is None:
-        return {"emitted": False, "reason": f"no Triton template for a {art.format} model (variant {chosen['name']}); "
+        return {"emitted": False, "reason": f"no Triton template for a {art.format} model (variant {inputs.variant}); "
                                             f"add an onnx_export step"}
-    pool = take(splits.evaluation, slice(0, max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)))
-    gpu = cfg.hardware.device.value == "cuda"
-    s = cfg.serving
-    tuning: Tuning = tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, gpu, s.queue_delay_cap_us,
-                          s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},
-                          s.default_tier)
-    info: Dict = {"emitted": False, "variant": chosen["name"], "tuning": tuning.to_dict()}
+    pool = take(inputs.evaluation, slice(0, max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)))
+    tuning = _tune(cfg, art, pool, inputs.cache)
+    info: Dict = {"emitted": False, "variant": inputs.variant, "tuning": tuning.to_dict()}
     if not tuning.feasible:
         return {**info, "gate": tuning.reason, "reason": tuning.reason}
     info["cost"] = price(cfg.hardware.price_per_hour, tuning.throughput, cfg.serving)
-    io = emit.model_io(art.path, art.format)
-    values = tuning.to_dict()
-    dims = {k: list(v.shape[1:]) for k, v in pool.items()}
-
-    def make_config(values: Dict):
-        config = emit.build_config(cfg.model.name, art.format, io, values, gpu, dims, cfg.triton.response_cache)
-        if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
-            emit.tensorrt_accelerator(config, io, str(art.meta.get("precision", "fp32")), dims)
-        return config
-
-    config = make_config(values)
-    repo = repository_dir(cfg, out_dir)
-    repository.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, fmt.file_name, plan_id(cfg))
-    record = {"plan": plan_id(cfg), "provenance": provenance(cfg, art, out_dir, run or {}), "variant": chosen["name"],
-              "artifact_id": art.id, "io": io, "tuning": values, "cost": info["cost"],
-              "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
-    md = tuning_markdown(cfg, record, config)
-    ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), config.max_batch_size, cfg.hardware)
-    record["serve_check_tolerance"] = float(ref["tolerance"])
-    model_dir = repository.write_repository(repo, cfg.model.name, Path(art.path), config, md, record, ref, fmt.file_name,
-                                      record["provenance"])
-    _validate(model_dir, io, cfg, art)
-    info.update(emitted=True, model_repository=str(repo), config=str(model_dir / "config.pbtxt"),
-                values=_values(config))
+    em = _emit(cfg, inputs, tuning, pool, repo, plan, fmt.file_name, info["cost"])
+    info.update(emitted=True, model_repository=str(repo), config=str(em.model_dir / "config.pbtxt"),
+                values=_values(em.config))
     if cfg.triton.smoke_test:
-        from optimizer.tritonserver import overload
-        from optimizer.tritonserver.serve_check import check_repository
-
-        info["smoke_test"] = check_repository(repo, cfg.triton)  # the SLAs written in tuning.json
-        if info["smoke_test"].get("sla_missed"):  # answers right, a p99 over its SLA: a gate (exit 3), like serve_check
-            info["gate"] = f"smoke test: {info['smoke_test']['error']}"
-        elif not info["smoke_test"]["passed"]:
-            info["failed"] = f"smoke test: {info['smoke_test']['error']}"
-
-        def rewrite(new: Dict) -> None:  # the overload check's shorter queue policies, in force before it re-probes
-            nonlocal config
-            config = make_config(new)
-            now = {**record, "tuning": new}
-            repository.write_docs(model_dir, tuning_markdown(cfg, now, config), now, config)
-            _validate(model_dir, io, cfg, art)
-
-        info["overload"], values = overload.check_and_retune(info["smoke_test"], cfg.model.name, values, rewrite,
-                                                             repo, cfg.triton.overload_seconds)
-        record["overload"], record["tuning"], info["tuning"], info["values"] = \
-            info["overload"], values, values, _values(config)
-    info["capacity"] = record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
-    info["cost"] = record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
-                                     "capacity_source": info["capacity"]["source"]}
-    if cfg.triton.kubernetes:
-        from optimizer.triton import kubernetes as k8s
-
-        info["kubernetes"] = record["kubernetes"] = k8s.for_run(cfg, chosen, tuning, info["cost"], repo)
-    repository.write_docs(model_dir, tuning_markdown(cfg, record, config), record)  # with the capacity used and manifests
+        tuning = _smoke_test(cfg, em, tuning, repo, info)
+    _size(cfg, em, tuning, info, inputs.peak_memory_mb, repo)
+    repository.write_docs(em.model_dir, tuning_markdown(cfg, em.record, em.config), em.record)
     return info
 
 
-def _validate(model_dir: Path, io: Dict, cfg, art) -> None:
-    problems = emit.validate(model_dir / "config.pbtxt", io, cfg.hardware.cores, engine_max_batch(art))
-    if problems:
-        raise RecipeError(f"emitted {model_dir / 'config.pbtxt'} breaks Triton's rules: {'; '.join(problems)}")
+def _tune(cfg, art, pool: Feeds, cache: Cache) -> Tuning:
+    """The tuned values from this machine's sweep and the recipe's ``serving`` section."""
+    s = cfg.serving
+    return tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, cfg.hardware.device.value == "cuda",
+                s.queue_delay_cap_us, s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},
+                s.default_tier)
+
+
+def _emit(cfg, inputs: DeployInputs, tuning: Tuning, pool: Feeds, repo: Path, plan: str, file_name: str,
+          cost: Dict) -> _Emitted:
+    """Write the model, its config and its reference answers (the tuning docs come at the end)."""
+    from optimizer.io import take
+
+    art = inputs.artifact
+    io = emit.model_io(art.path, art.format)
+    record = {"plan": plan, "provenance": provenance(cfg, art, inputs), "variant": inputs.variant,
+              "artifact_id": art.id, "io": io, "tuning": tuning.to_dict(), "cost": cost,
+              "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value}}
+    em = _Emitted(cfg, art, io, {k: list(v.shape[1:]) for k, v in pool.items()}, repo / cfg.model.name, record)
+    em.config = em.build(tuning)
+    repository.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, file_name, plan)
+    ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), em.config.max_batch_size, cfg.hardware)
+    record["serve_check_tolerance"] = float(ref["tolerance"])
+    repository.write_repository(repo, cfg.model.name, Path(art.path), em.config, ref, file_name, record["provenance"])
+    em.validate()
+    return em
+
+
+def _smoke_test(cfg, em: _Emitted, tuning: Tuning, repo: Path, info: Dict) -> Tuning:
+    """Serve the repository, check it against the SLAs tuned here, then the overload check's re-tune; the
+    values in force."""
+    from optimizer.triton.retune import check_and_retune
+    from optimizer.tritonserver.serve_check import Settings, check_repository
+
+    name = cfg.model.name
+    sla = sla_of(tuning, em.model_dir)
+    info["smoke_test"] = smoke = check_repository(repo, Settings.from_triton(cfg.triton), slas={name: sla})
+    if smoke.get("sla_missed"):  # answers right, a p99 over its SLA: a gate (exit 3), like serve_check
+        info["gate"] = f"smoke test: {smoke['error']}"
+    elif not smoke["passed"]:
+        info["failed"] = f"smoke test: {smoke['error']}"
+    info["overload"], tuning = check_and_retune(smoke, name, tuning, em.rewrite, repo, cfg.triton.overload_seconds, sla)
+    em.record["overload"] = info["overload"]
+    em.record["tuning"] = info["tuning"] = tuning.to_dict()
+    info["values"] = _values(em.config)
+    return tuning
+
+
+def sla_of(tuning: Tuning, model_dir: Path) -> Sla:
+    """The SLAs the smoke test holds the model to, straight from the tuning (named after the tuning.json that
+    records them)."""
+    return Sla(tuning.sla_p99_ms, str(model_dir / "tuning.json"),
+               {t["name"]: Tier(t["level"], t["p99_ms"]) for t in tuning.tiers}, tuning.throughput)
+
+
+def _size(cfg, em: _Emitted, tuning: Tuning, info: Dict, peak_memory_mb: Optional[float], repo: Path) -> None:
+    """The capacity that sizes cost and replicas, and the Kubernetes manifests."""
+    from optimizer.decide.cost import price
+
+    info["capacity"] = em.record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
+    info["cost"] = em.record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
+                                        "capacity_source": info["capacity"]["source"]}
+    if cfg.triton.kubernetes:
+        from optimizer.triton import kubernetes as k8s
+
+        info["kubernetes"] = em.record["kubernetes"] = k8s.for_run(cfg, peak_memory_mb, tuning.instances,
+                                                                   info["cost"], repo)
 
 
 def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:

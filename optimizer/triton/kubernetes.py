@@ -112,15 +112,15 @@ def write(directory: Path, docs: List[Dict]) -> Path:
     return directory / "all.yaml"
 
 
-def for_run(cfg, chosen: Dict, tuning, cost: Dict, repo: Path) -> Dict:
+def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, repo: Path) -> Dict:
     """The run's manifests in ``<repository>/../kubernetes/``, validated offline (RecipeError if not): the
-    recipe's image, model store and hardware, ``chosen``'s peak memory, ``tuning``'s instances and the
-    replicas of ``cost``; the summary's ``kubernetes`` block."""
+    recipe's image, model store and hardware, the chosen variant's measured peak memory, the tuned
+    ``instances`` and the replicas of ``cost``; the summary's ``kubernetes`` block."""
     from optimizer.errors import RecipeError
 
     low = cost.get("min_replicas", 1)
     high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
-    memory = memory_mb(chosen.get("peak_memory_mb"), tuning.instances)
+    memory = memory_mb(peak_memory_mb, instances)
     flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
     docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
                      high, round(cfg.serving.utilization * 100), flags,

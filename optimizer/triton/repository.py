@@ -20,7 +20,7 @@ def check_target(repository: Path, name: str, model: Path, overwrite: bool, file
                  plan: Optional[str] = None) -> None:
     """Refuse to write over a repository that holds another model, unless ``overwrite``.
 
-    ``plan`` identifies the recipe that emits (``deploy.plan_id``): a model directory the same recipe emitted
+    ``plan`` identifies the recipe that emits (``target.plan_id``): a model directory the same recipe emitted
     is replaced, one another recipe emitted is refused (before any pass runs, when called at plan time). A
     directory without that record is compared by file content. Hidden entries (a killed writer's
     ``.<name>.tmp``) are not models: ``write_repository`` replaces its own."""
@@ -57,19 +57,17 @@ def config_text(config, provenance: Optional[Dict] = None) -> str:
     return "".join(line.replace("\n", " ") + "\n" for line in lines) + text_format.MessageToString(config)
 
 
-def write_repository(repository: Path, name: str, model: Path, config, tuning_md: str, tuning: Dict,
-                     reference: Dict[str, np.ndarray], file_name: str = "model.onnx",
-                     provenance: Optional[Dict] = None) -> Path:
-    """Write ``<repository>/<name>/`` in a temporary directory and rename it into place; ``provenance``
-    becomes a comment block at the top of config.pbtxt."""
+def write_repository(repository: Path, name: str, model: Path, config, reference: Dict[str, np.ndarray],
+                     file_name: str = "model.onnx", provenance: Optional[Dict] = None) -> Path:
+    """Write ``<repository>/<name>/`` (model file, config.pbtxt, reference.npz) in a temporary directory and
+    rename it into place; ``provenance`` becomes a comment block at the top of config.pbtxt. The tuning docs
+    follow with ``write_docs`` once everything they report is known."""
     repository.mkdir(parents=True, exist_ok=True)
     tmp = repository / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "1").mkdir(parents=True)
     shutil.copyfile(model, tmp / "1" / file_name)
     (tmp / "config.pbtxt").write_text(config_text(config, provenance))
-    (tmp / "tuning.md").write_text(tuning_md)
-    write_atomic(tmp / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())
     np.savez(tmp / "reference.npz", **reference)
     final = repository / name
     if final.exists():
@@ -78,10 +76,13 @@ def write_repository(repository: Path, name: str, model: Path, config, tuning_md
     return final
 
 
-def write_docs(model_dir: Path, tuning_md: str, tuning: Dict, config=None) -> None:
-    """Rewrite tuning.md and tuning.json of a written repository (once the smoke test measured capacity), and
-    config.pbtxt when ``config`` is given (the overload check shortened its queue policies)."""
-    if config is not None:
-        write_atomic(Path(model_dir) / "config.pbtxt", config_text(config, tuning.get("provenance")).encode())
+def write_config(model_dir: Path, config, provenance: Optional[Dict] = None) -> None:
+    """Rewrite config.pbtxt of a written repository (the overload check shortened its queue policies, and the
+    server it probes next must see them)."""
+    write_atomic(Path(model_dir) / "config.pbtxt", config_text(config, provenance).encode())
+
+
+def write_docs(model_dir: Path, tuning_md: str, tuning: Dict) -> None:
+    """Write tuning.md and tuning.json beside config.pbtxt: once per run, with everything the run found."""
     write_atomic(Path(model_dir) / "tuning.md", tuning_md.encode())
     write_atomic(Path(model_dir) / "tuning.json", json.dumps(tuning, indent=2, default=str).encode())

@@ -44,22 +44,26 @@ stalls should not move the knee). The rules:
   ``SLA × (1 − OVERLOAD_MARGIN)`` minus it as the new wait budget (at least 1 ms; with tiers at least one
   running execution, and a tier that still misses there gets ``max_batch_size`` halved by ``halve_batch``:
   the execution it waits for and its own both get shorter), and sizes the queue from the measured
-  capacity; the server re-checks the result (``overload.check_and_retune`` drives the search).
+  capacity; the server re-checks the result (``retune.check_and_retune`` drives the search).
 - QoS tiers: ``priority_levels`` = the number of tiers (level 1 the first, served first), one
   ``priority_queue_policy`` per level from that tier's SLA by the rule above; a tier without an SLA
   (``null``: batch traffic) gets neither a timeout nor a bound. The tightest tier's SLA sets
   ``max_batch_size``."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
+
+from optimizer.tritonserver.expected import OVERLOAD_MARGIN  # what a probe holds by is what the re-tune aims for
 
 MIN_GAIN = 0.1  # a doubling of the batch that adds less served throughput than this is not worth it
 QUEUE_SHARE = 0.5  # share of the SLA budget left after compute given to the batcher's queue delay
-OVERLOAD_MARGIN = 0.1  # share of the SLA kept free when the overload check shortens the wait budget
 MIN_WAIT_MS = 1.0  # shortest wait budget tighten sets (a timeout of 0 would mean none at all)
 
 
-@dataclass
+RETUNE_KEYS = ("own_under_load_ms", "overload_capacity_rps", "overload_margin", "batch_halved_from")
+
+
+@dataclass(frozen=True)
 class Tuning:
     """The tuned values and the numbers behind them (goes into summary.json and tuning.md)."""
 
@@ -84,9 +88,19 @@ class Tuning:
     tiers: List[Dict] = field(default_factory=list)  # QoS tiers: name, level, p99_ms, max_queue_size, timeout_us
     default_priority_level: int = 0  # level of requests that name no priority (0: no tiers)
     curves: Dict[str, List[Dict]] = field(default_factory=dict)  # threads -> swept curve
+    # set only by the overload check's re-tune (``tighten`` / ``halve_batch``); absent from to_dict until then
+    own_under_load_ms: Optional[float] = None  # a request's own time under overload, measured on the server
+    overload_capacity_rps: Optional[float] = None  # the measured capacity the queues were re-sized from
+    overload_margin: Optional[float] = None  # share of the SLA kept free by the re-tuned wait
+    batch_halved_from: Optional[int] = None  # max_batch_size as first tuned, once halved
 
     def to_dict(self) -> Dict:
-        return asdict(self)
+        """JSON-ready, as tuning.json and summary.json give it (the re-tune's fields only once set)."""
+        out = asdict(self)
+        for key in RETUNE_KEYS:
+            if out[key] is None:
+                del out[key]
+        return out
 
 
 def sweep_sizes(cap: int) -> List[int]:
@@ -206,27 +220,25 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
     reason = (f"{instances} {kind} instance(s) × {t} thread(s): {total:.0f} samples/s at batch "
               f"{b['knee_batch_size']} (p99 {b['p99_at_knee_ms']:.2f} ms), the most of "
               f"{len(curves)} thread setting(s) measured")
-    out = Tuning(True, reason, sla_p99_ms, kind=kind, instances=instances, threads=t, throughput=total,
-                 overhead_ms=overhead_ms, curves=named, **b)
     own = b["p99_at_max_ms"] + overhead_ms
     policy = queue_policy(sla_p99_ms, own, total, b["max_batch_size"])
-    out.queue_wait_budget_ms = policy["wait_budget_ms"]
+    queue: Dict = {"queue_wait_budget_ms": policy["wait_budget_ms"]}
     if queue_policy_on:
-        out.max_queue_size, out.queue_timeout_us = policy["max_queue_size"], policy["timeout_us"] if timeout_on else 0
+        queue.update(max_queue_size=policy["max_queue_size"], queue_timeout_us=policy["timeout_us"] if timeout_on else 0)
         if tiers:
-            out.tiers = tier_policies(tiers, own, total, b["max_batch_size"])
-            if not timeout_on:
-                out.tiers = [{**x, "timeout_us": 0} for x in out.tiers]
+            queue["tiers"] = [{**x, "timeout_us": x["timeout_us"] if timeout_on else 0}
+                              for x in tier_policies(tiers, own, total, b["max_batch_size"])]
     elif tiers:  # priorities without bounds or timeouts
-        out.tiers = [{"name": n, "level": i, "p99_ms": v, "wait_budget_ms": None, "max_queue_size": 0,
-                      "timeout_us": 0} for i, (n, v) in enumerate(tiers.items(), start=1)]
-    out.default_priority_level = default_level(tiers, default_tier) if tiers else 0
-    return out
+        queue["tiers"] = [{"name": n, "level": i, "p99_ms": v, "wait_budget_ms": None, "max_queue_size": 0,
+                           "timeout_us": 0} for i, (n, v) in enumerate(tiers.items(), start=1)]
+    return Tuning(True, reason, sla_p99_ms, kind=kind, instances=instances, threads=t, throughput=total,
+                  overhead_ms=overhead_ms, curves=named, **b, **queue,
+                  default_priority_level=default_level(tiers, default_tier) if tiers else 0)
 
 
-def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLOAD_MARGIN) -> Dict:
-    """Tuned ``values`` (``Tuning.to_dict()``) with the queue policies re-derived for a request's own time under
-    overload ``own_ms`` (measured on the server: an admitted p99 less the wait it was given): each SLA gets
+def tighten(values: Tuning, own_ms: float, capacity: float, margin: float = OVERLOAD_MARGIN) -> Tuning:
+    """``values`` with the queue policies re-derived for a request's own time under overload ``own_ms``
+    (measured on the server: an admitted p99 less the wait it was given): each SLA gets
     ``SLA × (1 − margin) − own_ms`` as its wait (at least ``MIN_WAIT_MS``), and a queue the measured
     ``capacity`` (requests/s) drains within it. A policy without a timeout keeps none.
 
@@ -234,10 +246,10 @@ def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLO
     whose requests time out before an instance frees up loses every slot to the tiers below it, which wait
     without a timeout (measured: a 1 ms premium timeout had 70 % of premium requests rejected while the batch
     tier was served in full)."""
-    mb = values.get("max_batch_size") or 1
+    mb = values.max_batch_size or 1
     floor = MIN_WAIT_MS
-    if values.get("tiers"):
-        floor = max(floor, (values.get("p99_at_max_ms") or 0.0) + (values.get("overhead_ms") or 0.0))
+    if values.tiers:
+        floor = max(floor, (values.p99_at_max_ms or 0.0) + (values.overhead_ms or 0.0))
 
     def policy(sla: Optional[float], timed: bool) -> Dict:
         if sla is None:
@@ -246,34 +258,32 @@ def tighten(values: Dict, own_ms: float, capacity: float, margin: float = OVERLO
         return {"wait_budget_ms": round(wait, 3), "max_queue_size": max(mb, int(capacity * wait / 1000.0)),
                 "timeout_us": int(wait * 1000.0) if timed else 0}
 
-    out = dict(values)
-    p = policy(values["sla_p99_ms"], bool(values.get("queue_timeout_us")))
-    out.update(queue_wait_budget_ms=p["wait_budget_ms"], max_queue_size=p["max_queue_size"],
-               queue_timeout_us=p["timeout_us"], own_under_load_ms=round(own_ms, 3), overload_capacity_rps=capacity,
-               overload_margin=margin)
-    out["tiers"] = [{**t, **policy(t["p99_ms"], bool(t.get("timeout_us")))} if t.get("max_queue_size") else dict(t)
-                    for t in values.get("tiers") or []]
-    return out
+    p = policy(values.sla_p99_ms, bool(values.queue_timeout_us))
+    tiers = [{**t, **policy(t["p99_ms"], bool(t.get("timeout_us")))} if t.get("max_queue_size") else dict(t)
+             for t in values.tiers]
+    return replace(values, queue_wait_budget_ms=p["wait_budget_ms"], max_queue_size=p["max_queue_size"],
+                   queue_timeout_us=p["timeout_us"], own_under_load_ms=round(own_ms, 3),
+                   overload_capacity_rps=capacity, overload_margin=margin, tiers=tiers)
 
 
-def halve_batch(values: Dict) -> Optional[Dict]:
-    """Tuned ``values`` with ``max_batch_size`` halved (the largest swept size at most half of it), the queue
+def halve_batch(values: Tuning) -> Optional[Tuning]:
+    """``values`` with ``max_batch_size`` halved (the largest swept size at most half of it), the queue
     policies unchanged: the QoS tiers' lever once a tier misses its SLA at the shortest wait it may have (one
     running execution), as a request there waits for one execution and then runs in its own, and both are
     shorter with a smaller batch. ``p99_at_max_ms`` comes from the curve of the tuned thread count, the knee and
     a preferred size are capped at the new size, and ``batch_halved_from`` keeps the old one. None at batch 1 or
     without a curve."""
-    mb = values.get("max_batch_size") or 0
-    curve = (values.get("curves") or {}).get(str(values.get("threads")))
+    mb = values.max_batch_size or 0
+    curve = values.curves.get(str(values.threads))
     smaller = [p for p in curve or [] if p["batch_size"] <= mb // 2]
     if not smaller:
         return None
     point = max(smaller, key=lambda p: p["batch_size"])
     size = point["batch_size"]
-    out = dict(values, max_batch_size=size, p99_at_max_ms=point["p99_ms"],
-               knee_batch_size=min(values.get("knee_batch_size") or size, size),
-               batch_halved_from=values.get("batch_halved_from") or mb)
-    if (values.get("preferred_batch_size") or 0) > size:
-        out.update(preferred_batch_size=size if size > 1 else 0, max_queue_delay_us=values["max_queue_delay_us"]
-                   if size > 1 else 0)
+    out = replace(values, max_batch_size=size, p99_at_max_ms=point["p99_ms"],
+                  knee_batch_size=min(values.knee_batch_size or size, size),
+                  batch_halved_from=values.batch_halved_from or mb)
+    if (values.preferred_batch_size or 0) > size:
+        out = replace(out, preferred_batch_size=size if size > 1 else 0,
+                      max_queue_delay_us=values.max_queue_delay_us if size > 1 else 0)
     return out

@@ -2,6 +2,8 @@
 
 from typing import Dict, List
 
+from optimizer.tritonserver.overload import line
+
 
 def _curve_table(curves: Dict[str, List[Dict]]) -> List[str]:
     lines = ["| intra-op threads | batch | p50 ms | p99 ms | samples/s (mean) | calls |",
@@ -90,8 +92,6 @@ def _capacity_lines(t: Dict, record: Dict) -> List[str]:
 
 def _overload_lines(o: Dict) -> List[str]:
     """The overload check's probes (``overload.line``), which policies each ran with, which are in force."""
-    from optimizer.tritonserver.overload import line
-
     if not o:
         return []
     lines = ["", "## Overload check", "",
@@ -121,8 +121,7 @@ def _kubernetes_lines(k: Dict) -> List[str]:
 
 def tuning_markdown(cfg, record: Dict, config) -> str:
     """The markdown written beside config.pbtxt."""
-    t, hw, cost = record["tuning"], record["hardware"], record["cost"]
-    db = config.dynamic_batching
+    t, hw = record["tuning"], record["hardware"]
     lines = [
         f"# {config.name}: how config.pbtxt was tuned", "",
         f"Variant `{record['variant']}` (artifact `{record['artifact_id'][:12]}`), measured on hardware "
@@ -131,6 +130,38 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
            " (`serving.tiers`' tightest tier)." if t.get("tiers") else " (`serving.p99_ms`)."),
         "", "## Tuned values", "",
         "| field | value | rule |", "|---|---|---|",
+        *_value_rows(cfg, t, hw, config),
+        "", "## Cost and replicas", "",
+        *_capacity_lines(t, record),
+        *_cost_lines(cfg, record["cost"], hw),
+    ]
+    lines += _overload_lines(record.get("overload"))
+    lines += _kubernetes_lines(record.get("kubernetes"))
+    lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
+    if record.get("provenance"):
+        lines += ["## Provenance", "", *(f"- {k}: {' '.join(v) if isinstance(v, list) else v or '(none)'}"
+                                         for k, v in record["provenance"].items()), ""]
+    return "\n".join(lines)
+
+
+def _cost_lines(cfg, cost: Dict, hw: Dict) -> List[str]:
+    """The price per million inferences and the replica recommendation, where there are."""
+    if "cost_per_million" in cost:
+        lines = [f"Cost: ${cost['cost_per_million']:.4f} per 1M inferences at ${hw['price_per_hour']}/hour "
+                 f"({hw['price_source']}, {hw['price_date']}) = $/hour ÷ (capacity × 3600) × 10⁶."]
+    else:
+        lines = ["Cost: no price for this hardware entry (hardware.price_per_hour is null)."]
+    if "replicas" in cost:
+        lines.append(f"For {cost['target_qps']} requests/s at {cost['utilization']:.0%} target utilisation: "
+                     f"{cost['min_replicas']} replica(s) minimum, {cost['max_replicas']} maximum "
+                     f"(a {cfg.serving.burst_factor}× burst).")
+    return lines
+
+
+def _value_rows(cfg, t: Dict, hw: Dict, config) -> List[str]:
+    """The tuned-values table: one row per field of config.pbtxt, with the rule that set it."""
+    db = config.dynamic_batching
+    return [
         f"| max_batch_size | {config.max_batch_size} | largest swept batch whose queued worst case fits the SLA: a "
         f"request waits for one running execution of that size, then runs in one, 2 × (p99 + "
         f"{t['overhead_ms']} ms overhead) = 2 × ({t['p99_at_max_ms']:.2f} + {t['overhead_ms']}) = "
@@ -163,22 +194,4 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
                                  "Deployment passes it), or it refuses the model |" if config.response_cache.enable else
                                  "off | the default; `triton.response_cache=true` for a deterministic model with "
                                  "repeated requests (needs `--cache-config local,size=<bytes>` on the server) |"),
-        "", "## Cost and replicas", "",
-        *_capacity_lines(t, record),
     ]
-    if "cost_per_million" in cost:
-        lines.append(f"Cost: ${cost['cost_per_million']:.4f} per 1M inferences at ${hw['price_per_hour']}/hour "
-                     f"({hw['price_source']}, {hw['price_date']}) = $/hour ÷ (capacity × 3600) × 10⁶.")
-    else:
-        lines.append("Cost: no price for this hardware entry (hardware.price_per_hour is null).")
-    if "replicas" in cost:
-        lines.append(f"For {cost['target_qps']} requests/s at {cost['utilization']:.0%} target utilisation: "
-                     f"{cost['min_replicas']} replica(s) minimum, {cost['max_replicas']} maximum "
-                     f"(a {cfg.serving.burst_factor}× burst).")
-    lines += _overload_lines(record.get("overload"))
-    lines += _kubernetes_lines(record.get("kubernetes"))
-    lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
-    if record.get("provenance"):
-        lines += ["## Provenance", "", *(f"- {k}: {' '.join(v) if isinstance(v, list) else v or '(none)'}"
-                                         for k, v in record["provenance"].items()), ""]
-    return "\n".join(lines)

@@ -10,7 +10,7 @@ import numpy as np
 from optimizer.tritonserver.loadgen import is_rejection
 
 
-def _infer_request(model: str, sample: Dict[str, np.ndarray], priority: int = 0) -> bytes:
+def infer_request(model: str, sample: Dict[str, np.ndarray], priority: int = 0) -> bytes:
     """A serialized gRPC ModelInferRequest carrying ``sample`` as raw tensor contents (and a priority level)."""
     from tritonclient.grpc import service_pb2
     from tritonclient.utils import np_to_triton_dtype
@@ -22,6 +22,73 @@ def _infer_request(model: str, sample: Dict[str, np.ndarray], priority: int = 0)
         request.inputs.add(name=name, datatype=np_to_triton_dtype(a.dtype), shape=list(a.shape))
         request.raw_input_contents.append(np.ascontiguousarray(a).tobytes())
     return request.SerializeToString()
+
+
+class _Tally:
+    """What the closed-loop workers saw: each answered request's latency and tier, each error, each refusal's tier,
+    and the CPU seconds used around the timed part."""
+
+    def __init__(self):
+        self.latencies: List[float] = []
+        self.errors: List[str] = []
+        self.tier_of: List[int] = []
+        self.rejected_tier: List[int] = []  # the tier of each request the queue policy refused
+        self.used: Dict[str, float] = {}
+
+    def clear(self) -> None:
+        for part in (self.latencies, self.errors, self.tier_of, self.rejected_tier):
+            part.clear()
+
+
+def _check(raw: bytes) -> None:
+    """Refuse an answer without a non-empty tensor for each output."""
+    from tritonclient.grpc import service_pb2
+
+    response = service_pb2.ModelInferResponse.FromString(raw)
+    if not response.outputs or len(response.raw_output_contents) != len(response.outputs) \
+            or not all(response.raw_output_contents):
+        raise ValueError(f"empty or incomplete answer: {len(response.raw_output_contents)} tensor(s) for "
+                         f"{len(response.outputs)} output(s)")
+
+
+async def _drive(url: str, payloads: List[bytes], concurrency: int, max_requests: int, max_seconds: float,
+                 counters: Optional[Callable[[], Dict[str, float]]], tally: _Tally):
+    """A warm-up (not counted), then ``concurrency`` closed-loop workers until the count or the time runs out;
+    ``(requests sent, seconds)``."""
+    import asyncio
+
+    import grpc
+
+    sent = 0
+    async with grpc.aio.insecure_channel(url) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
+
+        async def worker(limit, t0):
+            nonlocal sent
+            while sent < limit and time.perf_counter() - t0 < max_seconds:
+                sent += 1
+                tier = sent % len(payloads)
+                start = time.perf_counter()
+                try:
+                    _check(await infer(payloads[tier]))
+                    tally.latencies.append(time.perf_counter() - start)
+                    tally.tier_of.append(tier)
+                except (grpc.aio.AioRpcError, ValueError) as e:
+                    tally.errors.append(e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e))
+                    if is_rejection(tally.errors[-1]):
+                        tally.rejected_tier.append(tier)
+
+        warm = min(concurrency * 2, max_requests)  # warm-up, not counted
+        await asyncio.gather(*(worker(warm, time.perf_counter()) for _ in range(concurrency)))
+        tally.clear()
+        before, client_cpu = counters() if counters else {}, time.process_time()
+        sent, t0 = 0, time.perf_counter()
+        await asyncio.gather(*(worker(max_requests, t0) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        tally.used["client_cpu_s"] = time.process_time() - client_cpu
+        after = counters() if counters else {}
+        tally.used.update({k: after[k] - before[k] for k in after.keys() & before.keys()})
+        return sent, elapsed
 
 
 def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: int, max_requests: int,
@@ -38,83 +105,40 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
     (name -> priority level) the requests cycle through the tiers, and each tier's p50/p99 is reported."""
     import asyncio
 
-    import grpc
-    from tritonclient.grpc import service_pb2
-
     from optimizer.tritonserver.loadgen import check_loopback
 
     check_loopback(url)
     names = list(tiers or {"": 0})
-    payloads = [_infer_request(model, sample, (tiers or {}).get(n, 0)) for n in names]
-    latencies: List[float] = []
-    errors: List[str] = []
-    tier_of: List[int] = []
-    rejected_tier: List[int] = []  # the tier of each request the queue policy refused
+    payloads = [infer_request(model, sample, (tiers or {}).get(n, 0)) for n in names]
+    tally = _Tally()
+    sent, elapsed = asyncio.run(_drive(url, payloads, concurrency, max_requests, max_seconds, counters, tally))
+    return _record(tally, concurrency, sent, elapsed, names, tiers)
 
-    def check(raw: bytes) -> None:
-        response = service_pb2.ModelInferResponse.FromString(raw)
-        if not response.outputs or len(response.raw_output_contents) != len(response.outputs) \
-                or not all(response.raw_output_contents):
-            raise ValueError(f"empty or incomplete answer: {len(response.raw_output_contents)} tensor(s) for "
-                             f"{len(response.outputs)} output(s)")
 
-    async def run():
-        sent = 0
-        async with grpc.aio.insecure_channel(url) as channel:
-            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
-
-            async def worker(limit, t0):
-                nonlocal sent
-                while sent < limit and time.perf_counter() - t0 < max_seconds:
-                    sent += 1
-                    tier = sent % len(payloads)
-                    start = time.perf_counter()
-                    try:
-                        check(await infer(payloads[tier]))
-                        latencies.append(time.perf_counter() - start)
-                        tier_of.append(tier)
-                    except (grpc.aio.AioRpcError, ValueError) as e:
-                        errors.append(e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e))
-                        if is_rejection(errors[-1]):
-                            rejected_tier.append(tier)
-
-            warm = min(concurrency * 2, max_requests)  # warm-up, not counted
-            await asyncio.gather(*(worker(warm, time.perf_counter()) for _ in range(concurrency)))
-            latencies.clear()
-            errors.clear()
-            tier_of.clear()
-            rejected_tier.clear()
-            before, client_cpu = counters() if counters else {}, time.process_time()
-            sent, t0 = 0, time.perf_counter()
-            await asyncio.gather(*(worker(max_requests, t0) for _ in range(concurrency)))
-            elapsed = time.perf_counter() - t0
-            used["client_cpu_s"] = time.process_time() - client_cpu
-            after = counters() if counters else {}
-            used.update({k: after[k] - before[k] for k in after.keys() & before.keys()})
-            return sent, elapsed
-
-    used: Dict[str, float] = {}
-    sent, elapsed = asyncio.run(run())
-    ms = np.asarray(latencies) * 1e3
-    refused = np.asarray(rejected_tier)
+def _record(tally: _Tally, concurrency: int, sent: int, elapsed: float, names: List[str],
+            tiers: Optional[Dict[str, int]]) -> Dict:
+    """The load test's JSON-ready record from what the workers saw."""
+    ms = np.asarray(tally.latencies) * 1e3
+    refused = np.asarray(tally.rejected_tier)
+    errors, used = tally.errors, tally.used
     record = {"concurrency": concurrency, "requests": sent, "errors": len(errors), "rejected": len(refused),
               "seconds": round(elapsed, 3),
-              "requests_per_s": round(len(latencies) / elapsed, 1), **_percentiles(ms, len(refused)),
+              "requests_per_s": round(len(tally.latencies) / elapsed, 1), **percentiles(ms, len(refused)),
               **({"first_error": errors[0], "error_kinds": sorted(set(errors))[:5]} if errors else {})}
     if tiers:
-        which = np.asarray(tier_of)
+        which = np.asarray(tally.tier_of)
         record["tiers"] = {n: {"priority": tiers[n], "answered": int(np.sum(which == i)),
                                "rejected": int(np.sum(refused == i)),
-                               **_percentiles(ms[which == i], int(np.sum(refused == i)))} for i, n in enumerate(names)}
+                               **percentiles(ms[which == i], int(np.sum(refused == i)))} for i, n in enumerate(names)}
     for side in ("server", "client"):
-        if latencies and f"{side}_cpu_s" in used:
-            record[f"{side}_cpu_ms_per_request"] = round(used[f"{side}_cpu_s"] * 1e3 / len(latencies), 3)
+        if tally.latencies and f"{side}_cpu_s" in used:
+            record[f"{side}_cpu_ms_per_request"] = round(used[f"{side}_cpu_s"] * 1e3 / len(tally.latencies), 3)
     if used.get("executions"):
         record["avg_batch"] = round(used["inferences"] / used["executions"], 2)
     return record
 
 
-def _percentiles(ms: np.ndarray, rejected: int = 0) -> Dict:
+def percentiles(ms: np.ndarray, rejected: int = 0) -> Dict:
     """p50, p99 and the p99's 95 % order-statistic interval (``None`` where too few requests bound it) of the
     answered requests; with ``rejected`` requests also ``p99_counting_rejected_ms``, the p99 with each refused
     request counted as a miss (infinitely late): ``None`` once more than 1 % were refused."""

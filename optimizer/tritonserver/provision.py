@@ -99,7 +99,8 @@ def provision(root: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m optimizer.tritonserver.provision",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=None, help="target directory (default: $OPTIMIZER_TRITON_HOME)")
     args = parser.parse_args()
     root = provision(args.home or home())

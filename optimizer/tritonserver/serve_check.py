@@ -11,25 +11,16 @@ import functools
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from optimizer.tritonserver.expected import Sla, read_sla, reference
 from optimizer.tritonserver.loadgen import is_rejection
-from optimizer.tritonserver.loadtest import _infer_request, load_test
-
-TOLERANCE = 1e-4  # same model file, same runtime, same batch size: only thread-order float differences
-
-
-def _reference(model_dir: Path):
-    """Stored inputs, the variant's answers at the batch size serve_check sends, and the tolerance the run
-    measured (how much the same file's answers move between batch sizes)."""
-    ref = np.load(model_dir / "reference.npz")
-    inputs = {k[3:]: ref[k] for k in ref.files if k.startswith("in.")}
-    outputs = {k[4:]: ref[k] for k in ref.files if k.startswith("out.")}
-    return inputs, outputs, float(ref["tolerance"]) if "tolerance" in ref.files else TOLERANCE
-
+from optimizer.tritonserver.loadtest import infer_request, load_test
+from optimizer.tritonserver.overload import line, probe
 
 def _tensors(module, arrays: Dict[str, np.ndarray]):
     out = []
@@ -64,26 +55,7 @@ def compare(url: str, model: str, inputs: Dict[str, np.ndarray], expected: Dict[
         client.close()
 
 
-def _slas(model_dir: Path, sla_p99_ms: Optional[float]) -> Dict:
-    """The SLAs a model's load test is held to: ``--sla-ms`` (``source: given``), else tuning.json's
-    ``serving.p99_ms``; with QoS tiers in tuning.json, each tier's p99 (tiers without one are not checked)."""
-    path = model_dir / "tuning.json"
-    tuning = json.loads(path.read_text()).get("tuning", {}) if path.exists() else {}
-    tiers = {t["name"]: t for t in tuning.get("tiers") or []}
-    if sla_p99_ms is None and "sla_p99_ms" not in tuning:
-        return {"p99_ms": None, "source": "none", "tiers": {}}
-    return {"p99_ms": sla_p99_ms if sla_p99_ms is not None else tuning["sla_p99_ms"],
-            "source": "given" if sla_p99_ms is not None else f"{path}",
-            "tiers": {n: {"priority": t["level"], "p99_ms": t["p99_ms"]} for n, t in tiers.items()}}
-
-
-def _estimate(model_dir: Path) -> Optional[float]:
-    """The in-process capacity estimate (samples/s) in tuning.json, where there is one."""
-    path = model_dir / "tuning.json"
-    return json.loads(path.read_text()).get("tuning", {}).get("throughput") if path.exists() else None
-
-
-def _sla_misses(name: str, m: Dict) -> List[str]:
+def sla_misses(name: str, m: Dict) -> List[str]:
     """One line per load level (and tier) whose p99 exceeds its SLA, with the p99's interval; requests the queue
     policy refused count as misses (a few in a thousand on a busy machine leave the p99 within the SLA)."""
     sla, out = m["sla"], []
@@ -115,26 +87,38 @@ def _queue_policy(config) -> bool:
     return bool(db.default_queue_policy.max_queue_size or any(q.max_queue_size for q in db.priority_queue_policy.values()))
 
 
-def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[float] = None,
-                     concurrency: Sequence[int] = (1, 2, 4, 8), max_requests: int = 2000,
-                     max_seconds: float = 10.0, install=None, capacity: bool = False,
-                     capacity_seconds: float = 2.0, overload_factor: float = 0.0, overload_seconds: float = 8.0) -> Dict:
-    """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
-    (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``. With
-    ``capacity``, each model's ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``,
-    rates stepped around the in-process estimate in tuning.json). With ``overload_factor`` too, and a model with a
-    queue policy, its ``overload``: ``overload.probe`` at that multiple of the measured capacity."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
+@dataclass(frozen=True)
+class Settings:
+    """How hard ``check_repository`` checks: the closed-loop load levels, and the open-loop capacity search and
+    overload probe when asked (``from_triton`` takes them from the recipe's ``triton`` section)."""
 
+    concurrency: Sequence[int] = (1, 2, 4, 8)  # closed-loop load-test levels
+    max_requests: int = 2000  # requests per level at most
+    max_seconds: float = 10.0  # seconds per level at most
+    capacity: bool = False  # find the highest open-loop rate served within the SLA
+    capacity_seconds: float = 2.0  # seconds per open-loop rate step at most
+    overload_factor: float = 0.0  # > 0: probe that multiple of the measured capacity (models with a queue policy)
+    overload_seconds: float = 8.0  # seconds of overload traffic
+
+    @classmethod
+    def from_triton(cls, triton_cfg) -> "Settings":
+        t = triton_cfg
+        return cls(t.smoke_concurrency, t.smoke_requests, t.smoke_seconds, t.capacity_test, t.capacity_seconds,
+                   t.overload_factor if t.overload_check else 0.0, t.overload_seconds)
+
+
+def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_ms: Optional[float] = None,
+                     install=None, slas: Optional[Mapping[str, Sla]] = None) -> Dict:
+    """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
+    (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``.
+
+    Each model is held to ``slas[name]`` when given (the run that tuned it), else to the SLAs in its
+    tuning.json (``sla_p99_ms`` overriding the default one). With ``settings.capacity``, each model's
+    ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``, rates stepped around
+    the in-process estimate). With ``settings.overload_factor`` too, and a model with a queue policy, its
+    ``overload``: ``overload.probe`` at that multiple of the measured capacity."""
     from optimizer.tritonserver.server import ServerError, find_server, serve
 
-    if triton_cfg is not None:
-        concurrency, max_requests = triton_cfg.smoke_concurrency, triton_cfg.smoke_requests
-        max_seconds = triton_cfg.smoke_seconds
-        capacity, capacity_seconds = triton_cfg.capacity_test, triton_cfg.capacity_seconds
-        overload_factor = triton_cfg.overload_factor if triton_cfg.overload_check else 0.0
-        overload_seconds = triton_cfg.overload_seconds
     install = install or find_server()
     record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
                     "notes": [], "models": {}}
@@ -142,42 +126,11 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
     record["notes"] = notes
     try:
         for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
-            config = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
-            m: Dict = {"ready_seconds": round(server.wait_ready(config.name), 3)}
-            record["models"][config.name] = m
-            inputs, expected, m["tolerance"] = _reference(cfg_path.parent)
-            m["max_abs_diff"] = compare(server.http_url, config.name, inputs, expected, config.max_batch_size)
-            m["samples"] = len(next(iter(inputs.values())))
-            one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
-            m["sla"] = _slas(cfg_path.parent, sla_p99_ms)
-            tiers = {n: t["priority"] for n, t in m["sla"]["tiers"].items()} or None
-            m["load"] = [load_test(server.grpc_url, config.name, one, c, max_requests, max_seconds,
-                                   functools.partial(server.counters, config.name), tiers) for c in concurrency]
-            m["sla_p99_ms"] = m["sla"]["p99_ms"]
-            m["within_sla"] = not _sla_misses(config.name, m)
-            estimate = _estimate(cfg_path.parent)
-            if capacity and m["sla_p99_ms"] is not None and estimate:
-                from optimizer.tritonserver.loadgen import find_capacity
-
-                m["capacity"] = find_capacity(server.grpc_url, config.name, _infer_request(config.name, one),
-                                              m["sla_p99_ms"], estimate, seconds=capacity_seconds)
-                if overload_factor > 0 and m["capacity"]["capacity_rps"] > 0 and _queue_policy(config):
-                    from optimizer.tritonserver.overload import probe
-
-                    m["overload"] = probe(server.grpc_url, config.name, one, m["sla_p99_ms"],
-                                          m["capacity"]["capacity_rps"], overload_factor, overload_seconds,
-                                          m["sla"]["tiers"])
-        problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {m['tolerance']:.3g}" for n, m in record["models"].items()
-                    if m["max_abs_diff"] > m["tolerance"]]
-        problems += [f"{n}: {r['errors'] - r['rejected']} failed requests at concurrency {r['concurrency']} "
-                     f"({next(e for e in r['error_kinds'] if not is_rejection(e))})"
-                     for n, m in record["models"].items() for r in m["load"] if r["errors"] > r["rejected"]]
-        problems += [f"{n}: {r['rejected']} requests refused at concurrency {r['concurrency']} and no SLA to judge "
-                     f"them by ({r['first_error']})" for n, m in record["models"].items() for r in m["load"]
-                     if r["rejected"] and m["sla"]["p99_ms"] is None]
-        if not record["models"]:
-            problems.append(f"no model directory with a config.pbtxt under {repository}")
-        misses = [x for n, m in record["models"].items() for x in _sla_misses(n, m)]
+            config = _read_config(cfg_path)
+            sla = (slas or {}).get(config.name) or read_sla(cfg_path.parent, sla_p99_ms)
+            record["models"][config.name] = check_model(server, config, cfg_path.parent, sla, settings)
+        problems = _problems(record["models"], repository)
+        misses = [x for n, m in record["models"].items() for x in sla_misses(n, m)]
         record["sla_missed"] = bool(misses) and not problems
         problems += misses
         record["passed"], record["error"] = not problems, "; ".join(problems) or None
@@ -189,6 +142,53 @@ def check_repository(repository: Path, triton_cfg=None, sla_p99_ms: Optional[flo
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return record
+
+
+def _read_config(path: Path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def check_model(server, config, model_dir: Path, sla: Sla, settings: Settings) -> Dict:
+    """One served model: its answers against the reference, the closed-loop load test against ``sla``, and
+    the capacity search and overload probe when ``settings`` asks."""
+    m: Dict = {"ready_seconds": round(server.wait_ready(config.name), 3)}
+    inputs, expected, m["tolerance"] = reference(model_dir)
+    m["max_abs_diff"] = compare(server.http_url, config.name, inputs, expected, config.max_batch_size)
+    m["samples"] = len(next(iter(inputs.values())))
+    one = {k: v[:1] if config.max_batch_size > 0 else v for k, v in inputs.items()}
+    m["sla"] = sla.to_dict()
+    tiers = {n: t.priority for n, t in sla.tiers.items()} or None
+    m["load"] = [load_test(server.grpc_url, config.name, one, c, settings.max_requests, settings.max_seconds,
+                           functools.partial(server.counters, config.name), tiers) for c in settings.concurrency]
+    m["sla_p99_ms"] = sla.p99_ms
+    m["within_sla"] = not sla_misses(config.name, m)
+    if settings.capacity and sla.p99_ms is not None and sla.estimate:
+        from optimizer.tritonserver.loadgen import find_capacity
+
+        m["capacity"] = find_capacity(server.grpc_url, config.name, infer_request(config.name, one),
+                                      sla.p99_ms, sla.estimate, seconds=settings.capacity_seconds)
+        if settings.overload_factor > 0 and m["capacity"]["capacity_rps"] > 0 and _queue_policy(config):
+            m["overload"] = probe(server.grpc_url, config.name, one, sla.p99_ms, m["capacity"]["capacity_rps"],
+                                  settings.overload_factor, settings.overload_seconds, sla.tier_dicts())
+    return m
+
+
+def _problems(models: Dict[str, Dict], repository: Path) -> List[str]:
+    """Wrong answers, failed requests, refusals with no SLA to judge them by, or no model at all."""
+    problems = [f"{n}: max diff {m['max_abs_diff']:.3g} > {m['tolerance']:.3g}" for n, m in models.items()
+                if m["max_abs_diff"] > m["tolerance"]]
+    problems += [f"{n}: {r['errors'] - r['rejected']} failed requests at concurrency {r['concurrency']} "
+                 f"({next(e for e in r['error_kinds'] if not is_rejection(e))})"
+                 for n, m in models.items() for r in m["load"] if r["errors"] > r["rejected"]]
+    problems += [f"{n}: {r['rejected']} requests refused at concurrency {r['concurrency']} and no SLA to judge "
+                 f"them by ({r['first_error']})" for n, m in models.items() for r in m["load"]
+                 if r["rejected"] and m["sla"]["p99_ms"] is None]
+    if not models:
+        problems.append(f"no model directory with a config.pbtxt under {repository}")
+    return problems
 
 
 def _print(record: Dict) -> None:
@@ -220,8 +220,6 @@ def _print(record: Dict) -> None:
                 print(f"    {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
                       f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
         if "overload" in m:
-            from optimizer.tritonserver.overload import line
-
             print(f"  overload: {line(m['overload'])}")
     print("passed" if record["passed"] else
           f"{'SLA MISSED' if record.get('sla_missed') else 'FAILED'}: {record['error']}")
@@ -255,9 +253,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        record = check_repository(a.repository, None, a.sla_ms, [int(c) for c in a.concurrency.split(",")],
-                                  a.requests, a.seconds, capacity=a.capacity, capacity_seconds=a.capacity_seconds,
-                                  overload_factor=a.overload, overload_seconds=a.overload_seconds)
+        settings = Settings([int(c) for c in a.concurrency.split(",")], a.requests, a.seconds, a.capacity,
+                            a.capacity_seconds, a.overload, a.overload_seconds)
+        record = check_repository(a.repository, settings, a.sla_ms)
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

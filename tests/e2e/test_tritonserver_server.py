@@ -57,7 +57,8 @@ def test_staged_config_is_the_emitted_one_but_the_platform(install, tmp_path):
 
 
 def test_start_ready_infer_compare_stop(install, tmp_path):
-    from optimizer.tritonserver.serve_check import _reference, compare, load_test
+    from optimizer.tritonserver.expected import reference
+    from optimizer.tritonserver.serve_check import compare, load_test
     from optimizer.tritonserver.server import serve
 
     repo = tiny_repository(tmp_path)
@@ -66,7 +67,7 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
     try:
         ready = server.wait_ready("digits_resnet", timeout=60)
         assert 0 < ready < 60
-        inputs, expected, _ = _reference(repo / "digits_resnet")
+        inputs, expected, _ = reference(repo / "digits_resnet")
         diff = compare(server.http_url, "digits_resnet", inputs, expected, chunk=TUNING["max_batch_size"])
         assert diff <= 1e-4
         one = {k: v[:1] for k, v in inputs.items()}
@@ -93,7 +94,8 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
     import tritonclient.http as http
 
     from optimizer.tritonserver.loadgen import find_capacity, open_loop
-    from optimizer.tritonserver.serve_check import _infer_request, _reference, load_test
+    from optimizer.tritonserver.expected import reference
+    from optimizer.tritonserver.loadtest import infer_request, load_test
     from optimizer.tritonserver.server import serve
     from tests.helpers import QUEUED
 
@@ -123,7 +125,7 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         assert db["priority_queue_policy"]["2"]["max_queue_size"] == 200
         assert echoed["response_cache"]["enable"] is True
 
-        inputs, _, _ = _reference(repo / "digits_resnet")
+        inputs, _, _ = reference(repo / "digits_resnet")
         one = {k: v[:1] for k, v in inputs.items()}
         tiers = {"premium": 1, "standard": 2, "batch": 3}
         mixed = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=300, max_seconds=10,
@@ -132,7 +134,7 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         assert sorted(mixed["tiers"]) == sorted(tiers) and sum(t["answered"] for t in mixed["tiers"].values()) == 300
         assert all(t["answered"] == 100 and 0 < t["p50_ms"] <= t["p99_ms"] for t in mixed["tiers"].values())
 
-        payload = _infer_request("digits_resnet", one)
+        payload = infer_request("digits_resnet", one)
         by_time = open_loop(server.grpc_url, "digits_resnet", payload, rate=200, max_requests=1000, max_seconds=1.5,
                             keep_times=True)
         sent = by_time["sent_at"]
@@ -143,13 +145,13 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         by_count = open_loop(server.grpc_url, "digits_resnet", payload, rate=500, max_requests=40, max_seconds=10)
         assert by_count["requests"] == by_count["answered"] == 40  # the count bound stopped it
         # one instance, a queue of one request, 3000 requests/s: the excess is refused at once, and counted so
-        flood = open_loop(server.grpc_url, "overloaded", _infer_request("overloaded", one), rate=3000, max_requests=1500,
+        flood = open_loop(server.grpc_url, "overloaded", infer_request("overloaded", one), rate=3000, max_requests=1500,
                           max_seconds=0.5)
         # refusals, not failures (a loaded machine may add a stray transport error or two)
         assert flood["rejected"] > 0 and flood["errors"] - flood["rejected"] <= max(2, flood["errors"] // 100)
         assert "Exceeds maximum queue size" in flood["first_error"]
         # the same flood at the batch tier's level: its own unbounded policy, not the default one, applies
-        batch = open_loop(server.grpc_url, "tiered", _infer_request("tiered", one, priority=2), rate=3000,
+        batch = open_loop(server.grpc_url, "tiered", infer_request("tiered", one, priority=2), rate=3000,
                           max_requests=600, max_seconds=5)  # the count bound stops it; 5 s to drain the queue
         assert batch["requests"] == 600 and batch["rejected"] == 0, batch.get("first_error")
         assert batch["errors"] == 0 and batch["answered"] == 600, batch.get("first_error")
@@ -157,7 +159,7 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
                             fractions=(0.5, 1.0), seconds=0.5)
         assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]
         # a level that misses is sent once more before it ends the search (one stall is not the capacity)
-        fails = find_capacity(server.grpc_url, "overloaded", _infer_request("overloaded", one), sla_ms=1000.0,
+        fails = find_capacity(server.grpc_url, "overloaded", infer_request("overloaded", one), sla_ms=1000.0,
                               estimate=3000.0, fractions=(1.0,), seconds=0.3)
         assert fails["capacity_rps"] == 0 and len(fails["levels"]) == 2
         assert fails["levels"][0]["verdict"].endswith("; sent again") and "rejected" in fails["levels"][1]["verdict"]
@@ -258,11 +260,11 @@ def test_serve_check_enforces_the_sla_from_tuning_json(install, tmp_path):
 
 
 def test_serve_check_reports_a_mismatch(install, tmp_path):
-    from optimizer.tritonserver.serve_check import check_repository
+    from optimizer.tritonserver.serve_check import Settings, check_repository
 
     repo = tiny_repository(tmp_path)
     ref = dict(np.load(repo / "digits_resnet" / "reference.npz"))
     ref["out.logits"] = ref["out.logits"] + 1.0  # wrong expected answers
     np.savez(repo / "digits_resnet" / "reference.npz", **ref)
-    r = check_repository(repo, None, None, [1], 5, 1.0, install=install)
+    r = check_repository(repo, Settings([1], 5, 1.0), install=install)
     assert not r["passed"] and "max diff 1 > 0.0001" in r["error"]

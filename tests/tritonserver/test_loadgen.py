@@ -58,14 +58,14 @@ def test_rejections_are_the_queue_policys_refusals():
 
 
 def test_refused_requests_count_as_misses_against_the_sla():
-    from optimizer.tritonserver.loadtest import _percentiles
-    from optimizer.tritonserver.serve_check import _sla_misses
+    from optimizer.tritonserver.loadtest import percentiles
+    from optimizer.tritonserver.serve_check import sla_misses
 
     ms = np.full(1000, 2.0)
-    few = {"concurrency": 8, "rejected": 3, **_percentiles(ms, 3)}  # 0.3 % refused: the p99 is still 2 ms
-    many = {"concurrency": 8, "rejected": 20, **_percentiles(ms, 20)}  # 2 %: the p99 is a miss
+    few = {"concurrency": 8, "rejected": 3, **percentiles(ms, 3)}  # 0.3 % refused: the p99 is still 2 ms
+    many = {"concurrency": 8, "rejected": 20, **percentiles(ms, 20)}  # 2 %: the p99 is a miss
     assert few["p99_counting_rejected_ms"] == 2.0 and many["p99_counting_rejected_ms"] is None
     sla = {"p99_ms": 50.0, "source": "given", "tiers": {}}
-    assert _sla_misses("m", {"sla": sla, "load": [few]}) == []
-    (line,) = _sla_misses("m", {"sla": sla, "load": [many]})
+    assert sla_misses("m", {"sla": sla, "load": [few]}) == []
+    (line,) = sla_misses("m", {"sla": sla, "load": [many]})
     assert "20 request(s) at concurrency 8 refused by the queue policy" in line and "over 1 % refused" in line
