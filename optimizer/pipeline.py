@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from optimizer.artifact import Artifact
-from optimizer.cache import Cache, content_key, versions
+from optimizer.cache import Cache
+from optimizer.files import content_key
+from optimizer.formats import versions
 from optimizer.console import step as status
 from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
 from optimizer.recipe.plan import Step, check_environment, plan

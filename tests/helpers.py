@@ -53,7 +53,8 @@ def small_teacher(cache_dir: Path, splits):
     """A width-16 built-in model trained 6 epochs, cached for the session (prune and distill tests)."""
     import torch
 
-    from optimizer.cache import Cache, content_key
+    from optimizer.cache import Cache
+    from optimizer.files import content_key
     from optimizer.sources.builtin import BUILTIN_FACTORY, digits_resnet, train
     from optimizer.sources.models import probe_meta, torch_artifact
 

@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from optimizer.cache import Cache, content_key
+from optimizer.cache import Cache
+from optimizer.files import content_key
 from optimizer.io import count, take
 from optimizer.sources.data import Splits
 

@@ -174,7 +174,7 @@ def _parser_errors(parser) -> List[Dict]:
 
 
 def _timing_cache_file(directory: Path, trt, info: str) -> Path:
-    from optimizer.cache import content_key
+    from optimizer.files import content_key
 
     return directory / f"timing-{content_key(trt.__version__, info)[:16]}.cache"
 
@@ -185,7 +185,7 @@ def build_engine(src, out: Path, cfg: TensorRTConfig, shapes: Dict, precision: s
     import tensorrt as trt
 
     from optimizer import gpu
-    from optimizer.cache import write_atomic
+    from optimizer.files import write_atomic
 
     log = _logger(trt)
     builder = trt.Builder(log)

@@ -4,7 +4,9 @@ the default) and a small Vision Transformer (``builtin:vit_digits``)."""
 from pathlib import Path
 
 from optimizer.artifact import Artifact
-from optimizer.cache import Cache, content_key, versions
+from optimizer.cache import Cache
+from optimizer.files import content_key
+from optimizer.formats import versions
 from optimizer.config import ModelConfig
 from optimizer.errors import RecipeError
 from optimizer.sources.data import Splits

@@ -60,7 +60,7 @@ class Splits:
     @cached_property
     def fingerprint(self) -> str:
         """Content hash of all splits; part of every cache key that depends on the data."""
-        from optimizer.cache import content_key
+        from optimizer.files import content_key
 
         h = hashlib.sha256()
         for split in (self.train, self.calibration, self.evaluation):

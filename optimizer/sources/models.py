@@ -13,7 +13,9 @@ from typing import Any, Dict
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.cache import Cache, content_key, file_digest, versions
+from optimizer.cache import Cache
+from optimizer.files import content_key, file_digest
+from optimizer.formats import versions
 from optimizer.config import ModelConfig
 from optimizer.errors import RecipeError, one_line
 from optimizer.factory import Rule, resolve

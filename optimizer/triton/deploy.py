@@ -7,7 +7,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from optimizer.cache import Cache, content_key
+from optimizer.cache import Cache
+from optimizer.files import content_key
 from optimizer.io import Feeds
 from optimizer.errors import RecipeError
 from optimizer.triton import emit, repository

@@ -103,7 +103,7 @@ def write(directory: Path, docs: List[Dict]) -> Path:
     """``<directory>/<kind>.yaml`` for each manifest and ``all.yaml`` with every one (``kubectl apply -f``)."""
     import yaml
 
-    from optimizer.cache import write_atomic
+    from optimizer.files import write_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     for doc in docs:
