@@ -8,6 +8,7 @@ from optimizer.artifact import Artifact
 from optimizer.config import Device, HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.formats import Format, Session, threads
+from optimizer.formats.tensorrt import ORT_TRT_BATCH, profile_shapes, profile_strings
 from optimizer.io import IOSpec, TensorSpec
 
 
@@ -35,19 +36,8 @@ def gpu_providers(hw: HardwareConfig, available, precision: str = "fp32", cache_
     return [("TensorrtExecutionProvider", options), *providers]
 
 
-def profile_strings(shapes) -> dict:
-    """``{input: (min, opt, max) shapes}`` as the TensorRT EP's ``trt_profile_*_shapes`` strings."""
-    return {key: ",".join(f"{name}:{'x'.join(str(d) for d in s[k])}" for name, s in shapes.items())
-            for k, key in enumerate(("min", "opt", "max"))} if shapes else {}
-
-
-ORT_TRT_BATCH = (1, 32, 64)  # the TensorRT EP's batch profile: the benchmark's sizes and the Triton sweep's cap
-
-
 def _trt_profiles(art: Artifact):
     """Shape profiles for the TensorRT EP from the model's I/O (none when an axis other than batch is dynamic)."""
-    from optimizer.passes.tensorrt import profile_shapes
-
     try:
         return profile_strings(profile_shapes(IOSpec.from_dict(art.meta["io"]), ORT_TRT_BATCH, {}, {}))
     except (KeyError, RecipeError):

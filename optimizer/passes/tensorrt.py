@@ -16,11 +16,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from optimizer.artifact import Artifact
 from optimizer.errors import PassError, RecipeError
+from optimizer.files import content_key, write_atomic
+from optimizer.formats.onnx import read_io
+from optimizer.formats.tensorrt import Range, profile_shapes
 from optimizer.io import IOSpec
 from optimizer.registry import register
-
-Range = Tuple[int, int, int]  # min, opt, max
-
 
 @dataclass(frozen=True)
 class TensorRTConfig:
@@ -59,34 +59,6 @@ def batch_range(cfg: TensorRTConfig, batch_sizes: Sequence[int], max_batch_cap: 
         raise ValueError(f"max_batch {hi} is below the batches the run sends (benchmark.batch_sizes up to {largest}, "
                          f"evaluation.batch_size {evaluation_batch}); raise it or lower those")
     return lo, opt, hi
-
-
-def profile_shapes(io: IOSpec, batch: Range, axes: Mapping[str, Sequence[int]],
-                   sample: Mapping[str, Sequence[int]]) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
-    """``{input: (min shape, opt shape, max shape)}`` for every input with a dynamic axis.
-
-    Axis 0 named ``batch`` takes ``batch``; another named axis takes ``axes[name]``, else the size it has in
-    ``sample`` (each input's per-sample shape in the data, batch axis excluded) for all three."""
-    out = {}
-    for t in io.inputs:
-        if all(isinstance(d, int) for d in t.shape):
-            continue
-        dims = []
-        for i, d in enumerate(t.shape):
-            if isinstance(d, int) and d > 0:
-                dims.append((d, d, d))
-            elif i == 0 and d == "batch":
-                dims.append(tuple(batch))
-            elif str(d) in axes:
-                dims.append(tuple(int(x) for x in axes[str(d)]))
-            elif t.name in sample and 0 < i <= len(sample[t.name]):
-                size = int(sample[t.name][i - 1])
-                dims.append((size, size, size))
-            else:
-                raise RecipeError(f"input {t.name!r} axis {i} ({d!r}) is dynamic and its range is unknown; "
-                                  f"set passes.<step>.axes.{d}=[min,opt,max]")
-        out[t.name] = tuple(tuple(r[k] for r in dims) for k in range(3))
-    return out
 
 
 def format_parser_errors(errors: Sequence[Mapping]) -> str:
@@ -174,8 +146,6 @@ def _parser_errors(parser) -> List[Dict]:
 
 
 def _timing_cache_file(directory: Path, trt, info: str) -> Path:
-    from optimizer.files import content_key
-
     return directory / f"timing-{content_key(trt.__version__, info)[:16]}.cache"
 
 
@@ -185,7 +155,6 @@ def build_engine(src, out: Path, cfg: TensorRTConfig, shapes: Dict, precision: s
     import tensorrt as trt
 
     from optimizer import gpu
-    from optimizer.files import write_atomic
 
     log = _logger(trt)
     builder = trt.Builder(log)
@@ -260,8 +229,6 @@ def engine_io(engine, trt, onnx_io: IOSpec) -> IOSpec:
 def build(art: Artifact, cfg: TensorRTConfig, ctx) -> Artifact:
     io = IOSpec.from_dict(art.meta["io"]) if "io" in art.meta else None
     if io is None:
-        from optimizer.formats.onnx import read_io
-
         io = read_io(art.path)
     sample = {k: list(v.shape[1:]) for k, v in ctx.data.calibration.items()}
     shapes = profile_shapes(io, (cfg.min_batch, cfg.opt_batch, cfg.max_batch), cfg.axes, sample)

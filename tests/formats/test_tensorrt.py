@@ -10,8 +10,8 @@ import pytest
 from optimizer import gpu
 from optimizer.errors import EXIT_RECIPE, RecipeError
 from optimizer.io import IOSpec, TensorSpec
-from optimizer.passes.tensorrt import (TensorRTConfig, batch_range, format_parser_errors, legacy_flags,
-                                       profile_shapes, target)
+from optimizer.formats.tensorrt import profile_shapes
+from optimizer.passes.tensorrt import TensorRTConfig, batch_range, format_parser_errors, legacy_flags, target
 from optimizer.recipe.plan import check_environment, plan
 from optimizer.recipe.compose import compose
 from tests.helpers import FAST, ROOT, run_cli
@@ -169,7 +169,8 @@ def test_cpu_recipe_never_loads_tensorrt_or_cuda():
 
 def test_onnx_runtime_gpu_providers():
     from optimizer.config import Device, HardwareConfig
-    from optimizer.formats.onnx import gpu_providers, profile_strings
+    from optimizer.formats.onnx import gpu_providers
+    from optimizer.formats.tensorrt import profile_strings
 
     hw = HardwareConfig(name="g5", device=Device.cuda)
     with pytest.raises(RecipeError, match="pip install onnxruntime-gpu"):
