@@ -20,7 +20,7 @@ from optimizer.integrity import manifest, problems, prune, quarantine, tmp_name
 
 class Cache:
     def __init__(self, root: Path, factories: Optional[Iterable[str]] = None):
-        """``factories``: the factories the recipe names (``factory.recipe_factories``); a cached artifact
+        """``factories``: the factories the recipe names (``recipe.guards.recipe_factories``); a cached artifact
         asking for another is treated as damaged. None: only the factory rule applies."""
         self.root = Path(os.path.expanduser(str(root)))
         self.root.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.record import tracking
     from optimizer.decide.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
-    from optimizer.factory import recipe_factories
+    from optimizer.recipe.guards import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
     from optimizer.measure.limits import check_memory
     from optimizer.measure.run import host, measure

@@ -28,7 +28,7 @@ def _largest_layer_output(source, feeds) -> int:
     import torch
 
     from optimizer.formats.torch import forward
-    from optimizer.sources.models import load_module
+    from optimizer.formats.torch import load_module
 
     module = load_module(source)
     largest = [0]

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from optimizer.cache import Cache
-from optimizer.files import content_key
+from optimizer.files import check_name, content_key
 from optimizer.io import Feeds
 from optimizer.errors import RecipeError
 from optimizer.triton import emit, repository
@@ -36,7 +36,7 @@ def preflight(cfg, out_dir: Path) -> None:
     _check_tiers(s)
     if not cfg.triton.emit:
         return
-    emit.check_name(cfg.model.name)
+    check_name(cfg.model.name, "model.name")
     repo = repository_dir(cfg, out_dir)
     blocker = next((p for p in [repo, *repo.parents] if p.exists()), None)
     if blocker is not None and not blocker.is_dir():

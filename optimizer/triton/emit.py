@@ -14,13 +14,6 @@ ONNX_TO_TRITON = {  # onnx.TensorProto element type -> Triton data type name
 }
 
 
-def check_name(name: str) -> None:
-    """Triton model names become directory names: no path separators, no ``..``."""
-    if not name or "/" in name or "\\" in name or ".." in name or name.startswith("."):
-        raise RecipeError(f"model.name {name!r}: a Triton model name may not be empty, contain '/' or '..', "
-                          f"or start with '.'")
-
-
 def model_io(path: Path, fmt: str = "onnx") -> Dict[str, List[Dict]]:
     """Inputs and outputs of a model file as Triton sees them: name, Triton type, dims (-1 for dynamic axes)."""
     from optimizer import formats
