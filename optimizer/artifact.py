@@ -13,7 +13,7 @@ SIDECAR = "artifact.json"
 @dataclass(frozen=True)
 class Artifact:
     path: Path  # the model file
-    format: str  # "torch", "onnx" or "tensorrt"
+    format: str  # a format name of optimizer.formats (torch, onnx, tensorrt)
     id: str = ""  # content address; set by the pipeline
     parent: Optional[str] = None  # id of the artifact this one was made from
     step: str = "source"  # recipe step label that made it

@@ -55,6 +55,7 @@ def get(name: str) -> Format:
 
 
 def names() -> List[str]:
+    """Every artifact format: the one list of format names (passes' takes/makes, cache version keys)."""
     return sorted(_MODULES)
 
 

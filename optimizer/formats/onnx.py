@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.formats import Format, Session, threads
 from optimizer.formats.tensorrt import ORT_TRT_BATCH, profile_shapes, profile_strings
+from optimizer.gpu import is_cuda
 from optimizer.io import IOSpec, TensorSpec
 
 
@@ -54,7 +55,7 @@ def ort_session(path, hw: HardwareConfig, art: Artifact = None):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = ["CPUExecutionProvider"]
-    if hw.device == Device.cuda:
+    if is_cuda(hw):
         if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from the nvidia-* wheels, when they are installed
             ort.preload_dlls()
         meta = art.meta if art is not None else {}

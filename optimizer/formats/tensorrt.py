@@ -11,9 +11,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.formats import Format, Session
+from optimizer.gpu import is_cuda
 from optimizer.io import IOSpec, TensorSpec
 
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
@@ -132,7 +133,7 @@ class _Runner:
 
 
 def _check_device(hw: HardwareConfig) -> None:
-    if hw.device != Device.cuda:
+    if not is_cuda(hw):
         raise RecipeError(f"a TensorRT engine runs on a GPU; hardware={hw.name} is {hw.device.value}")
 
 

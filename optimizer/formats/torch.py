@@ -14,10 +14,11 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.factory import resolve
 from optimizer.formats import Format, Session, threads
+from optimizer.gpu import is_cuda
 from optimizer.io import IOSpec
 
 
@@ -158,7 +159,7 @@ def _open(art: Artifact, hw: HardwareConfig) -> Session:
     import torch
 
     torch.set_num_threads(threads(hw))
-    device = "cuda" if hw.device == Device.cuda else "cpu"
+    device = "cuda" if is_cuda(hw) else "cpu"
     module = load_module(art).to(device)
     spec = IOSpec.from_dict(art.meta["io"]) if "io" in art.meta else None
     names = getattr(module, "output_names", None) or (spec.output_names if spec else [])

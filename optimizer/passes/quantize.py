@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device
 from optimizer.errors import PassError
+from optimizer.gpu import is_cuda
 from optimizer.registry import register
 
 
@@ -53,13 +53,13 @@ class QuantizeConfig:
             raise ValueError(f"percentile must be within [90, 100], got {self.percentile}")
 
 
-def _types(cfg: QuantizeConfig, device: Device):
+def _types(cfg: QuantizeConfig, hardware):
     from onnxruntime.quantization import QuantType
 
     table = {IntType.uint8: QuantType.QUInt8, IntType.int8: QuantType.QInt8}
     act = cfg.activation_type
     if act == IntType.auto:
-        act = IntType.int8 if device == Device.cuda else IntType.uint8
+        act = IntType.int8 if is_cuda(hardware) else IntType.uint8
     weight = IntType.int8 if cfg.weight_type == IntType.auto else cfg.weight_type
     return table[act], table[weight], act.value, weight.value
 
@@ -137,7 +137,7 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) ->
 
     from optimizer.console import progress
 
-    act, weight, act_name, weight_name = _types(cfg, ctx.hardware.device)
+    act, weight, act_name, weight_name = _types(cfg, ctx.hardware)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     feeds = _calibration_feeds(src, cfg, ctx)
@@ -145,7 +145,7 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) ->
     ops = _default_ops(cfg, transformer)
     exclude = sorted({*cfg.nodes_to_exclude, *(_activation_matmuls(src) if transformer else [])})
     extra = {"CalibPercentile": cfg.percentile} if cfg.calibration_method == Calibration.percentile else {}
-    symmetric = ctx.hardware.device == Device.cuda  # TensorRT takes Q/DQ only with zero points of 0
+    symmetric = is_cuda(ctx.hardware)  # TensorRT takes Q/DQ only with zero points of 0
     if symmetric:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True)
     with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
@@ -166,7 +166,7 @@ def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
-    _, weight, _, weight_name = _types(cfg, ctx.hardware.device)
+    _, weight, _, weight_name = _types(cfg, ctx.hardware)
     ops = _default_ops(cfg, transformer)
     # Fused com.microsoft ops carry no type information for the quantizer: their outputs are float.
     quantize_dynamic(src, str(out), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,

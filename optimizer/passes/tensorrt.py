@@ -90,7 +90,7 @@ def prepare(cfg: TensorRTConfig, recipe) -> TensorRTConfig:
 
     lo, opt, hi = batch_range(cfg, recipe.benchmark.batch_sizes, recipe.serving.max_batch_cap,
                               recipe.evaluation.batch_size)
-    devices = gpu.gpus() if recipe.hardware.device.value == "cuda" else []
+    devices = gpu.gpus() if gpu.is_cuda(recipe.hardware) else []
     return replace(cfg, min_batch=lo, opt_batch=opt, max_batch=hi, target=target(gpu.tensorrt_version(), devices))
 
 
@@ -99,7 +99,7 @@ def requires(cfg: TensorRTConfig, recipe, where: str) -> None:
     from optimizer import gpu
 
     device = recipe.hardware.device.value
-    missing = gpu.missing_for_tensorrt(device, gpu.tensorrt_version(), gpu.gpus() if device == "cuda" else [])
+    missing = gpu.missing_for_tensorrt(device, gpu.tensorrt_version(), gpu.gpus() if gpu.is_cuda(recipe.hardware) else [])
     if missing:
         raise RecipeError(f"{where}: the tensorrt pass builds an engine on an NVIDIA GPU and needs "
                           f"{' and '.join(filter(None, ['; '.join(missing[:-1]), missing[-1]]))}")

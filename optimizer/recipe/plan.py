@@ -5,6 +5,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, List, Mapping
 
+from optimizer import gpu
 from optimizer.errors import RecipeError
 from optimizer.registry import PassSpec, load_passes
 from optimizer.sources.models import source_format
@@ -123,9 +124,7 @@ def check_environment(steps: List[Step], cfg) -> None:
     for step in steps:
         if step.spec.requires is not None:
             step.spec.requires(step.config, cfg, f"passes.{step.label}")
-    if cfg.hardware.device.value == "cuda":
-        from optimizer import gpu
-
+    if gpu.is_cuda(cfg.hardware):
         if not gpu.gpus():
             raise RecipeError(f"hardware entry {cfg.hardware.name!r} is for a GPU (hardware.device=cuda) but the CUDA "
                               f"driver sees no GPU on this machine; choose a CPU entry such as hardware=local_cpu")

@@ -9,6 +9,7 @@ import numpy as np
 
 from optimizer.cache import Cache
 from optimizer.files import check_name, content_key
+from optimizer.gpu import is_cuda
 from optimizer.io import Feeds
 from optimizer.errors import RecipeError
 from optimizer.triton import emit, repository
@@ -75,7 +76,7 @@ def _check_tiers(s) -> None:
 
 def thread_counts(cfg) -> List[int]:
     cores = cfg.hardware.cores
-    if cfg.hardware.device.value == "cuda":
+    if is_cuda(cfg.hardware):
         return [cfg.hardware.intra_op_threads or cores]
     return sorted({min(t or cores, cores) for t in cfg.serving.thread_options}, reverse=True)
 
@@ -175,7 +176,7 @@ def deploy(cfg, chosen: Dict, variants: List, splits, cache: Cache, out_dir: Pat
         return {"emitted": False, "reason": f"no Triton template for a {art.format} model (variant {chosen['name']}); "
                                             f"add an onnx_export step"}
     pool = take(splits.evaluation, slice(0, max(REFERENCE_SAMPLES, cfg.serving.max_batch_cap)))
-    gpu = cfg.hardware.device.value == "cuda"
+    gpu = is_cuda(cfg.hardware)
     s = cfg.serving
     tuning: Tuning = tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, gpu, s.queue_delay_cap_us,
                           s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},

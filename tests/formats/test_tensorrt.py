@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from optimizer.gpu import is_cuda
 from optimizer import gpu
 from optimizer.errors import EXIT_RECIPE, RecipeError
 from optimizer.io import IOSpec, TensorSpec
@@ -211,5 +212,5 @@ def test_gpu_recipes_are_priced():
     from optimizer.decide.cost import price
 
     cfg = compose("trt_fp16")
-    assert cfg.hardware.device.value == "cuda" and cfg.hardware.gpu == "A10G"
+    assert is_cuda(cfg.hardware) and cfg.hardware.gpu == "A10G"
     assert price(cfg.hardware.price_per_hour, 10_000.0)["cost_per_million"] == pytest.approx(1.006 / (10_000 * 3600) * 1e6)

@@ -289,7 +289,8 @@ def test_contention_counts_other_processes_not_the_runs_own():
     """Two meters over the same phase, one counting a busy child as the run's own, one not: the difference is
     that child's CPU time, and the set is flagged contended only above the limit."""
 
-    from optimizer.measure.contention import Meter, process_ticks, verdict
+    from optimizer.measure.contention import Meter, verdict
+    from optimizer.measure.host import process_ticks
 
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
     try:
