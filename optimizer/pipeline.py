@@ -166,7 +166,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
-    warnings += _reference_note(records, chosen) + _contention_note(measured.session)
+    warnings += reference_note(records, chosen) + _contention_note(measured.session)
     triton = {}
     if chosen and cfg.triton.emit:
         with status("triton"):
@@ -226,7 +226,7 @@ def _contention_note(session: Dict) -> List[str]:
             f"hardware.intra_op_threads below the core count)"]
 
 
-def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
+def reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
     """The reference is never emitted (it has no serving format); say so, with the interval over rounds, when
     it measured faster than the chosen variant (the chosen one's verdict at the largest batch is "slower")."""
     ref = records[0]

@@ -39,7 +39,7 @@ class QuantizeConfig:
     activation_type: IntType = IntType.auto  # integer type of activations (static)
     weight_type: IntType = IntType.auto  # integer type of weights (static, dynamic)
     reduce_range: bool = False  # 7-bit weights, for CPUs without VNNI where u8*s8 sums saturate
-    op_types: List[str] = field(default_factory=list)  # op types to quantize; empty: see _default_ops
+    op_types: List[str] = field(default_factory=list)  # op types to quantize; empty: see default_ops
     op_types_to_exclude: List[str] = field(default_factory=list)  # op types kept in float (taken off the op list)
     nodes_to_exclude: List[str] = field(default_factory=list)  # node names kept in float
     quantize_embeddings: bool = True  # dynamic: int8 embedding tables too (Gather, EmbedLayerNormalization)
@@ -68,7 +68,7 @@ def _types(cfg: QuantizeConfig, hardware):
 TRANSFORMER_OPS = {"Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu"}
 
 
-def _default_ops(cfg: QuantizeConfig, transformer: bool = False):
+def default_ops(cfg: QuantizeConfig, transformer: bool = False):
     """The op types handed to ONNX Runtime's quantizer; None means every op its registry knows."""
     if cfg.op_types:
         ops = list(cfg.op_types)
@@ -88,7 +88,7 @@ def _default_ops(cfg: QuantizeConfig, transformer: bool = False):
     return [op for op in ops if op not in cfg.op_types_to_exclude]
 
 
-def _reader(feeds: Dict, batch: int, advance):
+def calibration_reader(feeds: Dict, batch: int, advance):
     """A calibration reader yielding ``{input name: batch slice}`` over named arrays of equal length."""
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -122,7 +122,7 @@ def _calibration_feeds(src: str, cfg: QuantizeConfig, ctx) -> Dict:
     return take({n: ctx.data.calibration[n] for n in names}, slice(0, cfg.calibration_samples))
 
 
-def _activation_matmuls(src: str) -> List[str]:
+def activation_matmuls(src: str) -> List[str]:
     """MatMul nodes whose inputs are both activations (attention scores and context): kept in float."""
     import onnx
 
@@ -142,14 +142,14 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) ->
                "percentile": CalibrationMethod.Percentile}
     feeds = _calibration_feeds(src, cfg, ctx)
     n = len(next(iter(feeds.values())))
-    ops = _default_ops(cfg, transformer)
-    exclude = sorted({*cfg.nodes_to_exclude, *(_activation_matmuls(src) if transformer else [])})
+    ops = default_ops(cfg, transformer)
+    exclude = sorted({*cfg.nodes_to_exclude, *(activation_matmuls(src) if transformer else [])})
     extra = {"CalibPercentile": cfg.percentile} if cfg.calibration_method == Calibration.percentile else {}
     symmetric = is_cuda(ctx.hardware)  # TensorRT takes Q/DQ only with zero points of 0
     if symmetric:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True)
     with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
-        quantize_static(src, str(out), _reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
+        quantize_static(src, str(out), calibration_reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
                         per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=act,
                         weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=exclude,
                         calibrate_method=methods[cfg.calibration_method.value], extra_options=extra)
@@ -167,7 +167,7 @@ def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -
     from onnxruntime.quantization import quantize_dynamic
 
     _, weight, _, weight_name = _types(cfg, ctx.hardware)
-    ops = _default_ops(cfg, transformer)
+    ops = default_ops(cfg, transformer)
     # Fused com.microsoft ops carry no type information for the quantizer: their outputs are float.
     quantize_dynamic(src, str(out), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
                      weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=list(cfg.nodes_to_exclude),
