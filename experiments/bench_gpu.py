@@ -57,7 +57,7 @@ def build(cfg, out: Path):
     from optimizer.registry import load_passes
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
-    from optimizer.recipe.plan import _typed
+    from optimizer.recipe.plan import typed
 
     passes = load_passes()
     cache = Cache(cfg.cache_dir)
@@ -68,7 +68,7 @@ def build(cfg, out: Path):
         steps = []
         for label, kind, params in chain:
             spec = passes[kind]
-            config = _typed(spec.config_cls, params, f"passes.{label}")
+            config = typed(spec.config_cls, params, f"passes.{label}")
             steps.append(Step(label, spec, spec.prepare(config, cfg) if spec.prepare else config))
         check_environment(steps, cfg)
         for v in run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out):

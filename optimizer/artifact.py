@@ -1,10 +1,11 @@
 """Artifact: the frozen record of one model file and its metadata."""
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
+
+from optimizer.files import write_atomic
 
 SIDECAR = "artifact.json"
 
@@ -12,7 +13,7 @@ SIDECAR = "artifact.json"
 @dataclass(frozen=True)
 class Artifact:
     path: Path  # the model file
-    format: str  # "torch", "onnx" or "tensorrt"
+    format: str  # a format name of optimizer.formats (torch, onnx, tensorrt)
     id: str = ""  # content address; set by the pipeline
     parent: Optional[str] = None  # id of the artifact this one was made from
     step: str = "source"  # recipe step label that made it
@@ -36,9 +37,7 @@ class Artifact:
         except ValueError:
             record["path"] = str(path)
         sidecar = directory / SIDECAR
-        tmp = sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, sidecar)
+        write_atomic(sidecar, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
         return sidecar
 
     @classmethod

@@ -6,59 +6,22 @@ An entry is built in a temporary directory and renamed into place, and only coun
 factory a torch artifact asks for) before returning the entry; see ``optimizer/integrity.py``.
 Measurements of an artifact live beside it as small JSON files."""
 
-import hashlib
 import json
 import os
 import shutil
-import uuid
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 from optimizer.artifact import SIDECAR, Artifact
-
-
-def versions() -> Dict[str, str]:
-    """Versions of the libraries whose behaviour changes what a pass produces (each format names its own)."""
-    from optimizer import formats
-
-    out = {}
-    for dist in sorted({d for name in formats.names() for d in formats.get(name).libraries}):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "absent"
-    return out
-
-
-def content_key(*parts: Any) -> str:
-    """sha256 over a canonical JSON encoding of ``parts``."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from optimizer.errors import OptimizerError
+from optimizer.files import write_atomic
+from optimizer.integrity import manifest, problems, prune, quarantine, tmp_name
 
 
 class Cache:
     def __init__(self, root: Path, factories: Optional[Iterable[str]] = None):
-        """``factories``: the factories the recipe names (``factory.recipe_factories``); a cached artifact
+        """``factories``: the factories the recipe names (``recipe.guards.recipe_factories``); a cached artifact
         asking for another is treated as damaged. None: only the factory rule applies."""
-        from optimizer.integrity import prune
-
         self.root = Path(os.path.expanduser(str(root)))
         self.root.mkdir(parents=True, exist_ok=True)
         self.factories = None if factories is None else frozenset(factories)
@@ -69,8 +32,6 @@ class Cache:
     def get(self, key: str, step: str = "") -> Optional[Artifact]:
         """The artifact stored under ``key``, or None when there is no complete, intact entry (a damaged
         one is moved to the quarantine and reported in ``warnings``, naming ``step`` and the file)."""
-        from optimizer.integrity import problems, quarantine
-
         entry = self.root / key
         if not (entry / SIDECAR).exists():
             return None
@@ -85,9 +46,6 @@ class Cache:
     def put(self, key: str, produce: Callable[[Path], Artifact]) -> Artifact:
         """Run ``produce(tmp_dir)`` and commit its artifact as entry ``key``, with the sha256 and size of
         every file it holds."""
-        from optimizer.errors import OptimizerError
-        from optimizer.integrity import manifest, tmp_name
-
         tmp = self.root / tmp_name(key)
         tmp.mkdir()
         try:

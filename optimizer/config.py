@@ -1,6 +1,7 @@
 """Typed schema of a recipe. Hydra composes ``recipes/config.yaml`` against these dataclasses,
 so a misspelled top-level key fails at composition. Each pass's own parameters are checked
-against that pass's config dataclass by ``pipeline.plan``. No logic lives here."""
+against that pass's config dataclass by ``recipe.plan``; value ranges are checked there too
+(``recipe.plan.check_settings``). Only the schema's registration with Hydra lives here."""
 
 from dataclasses import dataclass, field
 from enum import Enum

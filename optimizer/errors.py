@@ -39,9 +39,3 @@ class PassError(OptimizerError):
 
 class ParityError(PassError):
     """A produced model disagrees numerically with its source beyond tolerance."""
-
-
-class GateError(OptimizerError):
-    """The recipe's constraints were not met by any variant."""
-
-    exit_code = EXIT_GATE

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional, Tuple
 
 from optimizer.errors import RecipeError
 
-# factories the tool ships; kept in sync with sources/builtin.py (BUILTINS) and sources/models.py (hf)
+# factories the tool ships; kept in sync with sources/builtin.py (BUILTINS) and sources/hf_dir.py
 BUILTIN_FACTORIES = frozenset({"optimizer.sources.builtin:digits_resnet", "optimizer.sources.vit:vit_digits"})
 HF_FACTORY = "optimizer.sources.hf:load_module"
 
@@ -72,18 +72,3 @@ def resolve(spec: str, what: str, rule: Optional[Rule] = None) -> Callable:
         raise RecipeError(f"{what} {spec!r}: module {module_name!r} has no callable {attr!r}")
     return fn
 
-
-def recipe_factories(cfg) -> frozenset:
-    """Every factory the recipe names (``model.source``, distill students) plus the built-in ones: the only
-    factories a cached artifact may ask to be rebuilt with."""
-    names = set(BUILTIN_FACTORIES)
-    source = str(cfg.model.source)
-    if source.startswith("hf:"):
-        names.add(HF_FACTORY)
-    elif ":" in source and source.partition(":")[0] != "builtin":
-        names.add(source)
-    for entry in (cfg.passes or {}).values():
-        student = entry.get("student") if hasattr(entry, "get") else None
-        if student:
-            names.add(str(student))
-    return frozenset(names)

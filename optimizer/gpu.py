@@ -101,3 +101,8 @@ def process_memory_mb(pid: int) -> Optional[float]:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_smi_apps(out.stdout, pid) if out.returncode == 0 else None
+
+
+def is_cuda(hardware) -> bool:
+    """Whether a hardware entry runs models on a GPU (``hardware.device=cuda``): the one GPU check."""
+    return getattr(hardware.device, "value", hardware.device) == "cuda"

@@ -17,8 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from optimizer.artifact import SIDECAR
-from optimizer.cache import file_digest
+from optimizer.artifact import SIDECAR, Artifact
+from optimizer.errors import EXIT_FAILED, EXIT_OK, EXIT_RECIPE, RecipeError
+from optimizer.factory import check
+from optimizer.files import file_digest
 
 QUARANTINE = ".quarantine"  # damaged entries moved aside, one directory each
 TMP_PREFIX = ".tmp-"  # build directories of entries not yet committed
@@ -63,8 +65,6 @@ def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str
         bad.append(f"{path}: a cache entry never holds a pickled .pt2 program")
     bad += _factory_problems(meta.get("factory"), factories)
     if not bad:
-        from optimizer.artifact import Artifact
-
         try:
             Artifact.load(entry)
         except (TypeError, ValueError) as e:
@@ -90,9 +90,6 @@ def _file_problems(entry: Path, files: Dict[str, Dict]) -> List[str]:
 
 def _factory_problems(factory, factories: Optional[Iterable[str]]) -> List[str]:
     """A recorded factory passes the factory rule and, given the recipe's ``factories``, is one of them."""
-    from optimizer.errors import RecipeError
-    from optimizer.factory import check
-
     if factory is None:
         return []
     try:
@@ -187,8 +184,6 @@ def _step(entry: Path) -> str:
 def main(argv: List[str]) -> int:
     """``python -m optimizer cache verify|prune``: exit 0 when the cache is intact (verify) or pruned, 1 when
     verify found damaged entries (one line each), 2 for a usage mistake."""
-    from optimizer.errors import EXIT_FAILED, EXIT_OK, EXIT_RECIPE
-
     args = list(argv)
     command = args.pop(0) if args else ""
     unknown = [a for a in args if not a.startswith("cache_dir=") and a != "--quarantine"]

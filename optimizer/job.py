@@ -21,7 +21,7 @@ from typing import Callable, List, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from optimizer.cache import write_atomic
+from optimizer.files import write_atomic
 
 JOB_RECORD = "job.json"
 on_start: List[Callable[[], None]] = []  # called once the recipe is composed (``__main__`` gives stderr back)

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from optimizer.artifact import Artifact
-from optimizer.cache import Cache, content_key, versions
+from optimizer.cache import Cache
+from optimizer.files import content_key
+from optimizer.formats import versions
 from optimizer.console import step as status
 from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
 from optimizer.recipe.plan import Step, check_environment, plan
@@ -129,7 +131,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     from optimizer.record import tracking
     from optimizer.decide.cost import price
     from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
-    from optimizer.factory import recipe_factories
+    from optimizer.recipe.guards import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
     from optimizer.measure.limits import check_memory
     from optimizer.measure.run import host, measure
@@ -165,7 +167,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
     for r in records:
         r["pareto"] = r["name"] in front
     chosen = choose(records, cfg.objective)
-    warnings += _reference_note(records, chosen) + _contention_note(measured.session)
+    warnings += reference_note(records, chosen) + _contention_note(measured.session)
     triton = {}
     if chosen and cfg.triton.emit:
         with status("triton"):
@@ -227,7 +229,7 @@ def _contention_note(session: Dict) -> List[str]:
             f"hardware.intra_op_threads below the core count)"]
 
 
-def _reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
+def reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
     """The reference is never emitted (it has no serving format); say so, with the interval over rounds, when
     it measured faster than the chosen variant (the chosen one's verdict at the largest batch is "slower")."""
     ref = records[0]

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Optional
 
+from optimizer import formats
+
 if TYPE_CHECKING:
     from optimizer.config import HardwareConfig
     from optimizer.sources.data import Splits
-
-FORMATS = ("torch", "onnx", "tensorrt")
-
 
 @dataclass(frozen=True)
 class PassSpec:
@@ -35,8 +34,8 @@ def register(name: str, config_cls: type, *, takes: str, makes: str, prepare: Op
     """Register ``fn(artifact, config, ctx) -> Artifact`` as pass ``name``. ``prepare`` fills config values
     that follow from the rest of the recipe (so they enter the cache key); ``requires`` checks, before any
     work, that this machine has what the pass needs (a GPU, a library)."""
-    if takes not in FORMATS or makes not in FORMATS:
-        raise ValueError(f"pass {name}: formats must be among {FORMATS}")
+    if takes not in formats.names() or makes not in formats.names():
+        raise ValueError(f"pass {name}: formats must be among {tuple(formats.names())}")
 
     def wrap(fn: Callable) -> Callable:
         if name in PASSES and PASSES[name].fn is not fn:

@@ -54,9 +54,11 @@ def small_teacher(cache_dir: Path, splits):
     """A width-16 built-in model trained 6 epochs, cached for the session (prune and distill tests)."""
     import torch
 
-    from optimizer.cache import Cache, content_key
+    from optimizer.cache import Cache
+    from optimizer.files import content_key
     from optimizer.sources.builtin import BUILTIN_FACTORY, digits_resnet, train
-    from optimizer.sources.models import probe_meta, torch_artifact
+    from optimizer.formats.torch import torch_artifact
+    from optimizer.sources.probe import probe_meta
 
     def produce(directory):
         torch.manual_seed(0)
@@ -68,20 +70,20 @@ def small_teacher(cache_dir: Path, splits):
 
 
 def accuracy(art, splits) -> float:
-    from optimizer.sources.models import load_module, logits
+    from optimizer.formats.torch import load_module, logits
 
     return float((logits(load_module(art), splits.evaluation["input"]).argmax(1) == splits.evaluation_labels).mean() * 100)
 
 
 def run_pass(name: str, art, splits, tmp_path: Path, **params):
     from optimizer.config import HardwareConfig
-    from optimizer.recipe.plan import _typed
+    from optimizer.recipe.plan import typed
     from optimizer.registry import Context, load_passes
 
     spec = load_passes()[name]
     out = tmp_path / name
     out.mkdir()
-    return spec.fn(art, _typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, HardwareConfig()))
+    return spec.fn(art, typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, HardwareConfig()))
 
 
 PNG = b"\x89PNG\r\n\x1a\n"  # the first eight bytes of every PNG file

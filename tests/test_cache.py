@@ -3,7 +3,8 @@
 import pytest
 
 from optimizer.artifact import Artifact
-from optimizer.cache import Cache, content_key
+from optimizer.cache import Cache
+from optimizer.files import content_key
 
 
 def _produce(d):

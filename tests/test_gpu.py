@@ -15,13 +15,13 @@ GPU = HardwareConfig(name="gpu", device=Device.cuda, cores=4)
 
 
 def _step(name, art, splits, tmp_path, hw=GPU, **params):
-    from optimizer.recipe.plan import _typed
+    from optimizer.recipe.plan import typed
     from optimizer.registry import Context, load_passes
 
     spec = load_passes()[name]
     out = tmp_path / f"{name}-{len(list(tmp_path.iterdir()))}"
     out.mkdir()
-    return spec.fn(art, _typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, hw))
+    return spec.fn(art, typed(spec.config_cls, params, f"passes.{name}"), Context(out, name, splits, hw))
 
 
 def _outputs(art, x, hw=GPU):

@@ -4,6 +4,7 @@ Every consumer (evaluation, benchmark, the Triton emitter, the cache's version k
 instead of knowing formats itself, so a new format is one module here plus the pass that makes it."""
 
 import importlib
+from importlib import metadata
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -54,6 +55,7 @@ def get(name: str) -> Format:
 
 
 def names() -> List[str]:
+    """Every artifact format: the one list of format names (passes' takes/makes, cache version keys)."""
     return sorted(_MODULES)
 
 
@@ -67,3 +69,14 @@ def io(art: Artifact) -> IOSpec:
     if "io" in art.meta:
         return IOSpec.from_dict(art.meta["io"])
     return get(art.format).io(art)
+
+
+def versions() -> Dict[str, str]:
+    """Versions of the libraries whose behaviour changes what a pass produces (each format names its own)."""
+    out = {}
+    for dist in sorted({d for name in names() for d in get(name).libraries}):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out

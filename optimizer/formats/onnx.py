@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.formats import Format, Session, threads
+from optimizer.formats.tensorrt import ORT_TRT_BATCH, profile_shapes, profile_strings
+from optimizer.gpu import is_cuda
 from optimizer.io import IOSpec, TensorSpec
 
 
@@ -35,19 +37,8 @@ def gpu_providers(hw: HardwareConfig, available, precision: str = "fp32", cache_
     return [("TensorrtExecutionProvider", options), *providers]
 
 
-def profile_strings(shapes) -> dict:
-    """``{input: (min, opt, max) shapes}`` as the TensorRT EP's ``trt_profile_*_shapes`` strings."""
-    return {key: ",".join(f"{name}:{'x'.join(str(d) for d in s[k])}" for name, s in shapes.items())
-            for k, key in enumerate(("min", "opt", "max"))} if shapes else {}
-
-
-ORT_TRT_BATCH = (1, 32, 64)  # the TensorRT EP's batch profile: the benchmark's sizes and the Triton sweep's cap
-
-
 def _trt_profiles(art: Artifact):
     """Shape profiles for the TensorRT EP from the model's I/O (none when an axis other than batch is dynamic)."""
-    from optimizer.passes.tensorrt import profile_shapes
-
     try:
         return profile_strings(profile_shapes(IOSpec.from_dict(art.meta["io"]), ORT_TRT_BATCH, {}, {}))
     except (KeyError, RecipeError):
@@ -64,7 +55,7 @@ def ort_session(path, hw: HardwareConfig, art: Artifact = None):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = ["CPUExecutionProvider"]
-    if hw.device == Device.cuda:
+    if is_cuda(hw):
         if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from the nvidia-* wheels, when they are installed
             ort.preload_dlls()
         meta = art.meta if art is not None else {}

@@ -6,18 +6,63 @@ is written beside it (``io.json``) when it is built, so reading it needs no GPU.
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.formats import Format, Session
-from optimizer.io import IOSpec
+from optimizer.gpu import is_cuda
+from optimizer.io import IOSpec, TensorSpec
 
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
                  "INT32": "int32", "INT64": "int64", "BOOL": "bool"}  # trt.DataType name -> torch dtype name
+
+
+Range = Tuple[int, int, int]  # min, opt, max
+ORT_TRT_BATCH = (1, 32, 64)  # the TensorRT EP's batch profile: the benchmark's sizes and the Triton sweep's cap
+
+
+def _axis_range(t: TensorSpec, i: int, d, batch: Range, axes, sample, fallback: Optional[int]) -> Range:
+    if isinstance(d, int) and d > 0:
+        return d, d, d
+    if i == 0 and d == "batch":
+        return tuple(batch)
+    if str(d) in axes:
+        return tuple(int(x) for x in axes[str(d)])
+    if t.name in sample and 0 < i <= len(sample[t.name]):
+        size = int(sample[t.name][i - 1])
+        return size, size, size
+    if fallback is not None:
+        return fallback, fallback, fallback
+    raise RecipeError(f"input {t.name!r} axis {i} ({d!r}) is dynamic and its range is unknown; "
+                      f"set passes.<step>.axes.{d}=[min,opt,max]")
+
+
+def profile_shapes(io: IOSpec, batch: Range, axes: Mapping[str, Sequence[int]] = None,
+                   sample: Mapping[str, Sequence[int]] = None, fallback: Optional[int] = None,
+                   every_input: bool = False) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
+    """``{input: (min shape, opt shape, max shape)}`` for every input with a dynamic axis (``every_input``:
+    for every input, as Triton's accelerator settings list them).
+
+    Axis 0 named ``batch`` takes ``batch``; another named axis takes ``axes[name]``, else the size it has in
+    ``sample`` (each input's per-sample shape in the data, batch axis excluded) for all three, else
+    ``fallback`` (None: a RecipeError asking for ``axes``)."""
+    axes, sample, out = axes or {}, sample or {}, {}
+    for t in io.inputs:
+        if not every_input and all(isinstance(d, int) for d in t.shape):
+            continue
+        dims = [_axis_range(t, i, d, batch, axes, sample, fallback) for i, d in enumerate(t.shape)]
+        out[t.name] = tuple(tuple(r[k] for r in dims) for k in range(3))
+    return out
+
+
+def profile_strings(shapes) -> dict:
+    """``{input: (min, opt, max) shapes}`` as the TensorRT EP's ``trt_profile_*_shapes`` strings."""
+    return {key: ",".join(f"{name}:{'x'.join(str(d) for d in s[k])}" for name, s in shapes.items())
+            for k, key in enumerate(("min", "opt", "max"))} if shapes else {}
 
 
 def _io(art: Artifact) -> IOSpec:
@@ -88,7 +133,7 @@ class _Runner:
 
 
 def _check_device(hw: HardwareConfig) -> None:
-    if hw.device != Device.cuda:
+    if not is_cuda(hw):
         raise RecipeError(f"a TensorRT engine runs on a GPU; hardware={hw.name} is {hw.device.value}")
 
 

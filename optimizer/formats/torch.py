@@ -1,17 +1,24 @@
 """torch modules (eager): a state dict plus the factory that builds the module, or a torch.export program.
 
+A torch artifact is a state dict plus the factory that builds its module, so it loads with
+``torch.load(weights_only=True)``; a pruned one (``meta["pruned"]``) also stores its layers' new
+shapes, to which the factory's module is resized. A ``.pt2`` program loads with ``torch.export.load``.
+
 A module is called with the feeds as keyword arguments when its ``forward`` names them, else positionally
 in the order of its ``input_names`` attribute (or the data's order); tensors, tuples, dicts and Hugging
 Face ``ModelOutput`` results become named outputs."""
 
-from typing import Dict, List, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device, HardwareConfig
+from optimizer.config import HardwareConfig
 from optimizer.errors import RecipeError
+from optimizer.factory import resolve
 from optimizer.formats import Format, Session, threads
+from optimizer.gpu import is_cuda
 from optimizer.io import IOSpec
 
 
@@ -78,13 +85,81 @@ def forward(module, feeds: Mapping[str, np.ndarray], order: Sequence[str] = (), 
     return named_outputs(out, names)
 
 
+def torch_artifact(module, directory: Path, factory: str, kwargs: Dict[str, Any], meta: Dict[str, Any]) -> Artifact:
+    """Save ``module``'s state dict in ``directory`` as a torch artifact built by ``factory``."""
+    path = Path(directory) / "model.pt"
+    save_module(module, path, pruned=bool(meta.get("pruned")))
+    return Artifact(path=path, format="torch", meta={"factory": factory, "kwargs": dict(kwargs), **meta})
+
+
+def save_module(module, path: Path, pruned: bool = False) -> None:
+    """Save ``module``'s state dict; a pruned module also saves its layers' plain attributes
+    (``out_channels``, ``num_features``, ...), so its factory's module can be reshaped to it.
+
+    torch-pruning's own ``tp.state_dict`` pickles whole submodules (``_modules``), which
+    ``torch.load(weights_only=True)`` refuses; tensors, numbers and strings load safely."""
+    import torch
+
+    state = module.state_dict()
+    if pruned:
+        state = {"state_dict": state, "attributes": _plain_attributes(module)}
+    torch.save(state, path)
+
+
+def _plain_attributes(module) -> Dict[str, Dict[str, Any]]:
+    plain = (int, float, bool, str, type(None))
+
+    def ok(v):
+        return isinstance(v, plain) or (isinstance(v, (tuple, list)) and all(isinstance(i, plain) for i in v))
+
+    return {name: {k: v for k, v in sub.__dict__.items() if not k.startswith("_") and k != "training" and ok(v)}
+            for name, sub in module.named_modules()}
+
+
+def _reshape(module, payload: Dict[str, Any]):
+    """Give ``module`` (as its factory built it) the pruned layer shapes recorded in ``payload``."""
+    import torch
+
+    state, attributes = payload["state_dict"], payload["attributes"]
+    for name, sub in module.named_modules():
+        for attr, value in attributes.get(name, {}).items():
+            setattr(sub, attr, value)
+        prefix = f"{name}." if name else ""
+        for table in (sub._parameters, sub._buffers):
+            for key, tensor in table.items():
+                saved = state.get(prefix + key)
+                if tensor is not None and saved is not None and saved.shape != tensor.shape:
+                    empty = torch.empty_like(saved)
+                    table[key] = torch.nn.Parameter(empty, tensor.requires_grad) if table is sub._parameters else empty
+    module.load_state_dict(state)
+    return module
+
+
+def load_module(art: Artifact):
+    """The ``torch.nn.Module`` of a torch artifact, in eval mode."""
+    import torch
+
+    if Path(art.path).suffix == ".pt2":
+        return torch.export.load(str(art.path)).module()
+    module = resolve(art.meta["factory"], "model factory")(**art.meta.get("kwargs", {}))
+    state = torch.load(art.path, weights_only=True, map_location="cpu")
+    if art.meta.get("pruned"):
+        _reshape(module, state)
+    else:
+        module.load_state_dict(state)
+    return module.eval()
+
+
+def logits(module, x) -> np.ndarray:
+    """The first output of ``module`` on ``x`` (an array for a one-input model, or feeds)."""
+    return next(iter(forward(module, x if isinstance(x, dict) else {"input": x}).values())).numpy()
+
+
 def _open(art: Artifact, hw: HardwareConfig) -> Session:
     import torch
 
-    from optimizer.sources.models import load_module
-
     torch.set_num_threads(threads(hw))
-    device = "cuda" if hw.device == Device.cuda else "cpu"
+    device = "cuda" if is_cuda(hw) else "cpu"
     module = load_module(art).to(device)
     spec = IOSpec.from_dict(art.meta["io"]) if "io" in art.meta else None
     names = getattr(module, "output_names", None) or (spec.output_names if spec else [])

@@ -5,13 +5,12 @@ the variant timed before (ONNX Runtime, OpenMP, in another worker process) keep 
 while after their last call and would otherwise inflate millisecond latencies on small machines."""
 
 import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from optimizer.config import BenchmarkConfig
+from optimizer.measure.host import clear_peak_rss, status_bytes
 
 WINDOW = 10  # calls per window; stability compares window medians
 
@@ -87,18 +86,11 @@ def summarize(lat: List[float], batch: int) -> Dict[str, float]:
     }
 
 
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
 def reset_peak() -> Optional[int]:
     """Reset this process's RSS high-water mark (Linux); the current RSS in bytes, None elsewhere."""
     try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _status("VmRSS")
+        clear_peak_rss()
+        return status_bytes("VmRSS")
     except (OSError, KeyError):
         return None
 
@@ -107,13 +99,4 @@ def peak_since(base: Optional[int]) -> Dict[str, float]:
     """``{"peak_memory_mb": ...}``: the high-water mark above ``base`` (from ``reset_peak``); empty without one."""
     if base is None:
         return {}
-    return {"peak_memory_mb": max(_status("VmHWM") - base, 0) / 2**20}
-
-
-@contextmanager
-def peak_memory() -> Iterator[Dict[str, float]]:
-    """Peak resident memory added while the block runs, in MiB (Linux; empty elsewhere)."""
-    record: Dict[str, float] = {}
-    base = reset_peak()
-    yield record
-    record.update(peak_since(base))
+    return {"peak_memory_mb": max(status_bytes("VmHWM") - base, 0) / 2**20}

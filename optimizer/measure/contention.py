@@ -9,34 +9,9 @@ intervals cannot show it, so the run measures it and says so."""
 
 import os
 import time
-from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable
 
-TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def host_ticks() -> Optional[Tuple[int, int, int]]:
-    """``(busy, total, steal)`` jiffies over all CPUs since boot; None where /proc/stat is missing."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return user + nice + system + irq + softirq, sum(fields[:8]), steal
-
-
-def process_ticks(pids: Iterable[int]) -> int:
-    """User + system jiffies of the processes ``pids`` (all their threads); a vanished one counts 0."""
-    total = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            rest = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces
-            total += int(rest[11]) + int(rest[12])  # fields 14 and 15: utime, stime
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
+from optimizer.measure.host import host_ticks, process_ticks
 
 class Meter:
     """Snapshots around a timed phase: ``start()`` then ``stop()`` -> the phase's record."""

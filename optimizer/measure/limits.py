@@ -28,7 +28,7 @@ def _largest_layer_output(source, feeds) -> int:
     import torch
 
     from optimizer.formats.torch import forward
-    from optimizer.sources.models import load_module
+    from optimizer.formats.torch import load_module
 
     module = load_module(source)
     largest = [0]
@@ -58,9 +58,9 @@ def batch_sizes(cfg, splits) -> Dict[str, int]:
 
 def check_memory(cfg, source, splits, available_mb: float = 0.0) -> None:
     """RecipeError when a batch would not fit ``benchmark.memory_budget_mb`` (0: 80 % of MemAvailable)."""
-    from optimizer.measure.rounds import available_mb as mem_available
+    from optimizer.measure.host import mem_available_mb
 
-    budget = cfg.benchmark.memory_budget_mb or 0.8 * (available_mb or mem_available())
+    budget = cfg.benchmark.memory_budget_mb or 0.8 * (available_mb or mem_available_mb())
     sizes = batch_sizes(cfg, splits)
     key, batch = max(sizes.items(), key=lambda kv: kv[1])
     inputs, activations = per_sample_bytes(source, splits)

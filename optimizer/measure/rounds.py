@@ -6,7 +6,6 @@ one worker times at any moment: the coordinator asks one for a block and waits f
 others wait on their pipes. With ``benchmark.fresh_workers`` every round runs in new worker processes
 (``run.py``), so a round is the unit of both the interleaving and the process."""
 
-from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
 BASE_MB = {"torch": 400.0, "onnx": 120.0}  # a worker process with its runtime imported, before any model
@@ -29,17 +28,6 @@ def footprint_mb(fmt: str, size_bytes: int) -> float:
     return BASE_MB.get(fmt, 400.0) + MODEL_FACTOR * size_bytes / 2**20
 
 
-def available_mb() -> float:
-    """``MemAvailable`` from /proc/meminfo in MiB (infinite where unknown)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("inf")
-
-
 def groups(names: Sequence[str], footprints: Dict[str, float], budget_mb: float) -> List[List[str]]:
     """The variants split into groups whose workers fit ``budget_mb`` together; every group starts with
     ``names[0]`` (the reference), so each speed-up compares timings taken side by side. One group when
@@ -58,8 +46,9 @@ def groups(names: Sequence[str], footprints: Dict[str, float], budget_mb: float)
 
 def run_blocks(workers: Dict, order: Sequence[Tuple[int, int, str]], cfg,
                advance: Callable = lambda n=1: None) -> List[Dict]:
-    """The blocks ``order`` (from ``schedule``), one worker at a time; each entry holds the raw latencies and
-    the log."""
+    """The blocks ``order`` (``round_blocks`` of the rounds of one group), one worker at a time: each entry is
+    the worker's timed block (raw latencies, pause and timing start and end, warm-up calls, the worker's pid)
+    with its variant, batch size and round."""
     blocks = []
     for bs, r, name in order:
         block = workers[name].call("block", bs, cfg)

@@ -26,7 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from optimizer.cache import Cache, content_key
+from optimizer.cache import Cache
+from optimizer.files import content_key
+from optimizer.gpu import is_cuda
 from optimizer.io import count, take
 from optimizer.sources.data import Splits
 
@@ -45,14 +47,9 @@ def host() -> Dict[str, str]:
     """What identifies this machine's speed: CPU model and count, architecture."""
     import platform
 
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from optimizer.measure.host import cpu_model
+
+    model = cpu_model() or platform.processor()
     return {"cpu": model, "cpus": str(os.cpu_count()), "machine": platform.machine()}
 
 
@@ -62,7 +59,7 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
     hw = cfg.hardware  # what changes timings, not the price or the label
     return content_key("measure-set", SCHEMA, [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
                        hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint,
-                       *([hw.onnx_provider] if hw.device.value == "cuda" else []))[:32]
+                       *([hw.onnx_provider] if is_cuda(hw) else []))[:32]
 
 
 def reusable(record: Optional[Dict], names: List[str]) -> bool:
@@ -94,9 +91,10 @@ def _eval_set(cfg, splits: Splits):
 
 
 def _plan(ok: List, cfg) -> List[List[str]]:
-    from optimizer.measure.rounds import available_mb, footprint_mb, groups
+    from optimizer.measure.host import mem_available_mb
+    from optimizer.measure.rounds import footprint_mb, groups
 
-    budget = cfg.benchmark.memory_budget_mb or 0.8 * available_mb()
+    budget = cfg.benchmark.memory_budget_mb or 0.8 * mem_available_mb()
     sizes = {v.name: footprint_mb(v.artifact.format, Path(v.artifact.path).stat().st_size) for v in ok}
     return groups([v.name for v in ok], sizes, budget)
 

@@ -28,20 +28,15 @@ class _State:
     def __init__(self):
         self.session, self.pool, self.batches, self.base, self.gpu = None, None, {}, None, False
 
-    def hello(self) -> Dict[str, Any]:
-        import optimizer
-
-        return {"pid": os.getpid(), "optimizer": optimizer.__file__,
-                "threads": {k: os.environ.get(k) for k in THREAD_VARIABLES}}
-
     def load(self, artifact, hardware) -> Dict[str, float]:
         import time
 
         from optimizer.formats import load
+        from optimizer.gpu import is_cuda
         from optimizer.measure.benchmark import reset_peak
 
         self.base = reset_peak()
-        self.gpu = hardware.device.value == "cuda"
+        self.gpu = is_cuda(hardware)
         t0 = time.perf_counter()
         self.session = load(artifact, hardware)
         return {"load_seconds": time.perf_counter() - t0}

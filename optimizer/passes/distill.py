@@ -94,7 +94,7 @@ def _profile(module, ctx) -> Dict[str, float]:
     import torch_pruning as tp
 
     from optimizer.sources.builtin import image_inputs
-    from optimizer.sources.models import logits
+    from optimizer.formats.torch import logits
 
     macs, params = tp.utils.count_ops_and_params(module, image_inputs(ctx.data, f"step '{ctx.step}'")[0][:1])
     accuracy = (logits(module.eval(), ctx.data.evaluation).argmax(1) == ctx.data.evaluation_labels).mean() * 100.0
@@ -107,7 +107,7 @@ def distill(art: Artifact, cfg: DistillConfig, ctx) -> Artifact:
     import torch
 
     from optimizer.sources.builtin import image_inputs, train
-    from optimizer.sources.models import load_module, save_module
+    from optimizer.formats.torch import load_module, save_module
 
     teacher = load_module(art)
     torch.manual_seed(ctx.seed)  # the student's initial weights

@@ -100,7 +100,7 @@ def onnx_export(art: Artifact, cfg: ExportConfig, ctx) -> Artifact:
     from optimizer.formats.onnx import ort_session, read_io
     from optimizer.io import take
     from optimizer.formats.onnx_graph import op_counts
-    from optimizer.sources.models import load_module
+    from optimizer.formats.torch import load_module
 
     io = formats.io(art)
     wrapped = _positional(load_module(art), io.input_names, io.output_names)

@@ -145,7 +145,7 @@ def _zeros(module) -> float:
 
 
 def _accuracy(module, ctx) -> float:
-    from optimizer.sources.models import logits
+    from optimizer.formats.torch import logits
 
     return float((logits(module.eval(), ctx.data.evaluation).argmax(1) == ctx.data.evaluation_labels).mean() * 100.0)
 
@@ -157,7 +157,7 @@ def prune(art: Artifact, cfg: PruneConfig, ctx) -> Artifact:
     from torch.nn.utils import prune as tprune
 
     from optimizer.sources.builtin import train
-    from optimizer.sources.models import load_module, save_module
+    from optimizer.formats.torch import load_module, save_module
 
     if "factory" not in art.meta:
         raise PassError(ctx.step, "prune needs a model built by a factory (builtin or pkg.mod:fn), not a .pt2 program")

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from optimizer.artifact import Artifact
-from optimizer.config import Device
 from optimizer.errors import PassError
+from optimizer.gpu import is_cuda
 from optimizer.registry import register
 
 
@@ -39,7 +39,7 @@ class QuantizeConfig:
     activation_type: IntType = IntType.auto  # integer type of activations (static)
     weight_type: IntType = IntType.auto  # integer type of weights (static, dynamic)
     reduce_range: bool = False  # 7-bit weights, for CPUs without VNNI where u8*s8 sums saturate
-    op_types: List[str] = field(default_factory=list)  # op types to quantize; empty: see _default_ops
+    op_types: List[str] = field(default_factory=list)  # op types to quantize; empty: see default_ops
     op_types_to_exclude: List[str] = field(default_factory=list)  # op types kept in float (taken off the op list)
     nodes_to_exclude: List[str] = field(default_factory=list)  # node names kept in float
     quantize_embeddings: bool = True  # dynamic: int8 embedding tables too (Gather, EmbedLayerNormalization)
@@ -53,13 +53,13 @@ class QuantizeConfig:
             raise ValueError(f"percentile must be within [90, 100], got {self.percentile}")
 
 
-def _types(cfg: QuantizeConfig, device: Device):
+def _types(cfg: QuantizeConfig, hardware):
     from onnxruntime.quantization import QuantType
 
     table = {IntType.uint8: QuantType.QUInt8, IntType.int8: QuantType.QInt8}
     act = cfg.activation_type
     if act == IntType.auto:
-        act = IntType.int8 if device == Device.cuda else IntType.uint8
+        act = IntType.int8 if is_cuda(hardware) else IntType.uint8
     weight = IntType.int8 if cfg.weight_type == IntType.auto else cfg.weight_type
     return table[act], table[weight], act.value, weight.value
 
@@ -68,7 +68,7 @@ def _types(cfg: QuantizeConfig, device: Device):
 TRANSFORMER_OPS = {"Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu"}
 
 
-def _default_ops(cfg: QuantizeConfig, transformer: bool = False):
+def default_ops(cfg: QuantizeConfig, transformer: bool = False):
     """The op types handed to ONNX Runtime's quantizer; None means every op its registry knows."""
     if cfg.op_types:
         ops = list(cfg.op_types)
@@ -88,7 +88,7 @@ def _default_ops(cfg: QuantizeConfig, transformer: bool = False):
     return [op for op in ops if op not in cfg.op_types_to_exclude]
 
 
-def _reader(feeds: Dict, batch: int, advance):
+def calibration_reader(feeds: Dict, batch: int, advance):
     """A calibration reader yielding ``{input name: batch slice}`` over named arrays of equal length."""
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -122,7 +122,7 @@ def _calibration_feeds(src: str, cfg: QuantizeConfig, ctx) -> Dict:
     return take({n: ctx.data.calibration[n] for n in names}, slice(0, cfg.calibration_samples))
 
 
-def _activation_matmuls(src: str) -> List[str]:
+def activation_matmuls(src: str) -> List[str]:
     """MatMul nodes whose inputs are both activations (attention scores and context): kept in float."""
     import onnx
 
@@ -137,19 +137,19 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) ->
 
     from optimizer.console import progress
 
-    act, weight, act_name, weight_name = _types(cfg, ctx.hardware.device)
+    act, weight, act_name, weight_name = _types(cfg, ctx.hardware)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     feeds = _calibration_feeds(src, cfg, ctx)
     n = len(next(iter(feeds.values())))
-    ops = _default_ops(cfg, transformer)
-    exclude = sorted({*cfg.nodes_to_exclude, *(_activation_matmuls(src) if transformer else [])})
+    ops = default_ops(cfg, transformer)
+    exclude = sorted({*cfg.nodes_to_exclude, *(activation_matmuls(src) if transformer else [])})
     extra = {"CalibPercentile": cfg.percentile} if cfg.calibration_method == Calibration.percentile else {}
-    symmetric = ctx.hardware.device == Device.cuda  # TensorRT takes Q/DQ only with zero points of 0
+    symmetric = is_cuda(ctx.hardware)  # TensorRT takes Q/DQ only with zero points of 0
     if symmetric:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True)
     with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
-        quantize_static(src, str(out), _reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
+        quantize_static(src, str(out), calibration_reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
                         per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=act,
                         weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=exclude,
                         calibrate_method=methods[cfg.calibration_method.value], extra_options=extra)
@@ -166,8 +166,8 @@ def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
-    _, weight, _, weight_name = _types(cfg, ctx.hardware.device)
-    ops = _default_ops(cfg, transformer)
+    _, weight, _, weight_name = _types(cfg, ctx.hardware)
+    ops = default_ops(cfg, transformer)
     # Fused com.microsoft ops carry no type information for the quantizer: their outputs are float.
     quantize_dynamic(src, str(out), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
                      weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=list(cfg.nodes_to_exclude),

@@ -12,15 +12,15 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from optimizer.artifact import Artifact
 from optimizer.errors import PassError, RecipeError
+from optimizer.files import content_key, write_atomic
+from optimizer.formats.onnx import read_io
+from optimizer.formats.tensorrt import Range, profile_shapes
 from optimizer.io import IOSpec
 from optimizer.registry import register
-
-Range = Tuple[int, int, int]  # min, opt, max
-
 
 @dataclass(frozen=True)
 class TensorRTConfig:
@@ -61,34 +61,6 @@ def batch_range(cfg: TensorRTConfig, batch_sizes: Sequence[int], max_batch_cap: 
     return lo, opt, hi
 
 
-def profile_shapes(io: IOSpec, batch: Range, axes: Mapping[str, Sequence[int]],
-                   sample: Mapping[str, Sequence[int]]) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
-    """``{input: (min shape, opt shape, max shape)}`` for every input with a dynamic axis.
-
-    Axis 0 named ``batch`` takes ``batch``; another named axis takes ``axes[name]``, else the size it has in
-    ``sample`` (each input's per-sample shape in the data, batch axis excluded) for all three."""
-    out = {}
-    for t in io.inputs:
-        if all(isinstance(d, int) for d in t.shape):
-            continue
-        dims = []
-        for i, d in enumerate(t.shape):
-            if isinstance(d, int) and d > 0:
-                dims.append((d, d, d))
-            elif i == 0 and d == "batch":
-                dims.append(tuple(batch))
-            elif str(d) in axes:
-                dims.append(tuple(int(x) for x in axes[str(d)]))
-            elif t.name in sample and 0 < i <= len(sample[t.name]):
-                size = int(sample[t.name][i - 1])
-                dims.append((size, size, size))
-            else:
-                raise RecipeError(f"input {t.name!r} axis {i} ({d!r}) is dynamic and its range is unknown; "
-                                  f"set passes.<step>.axes.{d}=[min,opt,max]")
-        out[t.name] = tuple(tuple(r[k] for r in dims) for k in range(3))
-    return out
-
-
 def format_parser_errors(errors: Sequence[Mapping]) -> str:
     """TensorRT's ONNX parser errors on one line, each naming the failing node: ``node 12 'Conv_3' (Conv):
     desc``. ``errors`` are dicts with ``node`` (index, -1 unknown), ``name``, ``op`` and ``desc``."""
@@ -118,7 +90,7 @@ def prepare(cfg: TensorRTConfig, recipe) -> TensorRTConfig:
 
     lo, opt, hi = batch_range(cfg, recipe.benchmark.batch_sizes, recipe.serving.max_batch_cap,
                               recipe.evaluation.batch_size)
-    devices = gpu.gpus() if recipe.hardware.device.value == "cuda" else []
+    devices = gpu.gpus() if gpu.is_cuda(recipe.hardware) else []
     return replace(cfg, min_batch=lo, opt_batch=opt, max_batch=hi, target=target(gpu.tensorrt_version(), devices))
 
 
@@ -127,7 +99,7 @@ def requires(cfg: TensorRTConfig, recipe, where: str) -> None:
     from optimizer import gpu
 
     device = recipe.hardware.device.value
-    missing = gpu.missing_for_tensorrt(device, gpu.tensorrt_version(), gpu.gpus() if device == "cuda" else [])
+    missing = gpu.missing_for_tensorrt(device, gpu.tensorrt_version(), gpu.gpus() if gpu.is_cuda(recipe.hardware) else [])
     if missing:
         raise RecipeError(f"{where}: the tensorrt pass builds an engine on an NVIDIA GPU and needs "
                           f"{' and '.join(filter(None, ['; '.join(missing[:-1]), missing[-1]]))}")
@@ -174,8 +146,6 @@ def _parser_errors(parser) -> List[Dict]:
 
 
 def _timing_cache_file(directory: Path, trt, info: str) -> Path:
-    from optimizer.cache import content_key
-
     return directory / f"timing-{content_key(trt.__version__, info)[:16]}.cache"
 
 
@@ -185,7 +155,6 @@ def build_engine(src, out: Path, cfg: TensorRTConfig, shapes: Dict, precision: s
     import tensorrt as trt
 
     from optimizer import gpu
-    from optimizer.cache import write_atomic
 
     log = _logger(trt)
     builder = trt.Builder(log)
@@ -260,8 +229,6 @@ def engine_io(engine, trt, onnx_io: IOSpec) -> IOSpec:
 def build(art: Artifact, cfg: TensorRTConfig, ctx) -> Artifact:
     io = IOSpec.from_dict(art.meta["io"]) if "io" in art.meta else None
     if io is None:
-        from optimizer.formats.onnx import read_io
-
         io = read_io(art.path)
     sample = {k: list(v.shape[1:]) for k, v in ctx.data.calibration.items()}
     shapes = profile_shapes(io, (cfg.min_batch, cfg.opt_batch, cfg.max_batch), cfg.axes, sample)

@@ -5,8 +5,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, List, Mapping
 
+from optimizer import gpu
 from optimizer.errors import RecipeError
 from optimizer.registry import PassSpec, load_passes
+from optimizer.sources.models import source_format
 
 
 @dataclass(frozen=True)
@@ -16,11 +18,7 @@ class Step:
     config: Any  # instance of spec.config_cls
 
 
-def source_format(source: str) -> str:
-    return "onnx" if str(source).endswith(".onnx") else "torch"
-
-
-def _typed(cls: type, params: Mapping, where: str) -> Any:
+def typed(cls: type, params: Mapping, where: str) -> Any:
     """``params`` merged into ``cls``'s schema; every mistake names ``where.<key>``."""
     from omegaconf import OmegaConf
     from omegaconf.errors import ConfigKeyError, ValidationError
@@ -57,7 +55,7 @@ def plan(cfg) -> List[Step]:
         spec = passes.get(entry["type"])
         if spec is None:
             raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
-        config = _typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        config = typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
         if spec.prepare is not None:
             try:
                 config = spec.prepare(config, cfg)
@@ -97,9 +95,6 @@ def check_settings(cfg) -> None:
         if not ok:
             raise RecipeError(f"{key} must be {need}, got {value}")
     check_cache_dir(cfg.cache_dir)
-    source = str(cfg.model.source)
-    if source.endswith((".onnx", ".pt2")) and not Path(source).expanduser().is_file():
-        raise RecipeError(f"model.source {source!r}: no such file")
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
         raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
 
@@ -129,9 +124,7 @@ def check_environment(steps: List[Step], cfg) -> None:
     for step in steps:
         if step.spec.requires is not None:
             step.spec.requires(step.config, cfg, f"passes.{step.label}")
-    if cfg.hardware.device.value == "cuda":
-        from optimizer import gpu
-
+    if gpu.is_cuda(cfg.hardware):
         if not gpu.gpus():
             raise RecipeError(f"hardware entry {cfg.hardware.name!r} is for a GPU (hardware.device=cuda) but the CUDA "
                               f"driver sees no GPU on this machine; choose a CPU entry such as hardware=local_cpu")

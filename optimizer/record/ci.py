@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List
 
-from optimizer.cache import write_atomic
+from optimizer.files import write_atomic
 
 REPORT, JUNIT = "report.md", "junit.xml"
 _ICON = {"passed": "✅ passed", "gate_failed": "❌ gate failed", "failed": "❌ a step failed", "error": "❌ error"}

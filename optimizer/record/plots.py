@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Dict, List
 
-from optimizer.cache import write_atomic
+from optimizer.files import write_atomic
 from optimizer.decide.select import latency_p99
 
 LATENCY = "latency_vs_batch.png"

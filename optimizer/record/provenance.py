@@ -8,33 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from optimizer.sources.models import source_directory
+
 SCHEMA_VERSION = 2  # 2: schema_version, started/finished, git, overrides, paths; relative paths
 
 
 def now() -> str:
     """The current UTC time, ISO 8601 with seconds."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def source_dir(source: str) -> Optional[Path]:
-    """The directory the model comes from: the file's or ``hf:`` directory, a factory's module, or (built-in) this
-    package's; None when it cannot be told."""
-    source = str(source)
-    if source == "builtin" or source.startswith("builtin:"):
-        return Path(__file__).resolve().parent
-    if source.startswith("hf:"):
-        return Path(source[3:]).expanduser().resolve()
-    if source.endswith((".onnx", ".pt2")):
-        return Path(source).expanduser().resolve().parent
-    if ":" in source:
-        import importlib.util
-
-        try:
-            spec = importlib.util.find_spec(source.split(":", 1)[0])
-        except (ImportError, ValueError):
-            return None
-        return Path(spec.origin).resolve().parent if spec and spec.origin else None
-    return None
 
 
 def git_revision(directory: Optional[Path]) -> Optional[Dict[str, Any]]:
@@ -68,7 +49,7 @@ def overrides(out_dir: Path) -> List[str]:
 def record(cfg, out_dir: Path, started: str) -> Dict[str, Any]:
     """The provenance fields of a summary."""
     return {"schema_version": SCHEMA_VERSION, "started": started, "overrides": overrides(out_dir),
-            "git": git_revision(source_dir(cfg.model.source))}
+            "git": git_revision(source_directory(cfg.model.source))}
 
 
 def _relative(value: Any, base: str) -> Any:

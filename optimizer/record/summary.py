@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from optimizer.cache import write_atomic
+from optimizer.files import write_atomic
 from optimizer.formats import get
 
 

@@ -200,7 +200,7 @@ def _log_once(client, exp_id: str, run_id: str, path: Path, where: Optional[str]
     """Upload ``path`` under ``where`` and tag the run ``sha256.<digest>`` = its artifact path, unless a run of
     the experiment already holds the same bytes: then tag ``file.<artifact path>`` = that copy's URI instead.
     A warm re-run's model repository (its model file, reference.npz) and unchanged plots are not stored again."""
-    from optimizer.cache import file_digest
+    from optimizer.files import file_digest
 
     name = f"{where}/{path.name}" if where else path.name
     key = f"sha256.{file_digest(path)}"

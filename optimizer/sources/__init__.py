@@ -1,2 +1,3 @@
-"""Where models and data come from: the built-in models, Python factories, ONNX and torch.export files,
-Hugging Face directories; the bundled digits data, data factories and text files."""
+"""Where models and data come from. ``sources/models.py`` holds the ``SOURCES`` table: each ``model.source``
+kind (built-in models, Hugging Face directories, ONNX files, torch.export programs, Python factories) is one
+module here plus one row there. Data: the bundled digits, data factories and text files (``data.py``)."""

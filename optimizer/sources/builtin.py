@@ -1,15 +1,18 @@
 """Built-in models, trained once on the bundled digits data and cached: a small ResNet (``builtin``,
-the default) and a small Vision Transformer (``builtin:vit_digits``)."""
+the default) and a small Vision Transformer (``builtin:vit_digits``): the ``builtin`` row of the SOURCES table."""
 
 from pathlib import Path
 
 from optimizer.artifact import Artifact
-from optimizer.cache import Cache, content_key, versions
+from optimizer.cache import Cache
+from optimizer.files import content_key
+from optimizer.formats import versions
 from optimizer.config import ModelConfig
 from optimizer.errors import RecipeError
 from optimizer.sources.data import Splits
 
 BUILTIN_FACTORY = "optimizer.sources.builtin:digits_resnet"
+FORMAT = "torch"
 BUILTINS = {"": BUILTIN_FACTORY, "digits_resnet": BUILTIN_FACTORY, "vit_digits": "optimizer.sources.vit:vit_digits"}
 
 
@@ -95,11 +98,32 @@ def defaults(fn) -> dict:
     return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
 
 
-def load_builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
+def matches(source: str) -> bool:
+    return source == "builtin" or source.startswith("builtin:")
+
+
+def default_name(source: str) -> str:
+    return source.partition(":")[2] if ":" in source else "digits_resnet"
+
+
+def directory(source: str) -> Path:
+    """The package's own directory (its git revision is the model's)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def factories(source: str) -> frozenset:
+    return frozenset(BUILTINS.values())
+
+
+def check(cfg: ModelConfig) -> None:
+    """Nothing to check before loading: the name is checked when the model is built."""
+
+
+def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
     """``builtin`` or ``builtin:<name>``: the named built-in model, trained on the splits once, then cached."""
     from optimizer.factory import resolve
-    from optimizer.sources.models import probe_meta, torch_artifact
-    from optimizer.sources.models import load_module as load_torch
+    from optimizer.formats.torch import load_module, torch_artifact
+    from optimizer.sources.probe import probe_meta
 
     name = cfg.source.partition(":")[2]
     if name not in BUILTINS:
@@ -121,6 +145,6 @@ def load_builtin(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> A
         lr = getattr(module, "learning_rate", 3e-3)
         train(module, splits, cfg.train_epochs, seed, lr=lr, label=f"training built-in model {name or 'digits_resnet'}")
         art = torch_artifact(module, directory, factory, kwargs, {"precision": "fp32"})
-        return art.evolve(meta=probe_meta(load_torch(art), splits))
+        return art.evolve(meta=probe_meta(load_module(art), splits))
 
     return cache.get(key, "source") or cache.put(key, produce)

@@ -60,7 +60,7 @@ class Splits:
     @cached_property
     def fingerprint(self) -> str:
         """Content hash of all splits; part of every cache key that depends on the data."""
-        from optimizer.cache import content_key
+        from optimizer.files import content_key
 
         h = hashlib.sha256()
         for split in (self.train, self.calibration, self.evaluation):
@@ -137,13 +137,15 @@ def digits(cfg: DataConfig, seed: int = 0) -> Splits:
 def text(cfg: DataConfig, seed: int, model) -> Splits:
     """``text:<file>``: a .jsonl or .csv file tokenized with the ``hf:`` model directory's tokenizer."""
     from optimizer.sources import hf
+    from optimizer.sources.models import kind_of
     from optimizer.sources.text import text_splits
 
     source = str(getattr(model, "source", ""))
-    if not source.startswith("hf:"):
+    kind = kind_of(source)
+    if kind is None or kind.name != "hf":
         raise RecipeError(f"data.source {cfg.source!r} is tokenized with the model's tokenizer: set model.source to "
                           f"'hf:<directory>' (got {source!r})")
-    directory = str(hf.check_directory(source[3:], "model.source"))
+    directory = str(hf.check_directory(kind.impl().path_of(source), "model.source"))
     names = hf.describe(directory, getattr(model, "task", "auto"))["input_names"]
     parts = text_splits(cfg.source[5:], directory, text_column=cfg.text_column, label_column=cfg.label_column,
                         max_length=cfg.max_length, evaluation_fraction=cfg.evaluation_fraction,

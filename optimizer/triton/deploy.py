@@ -8,7 +8,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from optimizer.cache import Cache, content_key
+from optimizer.cache import Cache
+from optimizer.files import content_key
+from optimizer.gpu import is_cuda
 from optimizer.errors import RecipeError
 from optimizer.io import Feeds
 from optimizer.targets import DeployInputs
@@ -22,7 +24,7 @@ REFERENCE_SAMPLES = 64  # evaluation samples stored with the repository for serv
 
 def thread_counts(cfg) -> List[int]:
     cores = cfg.hardware.cores
-    if cfg.hardware.device.value == "cuda":
+    if is_cuda(cfg.hardware):
         return [cfg.hardware.intra_op_threads or cores]
     return sorted({min(t or cores, cores) for t in cfg.serving.thread_options}, reverse=True)
 
@@ -115,7 +117,7 @@ class _Emitted:
     def build(self, tuning: Tuning):
         """config.pbtxt's ModelConfig for ``tuning``."""
         cfg, art = self.cfg, self.art
-        gpu = cfg.hardware.device.value == "cuda"
+        gpu = is_cuda(cfg.hardware)
         config = emit.build_config(cfg.model.name, art.format, self.io, tuning.to_dict(), gpu, self.dims,
                                    cfg.triton.response_cache)
         if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
@@ -168,7 +170,7 @@ def run(cfg, inputs: DeployInputs, repo: Path, plan: str) -> Dict:
 def _tune(cfg, art, pool: Feeds, cache: Cache) -> Tuning:
     """The tuned values from this machine's sweep and the recipe's ``serving`` section."""
     s = cfg.serving
-    return tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, cfg.hardware.device.value == "cuda",
+    return tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, is_cuda(cfg.hardware),
                 s.queue_delay_cap_us, s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},
                 s.default_tier)
 

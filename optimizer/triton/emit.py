@@ -14,13 +14,6 @@ ONNX_TO_TRITON = {  # onnx.TensorProto element type -> Triton data type name
 }
 
 
-def check_name(name: str) -> None:
-    """Triton model names become directory names: no path separators, no ``..``."""
-    if not name or "/" in name or "\\" in name or ".." in name or name.startswith("."):
-        raise RecipeError(f"model.name {name!r}: a Triton model name may not be empty, contain '/' or '..', "
-                          f"or start with '.'")
-
-
 def model_io(path: Path, fmt: str = "onnx") -> Dict[str, List[Dict]]:
     """Inputs and outputs of a model file as Triton sees them: name, Triton type, dims (-1 for dynamic axes)."""
     from optimizer import formats
@@ -106,16 +99,12 @@ PRECISION_MODES = {"fp16": "FP16", "int8": "INT8"}  # anything else: FP32
 def profile_shapes(io: Dict, sample: Optional[Dict[str, List[int]]], batches) -> Dict[str, str]:
     """``trt_profile_{min,opt,max}_shapes`` strings for the inputs' -1 dims: the batch axis takes ``batches``
     (min, opt, max), other dynamic axes their size in ``sample`` (per-sample shapes, batch axis excluded)."""
-    out = {}
-    for k, key in enumerate(("min", "opt", "max")):
-        parts = []
-        for t in io["inputs"]:
-            known = (sample or {}).get(t["name"]) or [1] * len(t["dims"])
-            dims = [batches[k] if i == 0 and d < 0 else (d if d > 0 else int(known[i - 1]))
-                    for i, d in enumerate(t["dims"])]
-            parts.append(f"{t['name']}:{'x'.join(map(str, dims))}")
-        out[key] = ",".join(parts)
-    return out
+    from optimizer.formats.tensorrt import profile_shapes as shapes, profile_strings
+    from optimizer.io import IOSpec, TensorSpec
+
+    spec = IOSpec(tuple(TensorSpec(t["name"], "float32", tuple(d if d > 0 else ("batch" if i == 0 else f"dim{i}")
+                                                               for i, d in enumerate(t["dims"]))) for t in io["inputs"]), ())
+    return profile_strings(shapes(spec, batches, {}, sample or {}, fallback=1, every_input=True))
 
 
 def tensorrt_accelerator(config, io: Dict, precision: str, sample: Optional[Dict[str, List[int]]] = None,

@@ -17,6 +17,8 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from optimizer.gpu import is_cuda
+
 TRITON_BASE_MB = 512  # tritonserver with one backend loaded, before any model
 HTTP, GRPC, METRICS = 8000, 8001, 8002
 K8S_VERSION = "1.30.0"  # manifests are validated against this API (autoscaling/v2beta2 was removed in 1.26)
@@ -103,7 +105,7 @@ def write(directory: Path, docs: List[Dict]) -> Path:
     """``<directory>/<kind>.yaml`` for each manifest and ``all.yaml`` with every one (``kubectl apply -f``)."""
     import yaml
 
-    from optimizer.cache import write_atomic
+    from optimizer.files import write_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     for doc in docs:
@@ -124,7 +126,7 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
     docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
                      high, round(cfg.serving.utilization * 100), flags,
-                     gpus=1 if cfg.hardware.device.value == "cuda" else 0)
+                     gpus=1 if is_cuda(cfg.hardware) else 0)
     try:
         problems = validate(docs)
         validated = f"against the Kubernetes {K8S_VERSION} schemas"

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from optimizer.cache import file_digest, write_atomic
+from optimizer.files import file_digest, write_atomic
 from optimizer.errors import RecipeError
 
 

@@ -7,7 +7,7 @@ Triton model repository (and Kubernetes manifests), optionally smoke-test it on 
 from dataclasses import asdict
 from pathlib import Path
 
-from optimizer.cache import content_key
+from optimizer.files import check_name, content_key
 from optimizer.errors import RecipeError
 from optimizer.records import TargetRecord
 from optimizer.targets import DeployInputs
@@ -36,13 +36,13 @@ def plan_id(cfg) -> str:
 def preflight(cfg, out_dir: Path) -> None:
     """Serving, cost and repository settings checked before anything runs (RecipeError, exit 2)."""
     from optimizer.decide.cost import check
-    from optimizer.triton import emit, repository
+    from optimizer.triton import repository
 
     check(cfg)
     _check_serving(cfg.serving)
     if not cfg.triton.emit:
         return
-    emit.check_name(cfg.model.name)
+    check_name(cfg.model.name, "model.name")
     repo = repository_dir(cfg, out_dir)
     blocker = next((p for p in [repo, *repo.parents] if p.exists()), None)
     if blocker is not None and not blocker.is_dir():

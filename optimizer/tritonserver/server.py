@@ -142,19 +142,9 @@ class Server:
     def cpu_seconds(self) -> Optional[float]:
         """CPU time (user + system) used so far by the server and its backend stubs (its process group),
         read from ``/proc``; None where there is no ``/proc``."""
-        if not Path("/proc/self/stat").exists():
-            return None
-        tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # ended meanwhile
-                continue
-            if int(fields[2]) == self.proc.pid:  # fields after the name: state ppid pgrp ... utime(11) stime(12)
-                total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+        from optimizer.measure.host import group_cpu_seconds
+
+        return group_cpu_seconds(self.proc.pid)
 
     def counters(self, model: str) -> Dict[str, float]:
         """Cumulative counters a load test differences: the server's CPU seconds (``server_cpu_s``, where

@@ -313,7 +313,8 @@ def test_model_name_must_be_one_path_component(name, tmp_path):
 def test_a_model_without_a_name_is_named_after_its_source(source, name):
     """A user's model is never emitted or logged as the built-in 'digits_resnet': no model.name names it after
     the factory's function, the directory or the file, made safe as one path component."""
-    from optimizer.recipe.guards import check_name, default_model_name
+    from optimizer.files import check_name
+    from optimizer.recipe.guards import default_model_name
 
     assert default_model_name(source) == name
     check_name(name, "model.name")  # always a valid Triton model directory name

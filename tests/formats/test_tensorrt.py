@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
+from optimizer.gpu import is_cuda
 from optimizer import gpu
 from optimizer.errors import RecipeError
 from optimizer.io import IOSpec, TensorSpec
-from optimizer.passes.tensorrt import (TensorRTConfig, batch_range, format_parser_errors, legacy_flags,
-                                       profile_shapes, target)
+from optimizer.formats.tensorrt import profile_shapes
+from optimizer.passes.tensorrt import TensorRTConfig, batch_range, format_parser_errors, legacy_flags, target
 from optimizer.recipe.plan import check_environment, plan
 from optimizer.recipe.compose import compose
 from tests.helpers import ROOT, without_gpu_path
@@ -154,7 +155,8 @@ def test_cpu_recipe_never_loads_tensorrt_or_cuda():
 
 def test_onnx_runtime_gpu_providers():
     from optimizer.config import Device, HardwareConfig
-    from optimizer.formats.onnx import gpu_providers, profile_strings
+    from optimizer.formats.onnx import gpu_providers
+    from optimizer.formats.tensorrt import profile_strings
 
     hw = HardwareConfig(name="g5", device=Device.cuda)
     with pytest.raises(RecipeError, match="pip install onnxruntime-gpu"):
@@ -195,5 +197,5 @@ def test_gpu_recipes_are_priced():
     from optimizer.decide.cost import price
 
     cfg = compose("trt_fp16")
-    assert cfg.hardware.device.value == "cuda" and cfg.hardware.gpu == "A10G"
+    assert is_cuda(cfg.hardware) and cfg.hardware.gpu == "A10G"
     assert price(cfg.hardware.price_per_hour, 10_000.0)["cost_per_million"] == pytest.approx(1.006 / (10_000 * 3600) * 1e6)

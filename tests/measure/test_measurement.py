@@ -272,24 +272,25 @@ def test_slow_down_warning_only_for_a_slower_verdict():
 
 def test_reference_is_never_emitted_and_its_lead_is_stated_with_its_interval():
     from optimizer.config import Objective
-    from optimizer.pipeline import _reference_note
+    from optimizer.pipeline import reference_note
     from optimizer.decide.select import choose
 
     records = [_record("reference", 1.0, [1.0, 1.0], "same", False, "torch"),
                _record("export", 0.5, [0.4, 0.8], "slower")]
     chosen = choose(records, Objective.throughput)
     assert chosen["name"] == "export"
-    (note,) = _reference_note(records, chosen)
+    (note,) = reference_note(records, chosen)
     assert "2.00x its median-call throughput at batch 32, every round 1.25-2.50x" in note and "export is emitted" in note
     records[1].update(speedup={"32": 0.9}, speedup_interval={"32": [0.7, 1.1]}, verdict={"32": "same"})
-    assert _reference_note(records, chosen) == []  # within the spread: no claim
+    assert reference_note(records, chosen) == []  # within the spread: no claim
 
 
 def test_contention_counts_other_processes_not_the_runs_own():
     """Two meters over the same phase, one counting a busy child as the run's own, one not: the difference is
     that child's CPU time, and the set is flagged contended only above the limit."""
 
-    from optimizer.measure.contention import Meter, process_ticks, verdict
+    from optimizer.measure.contention import Meter, verdict
+    from optimizer.measure.host import process_ticks
 
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
     try:

@@ -26,7 +26,7 @@ def test_halving_channels_quarters_params_and_macs(pruned):
 def test_pruned_model_loads_safely_with_its_new_shapes(pruned, teacher, splits):
     import torch
 
-    from optimizer.sources.models import load_module
+    from optimizer.formats.torch import load_module
 
     torch.load(pruned.path, weights_only=True)  # no pickled modules or classes
     module = load_module(pruned)
@@ -71,7 +71,7 @@ def test_pruned_model_exports_fuses_and_quantizes(pruned, splits, cache_dir, tmp
 def test_global_taylor_pruning_with_sparsity_warns_of_no_speedup(teacher, splits, tmp_path):
     import torch
 
-    from optimizer.sources.models import load_module
+    from optimizer.formats.torch import load_module
     from optimizer.record.summary import compare
 
     art = run_pass("prune", teacher, splits, tmp_path, ratio=0.3, round_to=4, importance="taylor",

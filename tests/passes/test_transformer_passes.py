@@ -13,7 +13,7 @@ import pytest
 from optimizer.artifact import Artifact
 from optimizer.config import HardwareConfig
 from optimizer.passes.fuse import FuseConfig, Transformer, fuse, transformer_plan
-from optimizer.passes.quantize import Mode, QuantizeConfig, _activation_matmuls, _reader, quantize
+from optimizer.passes.quantize import Mode, QuantizeConfig, activation_matmuls, calibration_reader, quantize
 from optimizer.registry import Context
 
 torch = pytest.importorskip("torch")
@@ -211,21 +211,21 @@ def test_static_exclusions_on_an_unfused_graph(exported, evaluation, tmp_path):
     # the 4 attention MatMuls (scores, context) have no weight: kept in float; the 12 projections quantized
     assert art.meta["nodes_excluded"] == 4 and art.meta["op_counts"]["QuantizeLinear"] == 20
     assert cosines(art, evaluation)[1] > 0.99  # measured 0.9976
-    scores = _activation_matmuls(str(plain.path))
+    scores = activation_matmuls(str(plain.path))
     first = next(n.name for n in onnx.load(str(plain.path)).graph.node if n.op_type == "MatMul" and n.name not in scores)
     fewer = quantize(plain, QuantizeConfig(calibration_samples=32, nodes_to_exclude=[first]), ctx(tmp_path, "q2"))
     assert fewer.meta["nodes_excluded"] == 5 and fewer.meta["op_counts"]["QuantizeLinear"] < 20
 
 
 def test_op_types_to_exclude_and_reader():
-    from optimizer.passes.quantize import _default_ops
+    from optimizer.passes.quantize import default_ops
 
-    assert _default_ops(QuantizeConfig(mode=Mode.dynamic, op_types_to_exclude=["Gather"]))[-1] == "EmbedLayerNormalization"
-    ops = _default_ops(QuantizeConfig(op_types_to_exclude=["Relu"]))
+    assert default_ops(QuantizeConfig(mode=Mode.dynamic, op_types_to_exclude=["Gather"]))[-1] == "EmbedLayerNormalization"
+    ops = default_ops(QuantizeConfig(op_types_to_exclude=["Relu"]))
     assert "Relu" not in ops and "Conv" in ops
-    assert _default_ops(QuantizeConfig()) is None
+    assert default_ops(QuantizeConfig()) is None
     seen = []
-    reader = _reader({"a": np.arange(5), "b": np.arange(5) * 10}, 2, seen.append)
+    reader = calibration_reader({"a": np.arange(5), "b": np.arange(5) * 10}, 2, seen.append)
     batches = list(iter(reader.get_next, None))
     assert [b["b"].tolist() for b in batches] == [[0, 10], [20, 30], [40]] and seen == [2, 2, 1]
 

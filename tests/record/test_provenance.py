@@ -2,7 +2,8 @@
 
 import subprocess
 
-from optimizer.record.provenance import SCHEMA_VERSION, git_revision, portable, source_dir
+from optimizer.record.provenance import SCHEMA_VERSION, git_revision, portable
+from optimizer.sources.models import source_directory
 
 
 def test_portable_paths(tmp_path):
@@ -33,11 +34,11 @@ def test_git_revision_of_a_model_source(tmp_path):
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "model"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    rev = git_revision(source_dir(str(repo / "models" / "model.onnx")))
+    rev = git_revision(source_directory(str(repo / "models" / "model.onnx")))
     assert rev == {"commit": head, "dirty": False, "root": str(repo.resolve())}
     (repo / "models" / "model.onnx").write_bytes(b"changed")
-    assert git_revision(source_dir(str(repo / "models" / "model.onnx")))["dirty"] is True
+    assert git_revision(source_directory(str(repo / "models" / "model.onnx")))["dirty"] is True
     outside = tmp_path / "plain"
     outside.mkdir()
-    assert git_revision(source_dir(f"hf:{outside}")) is None
-    assert source_dir("tests.factories:small") is not None and source_dir("no_such_pkg.mod:fn") is None
+    assert git_revision(source_directory(f"hf:{outside}")) is None
+    assert source_directory("tests.factories:small") is not None and source_directory("no_such_pkg.mod:fn") is None

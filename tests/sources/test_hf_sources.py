@@ -103,7 +103,7 @@ def test_image_model(tmp_path):
 def test_factory_round_trip(dirs, tmp_path):
     import torch
 
-    from optimizer.sources.models import load_module, torch_artifact
+    from optimizer.formats.torch import load_module, torch_artifact
 
     module = hf.load_module(str(dirs["cls"]))
     with torch.no_grad():  # weights that differ from the directory's: the state dict must win

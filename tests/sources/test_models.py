@@ -9,7 +9,8 @@ from optimizer.config import DataConfig, ModelConfig
 from optimizer.sources.data import load_splits
 from optimizer.errors import RecipeError
 from optimizer.sources.builtin import digits_resnet
-from optimizer.sources.models import load_module, load_source, logits
+from optimizer.formats.torch import load_module, logits
+from optimizer.sources.models import load_source
 
 
 def test_digits_splits_are_disjoint(splits):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from optimizer.files import check_name
 from optimizer.errors import RecipeError
 from optimizer.triton import emit, repository
 from tests.helpers import DEFAULT_IO, QUEUED, TUNING, tiny_onnx, tiny_repository
@@ -179,7 +180,7 @@ def test_validation_catches_the_rules_that_bite(tmp_path):
 @pytest.mark.parametrize("name", ["a/b", "..", "../x", "", ".hidden"])
 def test_bad_model_names(name):
     with pytest.raises(RecipeError, match="model.name"):
-        emit.check_name(name)
+        check_name(name, "model.name")
 
 
 def test_refuses_a_repository_holding_another_model(tmp_path):

@@ -1,0 +1,51 @@
+"""``model.source=hf:<dir>``: a Hugging Face model directory, loaded offline (``sources/hf.py``) and cached
+as a torch artifact whose factory rebuilds it from the directory."""
+
+from pathlib import Path, PurePath
+from typing import Optional
+
+from optimizer.artifact import Artifact
+from optimizer.cache import Cache
+from optimizer.config import ModelConfig
+from optimizer.factory import HF_FACTORY
+from optimizer.sources.data import Splits
+
+FORMAT = "torch"
+PREFIX = "hf:"
+
+
+def matches(source: str) -> bool:
+    return source.startswith(PREFIX)
+
+
+def path_of(source: str) -> str:
+    """The directory a ``hf:<dir>`` source names, as written."""
+    return source[len(PREFIX):]
+
+
+def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
+    """The directory's model with the head ``model.task`` names, probed on the data and cached."""
+    from optimizer.sources import hf
+    from optimizer.sources.probe import module_artifact
+
+    directory = str(hf.check_directory(path_of(cfg.source), "model.source").resolve())
+    info = hf.describe(directory, cfg.task)
+    module = hf.load_module(directory, info["task"])
+    meta = {"transformer": info["transformer"], "hf_task": info["task"]}
+    return module_artifact(module, HF_FACTORY, {"directory": directory, "task": info["task"]}, splits, cache, meta)
+
+
+def check(cfg: ModelConfig) -> None:
+    """Nothing to check before loading: the directory is read when the source is loaded."""
+
+
+def default_name(source: str) -> str:
+    return PurePath(path_of(source).rstrip("/\\") or "model").name
+
+
+def directory(source: str) -> Optional[Path]:
+    return Path(path_of(source)).expanduser().resolve()
+
+
+def factories(source: str) -> frozenset:
+    return frozenset({HF_FACTORY})

@@ -1,0 +1,55 @@
+"""``model.source=<file>.onnx``: an ONNX model file, used in place (its id is its content's digest)."""
+
+from pathlib import Path, PurePath
+from typing import Optional
+
+from optimizer.artifact import Artifact
+from optimizer.cache import Cache
+from optimizer.config import ModelConfig
+from optimizer.errors import RecipeError
+from optimizer.files import content_key, file_digest
+from optimizer.sources.data import Splits
+
+FORMAT = "onnx"
+
+
+def matches(source: str) -> bool:
+    return source.endswith(".onnx")
+
+
+def existing(source: str) -> Path:
+    """The file a source names; RecipeError when there is none."""
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise RecipeError(f"model.source {source!r}: no such file")
+    return path
+
+
+def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
+    """The file, checked to be ONNX and fed by the data."""
+    from optimizer.formats.onnx import read_io
+    from optimizer.formats.onnx_graph import check_onnx
+    from optimizer.sources.probe import check_feeds
+
+    path = existing(cfg.source)
+    check_onnx(path, f"model.source {cfg.source!r}")
+    io = read_io(path)
+    check_feeds(io, splits, f"model.source {cfg.source!r}")
+    return Artifact(path=path.resolve(), format="onnx", id=content_key("file", file_digest(path)),
+                    meta={"io": io.to_dict(), "precision": "fp32"})
+
+
+def check(cfg: ModelConfig) -> None:
+    existing(str(cfg.source))
+
+
+def default_name(source: str) -> str:
+    return PurePath(source).stem
+
+
+def directory(source: str) -> Optional[Path]:
+    return Path(source).expanduser().resolve().parent
+
+
+def factories(source: str) -> frozenset:
+    return frozenset()
