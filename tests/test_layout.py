@@ -20,7 +20,7 @@ PACKAGE = ROOT / "optimizer"
 # Floors, lowest first: a module may import its own floor and those below, never one above.
 FLOORS: List[Tuple[str, ...]] = [
     ("optimizer", "optimizer.errors", "optimizer.io", "optimizer.files", "optimizer.config", "optimizer.console",
-     "optimizer.gpu", "optimizer.resources", "optimizer.factory", "optimizer.artifact", "optimizer.integrity",
+     "optimizer.gpu", "optimizer.host", "optimizer.resources", "optimizer.factory", "optimizer.artifact", "optimizer.integrity",
      "optimizer.cache"),
     ("optimizer.formats",),
     ("optimizer.sources",),

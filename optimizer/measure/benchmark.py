@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from optimizer.config import BenchmarkConfig
-from optimizer.measure.host import clear_peak_rss, status_bytes
+from optimizer.host import clear_peak_rss, status_bytes
 
 WINDOW = 10  # calls per window; stability compares window medians
 

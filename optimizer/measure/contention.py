@@ -11,7 +11,7 @@ import os
 import time
 from typing import Dict, Iterable
 
-from optimizer.measure.host import host_ticks, process_ticks
+from optimizer.host import host_ticks, process_ticks
 
 class Meter:
     """Snapshots around a timed phase: ``start()`` then ``stop()`` -> the phase's record."""

@@ -58,7 +58,7 @@ def batch_sizes(cfg, splits) -> Dict[str, int]:
 
 def check_memory(cfg, source, splits, available_mb: float = 0.0) -> None:
     """RecipeError when a batch would not fit ``benchmark.memory_budget_mb`` (0: 80 % of MemAvailable)."""
-    from optimizer.measure.host import mem_available_mb
+    from optimizer.host import mem_available_mb
 
     budget = cfg.benchmark.memory_budget_mb or 0.8 * (available_mb or mem_available_mb())
     sizes = batch_sizes(cfg, splits)

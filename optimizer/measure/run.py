@@ -47,7 +47,7 @@ def host() -> Dict[str, str]:
     """What identifies this machine's speed: CPU model and count, architecture."""
     import platform
 
-    from optimizer.measure.host import cpu_model
+    from optimizer.host import cpu_model
 
     model = cpu_model() or platform.processor()
     return {"cpu": model, "cpus": str(os.cpu_count()), "machine": platform.machine()}
@@ -91,7 +91,7 @@ def _eval_set(cfg, splits: Splits):
 
 
 def _plan(ok: List, cfg) -> List[List[str]]:
-    from optimizer.measure.host import mem_available_mb
+    from optimizer.host import mem_available_mb
     from optimizer.measure.rounds import footprint_mb, groups
 
     budget = cfg.benchmark.memory_budget_mb or 0.8 * mem_available_mb()

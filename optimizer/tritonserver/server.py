@@ -142,7 +142,7 @@ class Server:
     def cpu_seconds(self) -> Optional[float]:
         """CPU time (user + system) used so far by the server and its backend stubs (its process group),
         read from ``/proc``; None where there is no ``/proc``."""
-        from optimizer.measure.host import group_cpu_seconds
+        from optimizer.host import group_cpu_seconds
 
         return group_cpu_seconds(self.proc.pid)
 

@@ -290,7 +290,7 @@ def test_contention_counts_other_processes_not_the_runs_own():
     that child's CPU time, and the set is flagged contended only above the limit."""
 
     from optimizer.measure.contention import Meter, verdict
-    from optimizer.measure.host import process_ticks
+    from optimizer.host import process_ticks
 
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
     try:

@@ -2,9 +2,11 @@
 process's resident memory, and CPU time of the host, of given processes and of a process group. Each
 answers None (or a neutral value) where there is no ``/proc``."""
 
+import platform
+
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Tuple
+from typing import FrozenSet, Iterable, Optional, Tuple
 
 PROC = Path("/proc")
 
@@ -29,6 +31,26 @@ def cpu_model() -> Optional[str]:
     except OSError:
         pass
     return None
+
+
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags from /proc/cpuinfo (``avx2``, ``avx512_vnni`` ...); empty where unknown."""
+    try:
+        for line in (PROC / "cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def int8_sums_saturate() -> bool:
+    """True on an x86 CPU without VNNI (AVX2 only): there ONNX Runtime's u8*s8 kernels add pairs of products
+    into int16 and saturate, so 8-bit weights lose accuracy and 7-bit ones (``reduce_range``) do not."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    flags = cpu_flags()
+    return bool(flags) and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 def status_bytes(field: str) -> int:
