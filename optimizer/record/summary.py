@@ -127,7 +127,7 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
     """The results table as ``(title, justify, priority, cell(record) -> text)``: the terminal table, report.md.
     Priority 1 columns always show; narrower terminals drop 4, then 3, then 2 (report.md keeps every one)."""
     sizes = summary["benchmark_batch_sizes"]
-    last = str(sizes[-1])
+    last = str(max(sizes))  # the largest, as the objective's throughput (an older summary may list them unsorted)
     metric = next((r["evaluation"]["metric"] for r in summary["variants"] if "evaluation" in r), "accuracy")
     qps = (summary.get("triton") or {}).get("cost", {}).get("target_qps") or next(
         (r["cost"]["target_qps"] for r in summary["variants"] if "target_qps" in r.get("cost", {})), None)
