@@ -121,7 +121,7 @@ def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
     summary = RunSummary(recipe, cfg.description, "error", e.exit_code, error=str(e),
                          model={"source": cfg.model.source, "name": cfg.model.name},
                          data={"source": cfg.data.source}, output_dir=str(out_dir), versions=versions(),
-                         provenance=provenance.record(cfg, out_dir, provenance.now()))
+                         provenance=provenance.record(cfg.model.source, out_dir, provenance.now()))
     summary = replace(summary, reports=ci.write(summary.to_dict(), out_dir))
     write_summary(summary.to_dict(), out_dir)
 
@@ -185,7 +185,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     warnings = inputs.cache.warnings + warnings + reference_note(records, chosen) + contention_note(measured.session)
     deployed = deploy_all(cfg, chosen, variants, inputs, out_dir, recipe, measured.id)
     summary = replace(_summary(cfg, recipe, variants, records, chosen, deployed, inputs, measured, out_dir),
-                      warnings=tuple(warnings), provenance=provenance.record(cfg, out_dir, started))
+                      warnings=tuple(warnings), provenance=provenance.record(cfg.model.source, out_dir, started))
     summary = gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
     return publish(summary, cfg, out_dir)
 
