@@ -1,4 +1,5 @@
-"""The run's record: ``summary.json`` and the terminal table."""
+"""The run's record: each variant's typed record and the warnings its figures raise, ``summary.json``, and the
+terminal table (drawn, like report.md, from the summary's JSON form)."""
 
 import json
 import os
