@@ -65,7 +65,7 @@ class EvaluationConfig:
 
 @dataclass
 class BenchmarkConfig:
-    batch_sizes: List[int] = field(default_factory=lambda: [1, 8, 32])  # batch sizes timed per variant
+    batch_sizes: List[int] = field(default_factory=lambda: [1, 8, 32])  # batch sizes timed per variant (plan sorts them)
     pause_seconds: float = 0.3  # idle pause before each timed block so previous thread pools wind down
     warmup_seconds: float = 0.2  # untimed calls before each timed block
     min_repeats: int = 100  # timed calls at least per variant and batch size, over all rounds

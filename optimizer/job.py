@@ -48,7 +48,7 @@ def run_job(dcfg: DictConfig) -> int:
         from optimizer.pipeline import run
         from optimizer.record.summary import table
 
-        summary = run(cfg, Path(hc.runtime.output_dir), recipe)
+        summary = run(cfg, Path(hc.runtime.output_dir), recipe).to_dict()  # the terminal is an edge: JSON from here
     except OptimizerError as e:
         console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return _finish(hc, e.exit_code, started)

@@ -1,12 +1,13 @@
-"""plan -> run passes (cache hit? load : run) -> evaluate + benchmark -> select -> summary."""
+"""plan -> run passes (cache hit? load : run) -> measure -> price, judge, choose -> deploy to each target ->
+summary, plots, reports, tracking. Each stage is a function below; after measurement everything is a typed
+record (``optimizer.records``), turned into JSON only where it is written."""
 
 import contextlib
-import os
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache
@@ -15,7 +16,12 @@ from optimizer.formats import versions
 from optimizer.console import step as status
 from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
 from optimizer.recipe.plan import Step, check_environment, plan
+from optimizer.records import MeasuredSet, RunSummary, TargetRecord, VariantRecord
 from optimizer.registry import Context
+from optimizer.targets import TARGETS, DeployInputs
+
+if TYPE_CHECKING:
+    from optimizer.sources.data import Splits
 
 
 @dataclass
@@ -78,13 +84,12 @@ def _run_step(step: Step, v: Variant, art: Optional[Artifact], cache: Cache, ctx
     return cached
 
 
-def run(cfg, out_dir: Path, recipe: str) -> Dict:
+def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
     """Run the recipe ``cfg`` end to end; write and return the summary.
 
     Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
     the one-line error) before it propagates."""
     from optimizer.record import rundir
-    from optimizer.triton.target import preflight
 
     steps = plan(cfg)
     out_dir = Path(out_dir)
@@ -96,7 +101,8 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
         raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
                           f"choose another with hydra.run.dir=DIR") from None
     try:
-        preflight(cfg, out_dir)  # serving, cost and repository settings
+        for target in TARGETS.values():
+            target.load().preflight(cfg, out_dir)  # serving, cost and repository settings
         check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
         return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
@@ -110,41 +116,37 @@ def run(cfg, out_dir: Path, recipe: str) -> Dict:
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
-    from optimizer.record import ci as ci_report
+    from optimizer.record import ci
     from optimizer.record import provenance
     from optimizer.record.summary import write_summary
 
-    summary = {"recipe": recipe, "description": cfg.description, "status": "error", "exit_code": e.exit_code,
-               "error": str(e), "chosen": None, "model": {"source": cfg.model.source, "name": cfg.model.name},
-               "data": {"source": cfg.data.source}, "variants": [], "output_dir": str(out_dir),
-               "versions": versions(), **provenance.record(cfg, out_dir, provenance.now())}
-    summary["reports"] = ci_report.write(summary, out_dir)
-    write_summary(summary, out_dir)
+    summary = RunSummary(recipe, cfg.description, "error", e.exit_code, error=str(e),
+                         model={"source": cfg.model.source, "name": cfg.model.name},
+                         data={"source": cfg.data.source}, output_dir=str(out_dir), versions=versions(),
+                         provenance=provenance.record(cfg.model.source, out_dir, provenance.now()))
+    summary = replace(summary, reports=ci.write(summary.to_dict(), out_dir))
+    write_summary(summary.to_dict(), out_dir)
 
 
-def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
+@dataclass(frozen=True)
+class Inputs:
+    """What every stage after planning works on: the cache, the data, the task and the source model."""
+
+    cache: Cache
+    splits: "Splits"
+    task: str
+    source: Artifact
+
+
+def load_inputs(cfg) -> Inputs:
+    """The cache, the data splits, the task and the source model (built or loaded), checked before any pass."""
     from optimizer import formats
-    from optimizer.record import ci as ci_report
-    from optimizer.decide import gates
-    from optimizer.record import plots
-    from optimizer.record import provenance
-    from optimizer.record import tracking
-    from optimizer.decide.cost import price
-    from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
     from optimizer.recipe.guards import recipe_factories
     from optimizer.measure.evaluate import check_outputs, resolve_task
     from optimizer.measure.limits import check_memory
-    from optimizer.measure.run import host, measure
-    from optimizer.record.summary import compare, variant_record, write_summary
-    from optimizer.decide.select import choose, pareto, throughput, violations
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
-    from optimizer.targets import DeployInputs
-    from optimizer.triton import target
 
-    started = provenance.now()
-    if cfg.gates.baseline:
-        gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
     cache = Cache(cfg.cache_dir, recipe_factories(cfg))  # a cached model is rebuilt only by a factory the recipe names
     splits = load_splits(cfg.data, cfg.seed, cfg.model)
     task = resolve_task(cfg.evaluation.task, splits.has_labels)
@@ -154,92 +156,125 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> Dict:
         shown["outcome"] = "built" if cache.built > built else "loaded"  # trained or converted now, or as it was
     check_outputs(task, formats.io(source), cfg.evaluation.output)
     check_memory(cfg, source, splits)  # a batch that cannot fit is refused before any pass runs
-    variants = run_chain(steps, source, cache, dict(data=splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
+    return Inputs(cache, splits, task, source)
+
+
+def measure_all(variants: List[Variant], inputs: Inputs, cfg) -> MeasuredSet:
+    """Evaluate and time every variant as one measurement set."""
+    from optimizer.measure.run import measure
+
     with status("measure") as shown:
-        measured = measure(variants, splits, cfg, cache, task)
-        shown["outcome"] = "reused" if measured.session.get("reused") else "done"
-    records = [variant_record(v, measured.variants.get(v.name)) for v in variants]
-    warnings = cache.warnings + compare(records)  # damaged cache entries first
-    for r in records:
-        r["cost"] = price(cfg.hardware.price_per_hour, throughput(r), cfg.serving)
-        r["violations"] = violations(r, cfg.constraints)
-    front = pareto(records)
-    for r in records:
-        r["pareto"] = r["name"] in front
+        measured = MeasuredSet.of(measure(variants, inputs.splits, cfg, inputs.cache, inputs.task))
+        shown["outcome"] = "reused" if measured.reused else "done"
+    return measured
+
+
+def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
+    from optimizer.decide import gates
+    from optimizer.decide.select import choose
+    from optimizer.record import provenance
+    from optimizer.record.summary import contention_note, reference_note
+
+    started = provenance.now()
+    if cfg.gates.baseline:
+        gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
+    inputs = load_inputs(cfg)
+    variants = run_chain(steps, inputs.source, inputs.cache,
+                         dict(data=inputs.splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
+    measured = measure_all(variants, inputs, cfg)
+    records, warnings = judge_all(variants, measured, cfg.hardware.price_per_hour, cfg.serving, cfg.constraints)
     chosen = choose(records, cfg.objective)
-    warnings += reference_note(records, chosen) + _contention_note(measured.session)
-    triton = {}
-    if chosen and cfg.triton.emit:
-        with status("triton"):
-            art = next(v.artifact for v in variants if v.name == chosen["name"])
-            triton = target.deploy(cfg, DeployInputs(chosen["name"], art, splits.evaluation, cache, out_dir, recipe,
-                                                     measured.session.get("id"),
-                                                     chosen.get("peak_memory_mb"))).to_dict()
-    failed = [v.name for v in variants if v.status == "failed"]
-    code = EXIT_FAILED if failed else (EXIT_OK if chosen else EXIT_GATE)
-    if code == EXIT_OK and (triton.get("gate") or triton.get("failed")):
-        code = EXIT_GATE if triton.get("gate") else EXIT_FAILED
-    summary = {
-        "recipe": recipe,
-        "description": cfg.description,
-        "status": {EXIT_OK: "passed", EXIT_GATE: "gate_failed", EXIT_FAILED: "failed"}[code],
-        "exit_code": code,
-        "chosen": chosen["name"] if chosen else None,
-        "objective": cfg.objective.value,
-        "task": task,
-        "constraints": asdict(cfg.constraints),
-        "gate_failures": {**{r["name"]: r["violations"] for r in records if r["violations"]},
-                          **({"triton": [triton["gate"]]} if triton.get("gate") else {})},
-        "model_repository": triton.get("model_repository"),
-        "triton": triton,
-        "failed_steps": failed,
-        "passes_run": sum(v.ran for v in variants),
-        "passes_cached": sum(1 for v in variants[1:] if v.status == "ok" and not v.ran),
-        "warnings": warnings,
-        "model": {"source": cfg.model.source, "name": cfg.model.name, "io": formats.io(source).to_dict()},
-        "data": {"source": cfg.data.source, "inputs": [t.to_dict() for t in splits.inputs()],
-                 "labels": splits.has_labels},
-        "hardware": {**asdict(cfg.hardware), "device": cfg.hardware.device.value, "host": host()},
-        "benchmark_batch_sizes": [int(b) for b in cfg.benchmark.batch_sizes],
-        "measurement": measured.session,
-        "variants": records,
-        "output_dir": str(out_dir),
-        "cache_dir": str(cache.root),
-        "versions": versions(),
-    }
-    summary.update(provenance.record(cfg, out_dir, started))  # schema version, start time, git revision, overrides
-    gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
-    summary["summary_path"] = str(write_summary(summary, out_dir))
-    summary["plots"] = plots.write_plots(summary, out_dir)  # PNGs next to summary.json, tracked or not
-    summary["reports"] = ci_report.write(summary, out_dir)  # report.md and junit.xml for CI
-    with status("tracking") if cfg.tracking.enabled else contextlib.nullcontext():
-        summary["tracking"] = tracking.log_run(cfg, summary, out_dir)  # never raises; records run ids or why skipped
-    summary["finished"] = provenance.now()
-    write_summary(summary, out_dir)
+    warnings = inputs.cache.warnings + warnings + reference_note(records, chosen) + contention_note(measured.session)
+    deployed = deploy_all(cfg, chosen, variants, inputs, out_dir, recipe, measured.id)
+    summary = replace(_summary(cfg, recipe, variants, records, chosen, deployed, inputs, measured, out_dir),
+                      warnings=tuple(warnings), provenance=provenance.record(cfg.model.source, out_dir, started))
+    summary = gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
+    return publish(summary, cfg, out_dir)
+
+
+def judge_all(variants: List[Variant], measured: MeasuredSet, price_per_hour: Optional[float], serving,
+              constraints) -> Tuple[List[VariantRecord], List[str]]:
+    """Every variant's record, priced and judged against the constraints, and the warnings its figures raise."""
+    from optimizer.decide.cost import price
+    from optimizer.decide.select import judge, throughput
+    from optimizer.record.summary import variant_record, warnings, with_drops
+
+    records = with_drops([variant_record(v, measured.variants.get(v.name)) for v in variants])
+    priced = [replace(r, cost=price(price_per_hour, throughput(r), serving)) for r in records]
+    return judge(priced, constraints), warnings(records)
+
+
+def deploy_all(cfg, chosen: Optional[VariantRecord], variants: List[Variant], inputs: Inputs, out_dir: Path,
+               recipe: str, measurement_id: Optional[str]) -> Dict[str, Optional[TargetRecord]]:
+    """Each target's record by name: what it did with the chosen variant (None: not enabled, or nothing chosen)."""
+    out: Dict[str, Optional[TargetRecord]] = {}
+    for name, target in TARGETS.items():
+        impl = target.load()
+        out[name] = None
+        if chosen is not None and impl.enabled(cfg):
+            artifact = next(v.artifact for v in variants if v.name == chosen.name)
+            with status(name):
+                out[name] = impl.deploy(cfg, DeployInputs(chosen.name, artifact, inputs.splits.evaluation,
+                                                          inputs.cache, out_dir, recipe, measurement_id,
+                                                          chosen.extras.get("peak_memory_mb")))
+    return out
+
+
+def exit_code(variants: List[Variant], chosen: Optional[VariantRecord], deployed: List[TargetRecord]) -> int:
+    """1 when a step or a target's check failed, 3 when nothing was chosen or a target missed its gate, else 0."""
+    from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+
+    if any(v.status == "failed" for v in variants):
+        return EXIT_FAILED
+    if chosen is None:
+        return EXIT_GATE
+    for record in deployed:
+        if record.gate or record.failed:
+            return EXIT_GATE if record.gate else EXIT_FAILED
+    return EXIT_OK
+
+
+def _summary(cfg, recipe: str, variants: List[Variant], records: List[VariantRecord], chosen: Optional[VariantRecord],
+             deployed: Dict[str, Optional[TargetRecord]], inputs: Inputs, measured: MeasuredSet,
+             out_dir: Path) -> RunSummary:
+    from optimizer import formats
+    from optimizer.errors import EXIT_FAILED, EXIT_GATE, EXIT_OK
+    from optimizer.measure.run import host
+
+    code = exit_code(variants, chosen, [r for r in deployed.values() if r is not None])
+    return RunSummary(
+        recipe=recipe, description=cfg.description,
+        status={EXIT_OK: "passed", EXIT_GATE: "gate_failed", EXIT_FAILED: "failed"}[code], exit_code=code,
+        chosen=chosen.name if chosen else None, objective=cfg.objective.value, task=inputs.task,
+        constraints=asdict(cfg.constraints), targets=deployed,
+        failed_steps=tuple(v.name for v in variants if v.status == "failed"),
+        passes_run=sum(v.ran for v in variants),
+        passes_cached=sum(1 for v in variants[1:] if v.status == "ok" and not v.ran),
+        model={"source": cfg.model.source, "name": cfg.model.name, "io": formats.io(inputs.source).to_dict()},
+        data={"source": cfg.data.source, "inputs": [t.to_dict() for t in inputs.splits.inputs()],
+              "labels": inputs.splits.has_labels},
+        hardware={**asdict(cfg.hardware), "device": cfg.hardware.device.value, "host": host()},
+        benchmark_batch_sizes=tuple(cfg.benchmark.batch_sizes), measurement=measured.session,
+        variants=tuple(records), output_dir=str(out_dir), cache_dir=str(inputs.cache.root), versions=versions(),
+        provenance={})
+
+
+def publish(summary: RunSummary, cfg, out_dir: Path) -> RunSummary:
+    """Plots, report.md and junit.xml, MLflow, and summary.json: written once, or with tracking on also before
+    it, so that a slow or killed MLflow upload still leaves a complete summary."""
+    from optimizer.record import ci
+    from optimizer.record import plots, provenance, tracking
+    from optimizer.record.summary import write_summary
+
+    summary = replace(summary, summary_path=str(out_dir / "summary.json"))
+    summary = replace(summary, plots=plots.write_plots(summary.to_dict(), out_dir))  # PNGs, tracked or not
+    summary = replace(summary, reports=ci.write(summary.to_dict(), out_dir))  # report.md and junit.xml
+    if cfg.tracking.enabled:
+        write_summary(summary.to_dict(), out_dir)
+        with status("tracking"):
+            summary = replace(summary, tracking=tracking.log_run(cfg, summary.to_dict(), out_dir))  # never raises
+    else:
+        summary = replace(summary, tracking=tracking.log_run(cfg, summary.to_dict(), out_dir))
+    summary = replace(summary, finished=provenance.now())
+    write_summary(summary.to_dict(), out_dir)
     return summary
-
-
-def _contention_note(session: Dict) -> List[str]:
-    """A warning when other processes loaded the machine while the rounds were timed."""
-    if not session.get("contended"):
-        return []
-    return [f"other processes used {session['foreign_cores']:.2f} cores on average while the variants were timed "
-            f"({os.cpu_count()} cores here): every round saw that load, so the intervals cannot show what it did to "
-            f"the speed-ups; this set will not be reused (measure on a quiet machine, or set "
-            f"hardware.intra_op_threads below the core count)"]
-
-
-def reference_note(records: List[Dict], chosen: Optional[Dict]) -> List[str]:
-    """The reference is never emitted (it has no serving format); say so, with the interval over rounds, when
-    it measured faster than the chosen variant (the chosen one's verdict at the largest batch is "slower")."""
-    ref = records[0]
-    bench = chosen.get("benchmark") if chosen else None
-    if not bench or ref.get("deployable") or "benchmark" not in ref:
-        return []
-    bs = max(bench, key=int)
-    if chosen.get("verdict", {}).get(bs) != "slower":
-        return []
-    lo, hi = chosen["speedup_interval"][bs]
-    return [f"the {ref.get('format')} reference measured faster than the chosen {chosen['name']} "
-            f"({1 / chosen['speedup'][bs]:.2f}x its median-call throughput at batch {bs}, every round {1 / hi:.2f}-{1 / lo:.2f}x) "
-            f"but has no serving format; {chosen['name']} is emitted"]

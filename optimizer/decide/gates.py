@@ -14,10 +14,13 @@ batch-32 speed-up over its own reference fell from 6.3x to 2.9x (experiments/res
 Accuracy, parity and size have no rounds and no load dependence; their values compare directly and fail."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from optimizer.config import GatesConfig
 from optimizer.errors import EXIT_GATE, EXIT_OK, RecipeError
+from optimizer.records import RunSummary
 
 
 def load_baseline(path: str) -> Dict:
@@ -165,15 +168,14 @@ def _host(h: Optional[Dict]) -> str:
     return "unknown" if not h else f"{h.get('cpu', '?')}, {h.get('cpus', '?')} CPUs"
 
 
-def apply(cfg, summary: Dict) -> None:
-    """With ``gates.baseline`` set, add ``summary["regression"]``; a failed gate adds
+def apply(cfg: GatesConfig, summary: RunSummary) -> RunSummary:
+    """With ``gates.baseline`` set, the summary with its ``regression`` record; a failed gate adds
     ``gate_failures["regression"]`` and turns a passing run into a gate failure (exit 3)."""
     if not cfg.baseline:
-        return
-    record = compare(cfg, summary, load_baseline(cfg.baseline), str(Path(cfg.baseline).expanduser().resolve()))
-    summary["regression"] = record
-    failed = [g["message"] for g in record["gates"] if not g["passed"]]
-    if failed:
-        summary["gate_failures"]["regression"] = failed
-        if summary["exit_code"] == EXIT_OK:
-            summary["exit_code"], summary["status"] = EXIT_GATE, "gate_failed"
+        return summary
+    record = compare(cfg, summary.to_dict(), load_baseline(cfg.baseline),
+                     str(Path(cfg.baseline).expanduser().resolve()))
+    summary = replace(summary, regression=record)
+    if not record["passed"] and summary.exit_code == EXIT_OK:
+        summary = replace(summary, exit_code=EXIT_GATE, status="gate_failed")
+    return summary

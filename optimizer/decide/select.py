@@ -1,30 +1,30 @@
 """Constraints, the accuracy/latency Pareto front, and the choice of the variant to ship."""
 
-from typing import Dict, List, Optional
+from dataclasses import replace
+from typing import List, Optional, Sequence
 
 from optimizer.config import ConstraintsConfig, Objective
+from optimizer.records import VariantRecord
 
 
-def latency_p99(v: Dict) -> Optional[float]:
+def latency_p99(v: VariantRecord) -> Optional[float]:
     """p99 latency at batch size 1 (or the smallest batch measured), in ms."""
-    bench = v.get("benchmark") or {}
-    if not bench:
-        return None
-    return bench[min(bench, key=int)]["p99_ms"]
+    sizes = v.sizes()
+    return v.at(sizes[0])["p99_ms"] if sizes else None
 
 
-def throughput(v: Dict) -> Optional[float]:
+def throughput(v: VariantRecord) -> Optional[float]:
     """Throughput at the largest batch size measured, in samples/s."""
-    bench = v.get("benchmark") or {}
-    return bench[max(bench, key=int)]["throughput"] if bench else None
+    sizes = v.sizes()
+    return v.at(sizes[-1])["throughput"] if sizes else None
 
 
-def violations(v: Dict, c: ConstraintsConfig) -> List[str]:
-    """Every constraint variant ``v`` fails, as short sentences."""
-    if v.get("status") != "ok":
-        return [f"variant {v.get('status')}"]
+def violations(v: VariantRecord, c: ConstraintsConfig) -> List[str]:
+    """Every constraint variant ``v`` fails, as short sentences (its ``cost`` already priced)."""
+    if not v.ok:
+        return [f"variant {v.status}"]
     out = []
-    ev = v["evaluation"]
+    ev = v.evaluation
     drop = ev.get("score_drop", 0.0)
     if c.max_accuracy_drop is not None and drop > c.max_accuracy_drop:
         out.append(f"{ev.get('metric', 'accuracy')} drop {drop:.2f} > {c.max_accuracy_drop} points")
@@ -38,7 +38,7 @@ def violations(v: Dict, c: ConstraintsConfig) -> List[str]:
     p99 = latency_p99(v)
     if c.max_p99_ms is not None and p99 is not None and p99 > c.max_p99_ms:
         out.append(f"p99 {p99:.2f} ms > {c.max_p99_ms} ms")
-    cost = v.get("cost", {}).get("cost_per_million")
+    cost = (v.cost or {}).get("cost_per_million")
     if c.max_cost_per_million is not None:
         if cost is None:
             out.append("no cost figure (hardware.price_per_hour is not set)")
@@ -47,10 +47,10 @@ def violations(v: Dict, c: ConstraintsConfig) -> List[str]:
     return out
 
 
-def pareto(variants: List[Dict]) -> List[str]:
+def pareto(variants: Sequence[VariantRecord]) -> List[str]:
     """Names of the variants no other beats on both the task's score (higher) and p99 (lower)."""
-    pts = [(v["name"], v["evaluation"]["score"], latency_p99(v)) for v in variants
-           if v.get("status") == "ok" and latency_p99(v) is not None]
+    pts = [(v.name, v.evaluation["score"], latency_p99(v)) for v in variants
+           if v.ok and latency_p99(v) is not None]
     front = []
     for name, acc, lat in pts:
         dominated = any(a >= acc and p <= lat and (a > acc or p < lat) for _, a, p in pts)
@@ -59,13 +59,20 @@ def pareto(variants: List[Dict]) -> List[str]:
     return front
 
 
-def choose(variants: List[Dict], objective: Objective) -> Optional[Dict]:
+def judge(records: Sequence[VariantRecord], constraints: ConstraintsConfig) -> List[VariantRecord]:
+    """Each record with its constraint violations and whether it is on the Pareto front."""
+    judged = [replace(r, violations=tuple(violations(r, constraints))) for r in records]
+    front = pareto(judged)
+    return [replace(r, pareto=r.name in front) for r in judged]
+
+
+def choose(variants: Sequence[VariantRecord], objective: Objective) -> Optional[VariantRecord]:
     """The best deployable variant (one with a serving format) among those with no violations, by ``objective``."""
-    ok = [v for v in variants if v.get("status") == "ok" and not v.get("violations") and v.get("deployable")]
+    ok = [v for v in variants if v.ok and not v.violations and v.deployable]
     if not ok:
         return None
     if objective == Objective.throughput:
         return max(ok, key=lambda v: throughput(v) or 0.0)
     if objective == Objective.p99:
         return min(ok, key=lambda v: latency_p99(v) or float("inf"))
-    return min(ok, key=lambda v: v.get("cost", {}).get("cost_per_million", float("inf")))
+    return min(ok, key=lambda v: (v.cost or {}).get("cost_per_million", float("inf")))

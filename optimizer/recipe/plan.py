@@ -78,6 +78,8 @@ def check_settings(cfg) -> None:
     bad = [b for b in cfg.benchmark.batch_sizes if int(b) <= 0]
     if bad or not cfg.benchmark.batch_sizes:
         raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")
+    # once, here: every later stage reads ints in ascending order, the last one the largest
+    cfg.benchmark.batch_sizes = sorted({int(b) for b in cfg.benchmark.batch_sizes})
     b, e = cfg.benchmark, cfg.evaluation
     for key, value, ok, need in (
             ("benchmark.rounds", b.rounds, b.rounds >= 1, "at least 1"),

@@ -48,7 +48,7 @@ def _gate_rows(summary: Dict) -> List[str]:
 
 def markdown(summary: Dict) -> str:
     """``report.md``: status, the chosen variant, the full table, gate results, warnings, plots."""
-    from optimizer.record.summary import _triton_caption, markdown_table
+    from optimizer.record.summary import triton_caption, markdown_table
 
     hw = summary.get("hardware", {}).get("name", "?")
     lines = [f"## optimizer: recipe `{summary['recipe']}` on {hw} — {_ICON.get(summary['status'], summary['status'])}",
@@ -57,7 +57,7 @@ def markdown(summary: Dict) -> str:
         lines += [f"**Error:** {summary['error']}", ""]
     if summary.get("variants"):
         lines += [markdown_table(summary), ""]
-    caption = _triton_caption(summary.get("triton") or {}).replace(f"{summary.get('output_dir')}/", "")
+    caption = triton_caption(summary.get("triton") or {}).replace(f"{summary.get('output_dir')}/", "")
     if caption:
         lines += [caption, ""]
     failures = summary.get("gate_failures") or {}

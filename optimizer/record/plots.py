@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Dict, List
 
 from optimizer.files import write_atomic
-from optimizer.decide.select import latency_p99
 
 LATENCY = "latency_vs_batch.png"
 THROUGHPUT = "throughput_vs_batch.png"
@@ -17,6 +16,11 @@ ACCURACY = "accuracy_vs_p99.png"
 
 def _measured(summary: Dict) -> List[Dict]:
     return [v for v in summary["variants"] if v.get("status") == "ok" and v.get("benchmark")]
+
+
+def latency_p99(v: Dict) -> float:
+    """p99 latency at the smallest batch size measured, in ms (``v`` as summary.json has it)."""
+    return v["benchmark"][min(v["benchmark"], key=int)]["p99_ms"]
 
 
 def _curve(v: Dict, key: str):

@@ -46,10 +46,10 @@ def overrides(out_dir: Path) -> List[str]:
     return [str(o) for o in OmegaConf.load(path)]
 
 
-def record(cfg, out_dir: Path, started: str) -> Dict[str, Any]:
-    """The provenance fields of a summary."""
+def record(model_source: str, out_dir: Path, started: str) -> Dict[str, Any]:
+    """The provenance fields of a summary (``model_source``: the recipe's ``model.source``)."""
     return {"schema_version": SCHEMA_VERSION, "started": started, "overrides": overrides(out_dir),
-            "git": git_revision(source_directory(cfg.model.source))}
+            "git": git_revision(source_directory(model_source))}
 
 
 def _relative(value: Any, base: str) -> Any:

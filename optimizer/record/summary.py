@@ -1,57 +1,97 @@
-"""The run's record: ``summary.json`` and the terminal table."""
+"""The run's record: each variant's typed record and the warnings its figures raise, ``summary.json``, and the
+terminal table (drawn, like report.md, from the summary's JSON form)."""
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from optimizer.files import write_atomic
 from optimizer.formats import get
+from optimizer.records import VariantRecord
 
 
-def variant_record(v, m: Dict) -> Dict:
-    """Everything known about one variant, as it goes into summary.json (cost is added by the pipeline)."""
-    rec = {"name": v.name, "chain": v.chain, "status": v.status, "ran": v.ran, "seconds": round(v.seconds, 3)}
-    if v.error:
-        rec["error"] = v.error
+def variant_record(v, m: Optional[Mapping]) -> VariantRecord:
+    """Everything known about one variant before the decision: ``v`` (a ``pipeline.Variant``: name, chain,
+    status, artifact) and ``m``, its figures from the measurement set (None: not measured)."""
+    facts: Dict = {}
     if v.artifact is not None:
         a = v.artifact
-        rec.update(artifact_id=a.id, parent_id=a.parent, format=a.format, path=str(a.path),
-                   precision=a.meta.get("precision", "fp32"), size_bytes=Path(a.path).stat().st_size,
-                   deployable=get(a.format).triton_platform is not None)
-        rec["meta"] = {k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")}
+        facts.update(artifact_id=a.id, parent_id=a.parent, format=a.format, path=str(a.path),
+                     precision=a.meta.get("precision", "fp32"), size_bytes=Path(a.path).stat().st_size,
+                     deployable=get(a.format).triton_platform is not None,
+                     meta={k: val for k, val in a.meta.items() if k not in ("factory", "kwargs")})
     if m:
-        rec.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"])
-        for k in ("speedup", "speedup_interval", "verdict", "unstable", "group", "peak_memory_mb", "gpu_memory_mb"):
-            if k in m:
-                rec[k] = m[k]
-    return rec
+        facts.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"],
+                     speedup=m.get("speedup"), speedup_interval=m.get("speedup_interval"), verdict=m.get("verdict"),
+                     unstable=tuple(m["unstable"]) if "unstable" in m else None,
+                     extras={k: m[k] for k in ("group", "peak_memory_mb", "gpu_memory_mb") if k in m})
+    return VariantRecord(v.name, tuple(v.chain), v.status, v.ran, round(v.seconds, 3), v.error, **facts)
 
 
-def compare(records: List[Dict]) -> List[str]:
-    """Fill the accuracy drop vs the reference; return warnings for measured slow-downs (a "slower" verdict:
-    the whole interval over rounds below 1), unstable figures, and those passes recorded in
-    ``meta["warnings"]`` (each once: descendants inherit the meta)."""
-    ref = records[0] if records and "benchmark" in records[0] else None
-    warnings = []
+def with_drops(records: Sequence[VariantRecord]) -> List[VariantRecord]:
+    """Each measured variant with its accuracy drop vs the reference (``score_drop`` and ``<metric>_drop``)."""
+    ref = records[0] if records and records[0].benchmark is not None else None
+    if ref is None:
+        return list(records)
+    out = []
     for r in records:
-        for w in r.get("meta", {}).get("warnings", []):
-            if not any(x.endswith(f": {w}") for x in warnings):
-                warnings.append(f"{r['name']}: {w}")
+        ev = r.evaluation
+        if ev is not None:
+            drop = ref.evaluation["score"] - ev["score"]
+            r = replace(r, evaluation={**ev, "score_drop": drop, f"{ev['metric']}_drop": drop})
+        out.append(r)
+    return out
+
+
+def warnings(records: Sequence[VariantRecord]) -> List[str]:
+    """Warnings for measured slow-downs (a "slower" verdict: the whole interval over rounds below 1), unstable
+    figures, and those passes recorded in ``meta["warnings"]`` (each once: descendants inherit the meta)."""
+    ref = records[0] if records and records[0].benchmark is not None else None
+    out: List[str] = []
     for r in records:
-        if "evaluation" not in r or ref is None:
+        for w in r.meta.get("warnings", []):
+            if not any(x.endswith(f": {w}") for x in out):
+                out.append(f"{r.name}: {w}")
+    for r in records:
+        if r.evaluation is None or ref is None:
             continue
-        ev = r["evaluation"]
-        ev["score_drop"] = ev[f"{ev['metric']}_drop"] = ref["evaluation"]["score"] - ev["score"]
-        slow = [bs for bs, v in r.get("verdict", {}).items() if v == "slower"]
+        slow = [bs for bs, v in (r.verdict or {}).items() if v == "slower"]
         if slow and r is not ref:
-            bs = min(slow, key=lambda b: r["speedup"][b])
-            lo, hi = r["speedup_interval"][bs]
-            warnings.append(f"{r['name']} ({r.get('precision')}) is slower than the reference: "
-                            f"{r['speedup'][bs]:.2f}x its median-call throughput at batch {bs} (every round {lo:.2f}-{hi:.2f}x)")
-        if r.get("unstable"):
-            warnings.append(f"{r['name']}: unstable timings at batch {', '.join(r['unstable'])} (latency CV above "
-                            f"benchmark.max_cv); the machine was busy, and this measurement will not be reused")
-    return warnings
+            bs = min(slow, key=lambda b: r.speedup[b])
+            lo, hi = r.speedup_interval[bs]
+            out.append(f"{r.name} ({r.precision}) is slower than the reference: "
+                       f"{r.speedup[bs]:.2f}x its median-call throughput at batch {bs} (every round {lo:.2f}-{hi:.2f}x)")
+        if r.unstable:
+            out.append(f"{r.name}: unstable timings at batch {', '.join(r.unstable)} (latency CV above "
+                       f"benchmark.max_cv); the machine was busy, and this measurement will not be reused")
+    return out
+
+
+def contention_note(session: Mapping) -> List[str]:
+    """A warning when other processes loaded the machine while the rounds were timed."""
+    if not session.get("contended"):
+        return []
+    return [f"other processes used {session['foreign_cores']:.2f} cores on average while the variants were timed "
+            f"({os.cpu_count()} cores here): every round saw that load, so the intervals cannot show what it did to "
+            f"the speed-ups; this set will not be reused (measure on a quiet machine, or set "
+            f"hardware.intra_op_threads below the core count)"]
+
+
+def reference_note(records: List[VariantRecord], chosen: Optional[VariantRecord]) -> List[str]:
+    """The reference is never emitted (it has no serving format); say so, with the interval over rounds, when
+    it measured faster than the chosen variant (the chosen one's verdict at the largest batch is "slower")."""
+    ref = records[0]
+    if chosen is None or not chosen.benchmark or ref.deployable or ref.benchmark is None:
+        return []
+    bs = str(chosen.sizes()[-1])
+    if (chosen.verdict or {}).get(bs) != "slower":
+        return []
+    lo, hi = chosen.speedup_interval[bs]
+    return [f"the {ref.format} reference measured faster than the chosen {chosen.name} "
+            f"({1 / chosen.speedup[bs]:.2f}x its median-call throughput at batch {bs}, every round {1 / hi:.2f}-{1 / lo:.2f}x) "
+            f"but has no serving format; {chosen.name} is emitted"]
 
 
 def speed_cell(r: Dict, bs: str) -> str:
@@ -88,7 +128,7 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
     """The results table as ``(title, justify, priority, cell(record) -> text)``: the terminal table, report.md.
     Priority 1 columns always show; narrower terminals drop 4, then 3, then 2 (report.md keeps every one)."""
     sizes = summary["benchmark_batch_sizes"]
-    last = str(sizes[-1])
+    last = str(max(sizes))  # the largest, as the objective's throughput (an older summary may list them unsorted)
     metric = next((r["evaluation"]["metric"] for r in summary["variants"] if "evaluation" in r), "accuracy")
     qps = (summary.get("triton") or {}).get("cost", {}).get("target_qps") or next(
         (r["cost"]["target_qps"] for r in summary["variants"] if "target_qps" in r.get("cost", {})), None)
@@ -100,7 +140,7 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
 
     def latency(bs):
         def cell(r):
-            b = r.get("benchmark", {}).get(str(bs))
+            b = r.get("benchmark", {}).get(str(bs))  # summary.json keys figures by the batch size as text
             return f"{b['p50_ms']:.2f}/{b['p99_ms']:.2f}" if b else "-"
         return cell
 
@@ -159,7 +199,7 @@ def table(summary: Dict, width: Optional[int] = None):
         t.add_column(cols[i][0], justify=cols[i][1])
     for row in cells:
         t.add_row(*[row[i] for i in keep])
-    caption = _triton_caption(summary.get("triton") or {})
+    caption = triton_caption(summary.get("triton") or {})
     if len(keep) < len(cols):
         caption += ("\n" if caption else "") + "more columns in summary.json and report.md"
     t.caption = Text(caption)  # plain text: paths and errors hold "[...]"
@@ -177,7 +217,7 @@ def markdown_table(summary: Dict) -> str:
     return "\n".join(lines)
 
 
-def _triton_caption(tr: Dict) -> str:
+def triton_caption(tr: Dict) -> str:
     """One line under the table: where the Triton repository went and its tuned values."""
     if not tr.get("emitted"):
         return f"Triton: nothing emitted ({tr['reason']})" if tr.get("reason") else ""

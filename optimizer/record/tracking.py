@@ -196,7 +196,7 @@ def _ms(iso: Optional[str] = None) -> int:
     return int((datetime.fromisoformat(iso).timestamp() if iso else time.time()) * 1000)
 
 
-def _log_once(client, exp_id: str, run_id: str, path: Path, where: Optional[str] = None) -> None:
+def log_once(client, exp_id: str, run_id: str, path: Path, where: Optional[str] = None) -> None:
     """Upload ``path`` under ``where`` and tag the run ``sha256.<digest>`` = its artifact path, unless a run of
     the experiment already holds the same bytes: then tag ``file.<artifact path>`` = that copy's URI instead.
     A warm re-run's model repository (its model file, reference.npz) and unchanged plots are not stored again."""
@@ -223,7 +223,7 @@ def _log_parent_files(client, exp_id: str, run_id: str, summary: Dict, out_dir: 
         files += repository_files(Path(repo))
     for path, where in files:
         if path.is_file():
-            _log_once(client, exp_id, run_id, path, where)
+            log_once(client, exp_id, run_id, path, where)
 
 
 def _register(client, cfg, run_id: str, rec: Dict) -> Dict:

@@ -1,6 +1,5 @@
 """Regression gates against an earlier summary.json, on synthetic summaries: a regression, none, another host."""
 
-import copy
 import json
 
 import pytest
@@ -8,6 +7,7 @@ import pytest
 from optimizer.config import GatesConfig
 from optimizer.errors import EXIT_GATE, EXIT_OK, RecipeError
 from optimizer.decide.gates import apply, compare, load_baseline
+from optimizer.records import RunSummary, VariantRecord
 
 HOST = {"cpu": "Intel Xeon 8488C", "cpus": "2", "machine": "x86_64"}
 
@@ -35,6 +35,13 @@ def _summary(ref=1000.0, quant=4000.0, p99=1.0, score=99.0, host=HOST, size=300_
                          _variant("quantize", quant, p99, score=score, size=size, ref_throughput=ref)]}
 
 
+def _typed(summary: dict) -> RunSummary:
+    """The run's typed summary that ``gates.apply`` takes, from a synthetic summary.json."""
+    return RunSummary("int8", None, summary["status"], summary["exit_code"], model={}, data={}, output_dir="",
+                      versions={}, provenance={}, chosen=summary["chosen"], hardware=summary["hardware"],
+                      variants=tuple(VariantRecord.from_dict(v) for v in summary["variants"]))
+
+
 def test_no_regression_passes_every_gate():
     record = compare(GatesConfig(), _summary(quant=3900.0), _summary(), "base.json")
     assert record["same_host"] and record["passed"]
@@ -46,10 +53,10 @@ def test_no_regression_passes_every_gate():
 def test_regression_fails_with_metric_values_and_interval(tmp_path):
     base = tmp_path / "summary.json"
     base.write_text(json.dumps(_summary()))
-    summary = _summary(quant=3000.0, score=98.0)  # 25 % slower, one point less accurate
-    apply(GatesConfig(baseline=str(base)), summary)
-    assert summary["exit_code"] == EXIT_GATE and summary["status"] == "gate_failed"
-    failed = {g["name"]: g for g in summary["regression"]["gates"] if not g["passed"]}
+    summary = apply(GatesConfig(baseline=str(base)), _typed(_summary(quant=3000.0, score=98.0)))  # 25 % slower,
+    # one point less accurate
+    assert summary.exit_code == EXIT_GATE and summary.status == "gate_failed"
+    failed = {g["name"]: g for g in summary.regression["gates"] if not g["passed"]}
     assert set(failed) == {"throughput_b1", "throughput_b8", "score"}
     t = failed["throughput_b1"]
     assert t["baseline"] == 4000.0 and t["value"] == 3000.0 and t["limit"] == pytest.approx(3600.0)
@@ -57,8 +64,8 @@ def test_regression_fails_with_metric_values_and_interval(tmp_path):
     assert t["message"] == ("quantize throughput_b1: median-call throughput at batch 1 3000 samples/s (every round "
                             "2940-3060) vs baseline 4000 samples/s; limit 3600 samples/s")
     assert failed["score"]["baseline"] == 99.0 and failed["score"]["value"] == 98.0
-    assert summary["gate_failures"]["regression"] == [g["message"] for g in summary["regression"]["gates"]
-                                                      if not g["passed"]]
+    assert summary.gate_failures()["regression"] == [g["message"] for g in summary.regression["gates"]
+                                                         if not g["passed"]]
 
 
 def test_slower_median_within_noise_is_not_a_regression():
@@ -163,10 +170,8 @@ def test_bad_baseline_is_a_recipe_error(tmp_path):
 
 
 def test_without_baseline_nothing_changes():
-    summary = _summary()
-    before = copy.deepcopy(summary)
-    apply(GatesConfig(), summary)
-    assert summary == before
+    summary = _typed(_summary())
+    assert apply(GatesConfig(), summary) is summary
 
 
 def test_figures_read_as_numbers_not_exponents():

@@ -33,7 +33,7 @@ def test_parity_gate_rejects_a_broken_variant(builtin, cache_dir, tmp_path):
         return art.evolve(path=ctx.out_dir / "model.onnx")
 
     cfg = compose("baseline", ["+passes.broken.type=add_noise", "constraints.max_accuracy_drop=null", *FAST])
-    summary = run(cfg, tmp_path, "baseline")
+    summary = run(cfg, tmp_path, "baseline").to_dict()
     broken = next(v for v in summary["variants"] if v["name"] == "broken")
     assert broken["status"] == "ok" and broken["evaluation"]["mean_cosine"] < 0.9
     (why,) = broken["violations"]

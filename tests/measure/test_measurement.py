@@ -259,11 +259,12 @@ def _record(name, speed, interval, verdict, deployable=True, fmt="onnx"):
 
 
 def test_slow_down_warning_only_for_a_slower_verdict():
-    from optimizer.record.summary import compare, speed_cell
+    from optimizer.record.summary import speed_cell, warnings as slow_downs
+    from optimizer.records import VariantRecord
 
     records = [_record("reference", 1.0, [1.0, 1.0], "same", False, "torch"),
                _record("noisy", 0.33, [0.2, 1.3], "same"), _record("slow", 0.5, [0.45, 0.6], "slower")]
-    warnings = compare(records)
+    warnings = slow_downs([VariantRecord.from_dict(r) for r in records])
     assert [w for w in warnings if "slower" in w] == [
         "slow (fp32) is slower than the reference: 0.50x its median-call throughput at batch 32 (every round 0.45-0.60x)"]
     assert speed_cell(records[1], "32") == "0.33x same" and "[red]" in speed_cell(records[2], "32")
@@ -272,16 +273,19 @@ def test_slow_down_warning_only_for_a_slower_verdict():
 
 def test_reference_is_never_emitted_and_its_lead_is_stated_with_its_interval():
     from optimizer.config import Objective
-    from optimizer.pipeline import reference_note
-    from optimizer.decide.select import choose
+    from dataclasses import replace
 
-    records = [_record("reference", 1.0, [1.0, 1.0], "same", False, "torch"),
-               _record("export", 0.5, [0.4, 0.8], "slower")]
+    from optimizer.decide.select import choose
+    from optimizer.record.summary import reference_note
+    from optimizer.records import VariantRecord
+
+    records = [VariantRecord.from_dict(_record("reference", 1.0, [1.0, 1.0], "same", False, "torch")),
+               VariantRecord.from_dict(_record("export", 0.5, [0.4, 0.8], "slower"))]
     chosen = choose(records, Objective.throughput)
-    assert chosen["name"] == "export"
+    assert chosen.name == "export"
     (note,) = reference_note(records, chosen)
     assert "2.00x its median-call throughput at batch 32, every round 1.25-2.50x" in note and "export is emitted" in note
-    records[1].update(speedup={"32": 0.9}, speedup_interval={"32": [0.7, 1.1]}, verdict={"32": "same"})
+    chosen = replace(chosen, speedup={"32": 0.9}, speedup_interval={"32": [0.7, 1.1]}, verdict={"32": "same"})
     assert reference_note(records, chosen) == []  # within the spread: no claim
 
 

@@ -72,7 +72,8 @@ def test_global_taylor_pruning_with_sparsity_warns_of_no_speedup(teacher, splits
     import torch
 
     from optimizer.formats.torch import load_module
-    from optimizer.record.summary import compare
+    from optimizer.record.summary import warnings as pass_warnings
+    from optimizer.records import VariantRecord
 
     art = run_pass("prune", teacher, splits, tmp_path, ratio=0.3, round_to=4, importance="taylor",
                    global_pruning=True, sparsity=0.5, finetune_epochs=1, lr=0.01)
@@ -88,5 +89,5 @@ def test_global_taylor_pruning_with_sparsity_warns_of_no_speedup(teacher, splits
     # summary["warnings"] carries it once, however many variants inherit the meta
     records = [{"name": "reference", "chain": []}, {"name": "prune", "chain": ["prune"], "meta": m},
                {"name": "export", "chain": ["prune", "export"], "meta": m}]
-    warnings = compare(records)
+    warnings = pass_warnings([VariantRecord.from_dict({"status": "ok", **r}) for r in records])
     assert warnings == [f"prune: {m['warnings'][0]}"]

@@ -17,7 +17,7 @@ def test_same_bytes_uploaded_once_per_experiment(tmp_path):
     reference.npz, unchanged plots) are not stored again: a ``file.<path>`` tag points at the earlier copy."""
     from mlflow import MlflowClient
 
-    from optimizer.record.tracking import _log_once
+    from optimizer.record.tracking import log_once
     from optimizer.record.tracking_values import repository_files
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -32,10 +32,10 @@ def test_same_bytes_uploaded_once_per_experiment(tmp_path):
         ("m/1/model.onnx", "model_repository/m/1"), ("m/config.pbtxt", "model_repository/m")]
     first, second = (client.create_run(exp).info.run_id for _ in range(2))
     for f, where in files:
-        _log_once(client, exp, first, f, where)
+        log_once(client, exp, first, f, where)
     (repo / "m" / "config.pbtxt").write_text("name: 'm' # tuned again")  # the second run's config differs
     for f, where in files:
-        _log_once(client, exp, second, f, where)
+        log_once(client, exp, second, f, where)
     model = "model_repository/m/1/model.onnx"
     assert client.list_artifacts(second, "model_repository/m/1") == []
     assert [a.path for a in client.list_artifacts(second, "model_repository/m")] == ["model_repository/m/config.pbtxt"]
