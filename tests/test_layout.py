@@ -3,16 +3,12 @@
 discovery is the one exception), no private name (``_x``) used outside its module (tests included), no
 module over 300 lines and no function over 60.
 
-Each rule is checked twice: over the core, formats, sources, passes, registry, recipe and measure floors
-(``lower``), and over the upper wings (``upper``: decide, record, records, the Triton target and its
-server lab, targets, pipeline, job, the entry point). The ``upper`` half is marked xfail(strict=False)
-until those wings are brought in line; flip it on by removing the mark."""
+The floors, lowest first, are ``FLOORS``; a new module needs a place there."""
 
 import ast
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "optimizer"
@@ -27,22 +23,14 @@ FLOORS: List[Tuple[str, ...]] = [
     ("optimizer.registry", "optimizer.passes"),
     ("optimizer.recipe",),
     ("optimizer.measure",),
-    ("optimizer.decide", "optimizer.records"),
+    ("optimizer.decide", "optimizer.records", "optimizer.targets"),
     ("optimizer.record",),
     ("optimizer.tritonserver",),
     ("optimizer.triton",),
-    ("optimizer.targets",),
     ("optimizer.pipeline", "optimizer.job", "optimizer.__main__"),
 ]
 EXCEPTIONS = {("optimizer.registry", "optimizer.passes")}  # load_passes imports every pass module
-UPPER = ("optimizer.decide", "optimizer.records", "optimizer.record", "optimizer.tritonserver", "optimizer.triton",
-         "optimizer.targets", "optimizer.pipeline", "optimizer.job", "optimizer.__main__")
-UPPER_TESTS = ("tests/decide", "tests/record", "tests/triton", "tests/tritonserver", "tests/e2e", "tests/conftest.py",
-               "tests/helpers.py", "tests/factories.py", "tests/test_experiments.py")
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
-UPPER_MARK = pytest.mark.xfail(strict=False, reason="upper wings (decide, record, triton, tritonserver, pipeline, "
-                                                    "job): flip on once they follow the floor plan")
-HALVES = [pytest.param("lower", id="lower"), pytest.param("upper", id="upper", marks=UPPER_MARK)]
 
 
 def module_name(path: Path) -> str:
@@ -55,13 +43,6 @@ def sources(root: Path) -> Dict[str, Path]:
 
 
 MODULES = sources(PACKAGE)
-
-
-def half(name: str) -> str:
-    """Which half of the plan a module (or a test file's path) belongs to."""
-    if name.startswith("tests"):
-        return "upper" if name.startswith(UPPER_TESTS) else "lower"
-    return "upper" if any(name == u or name.startswith(u + ".") for u in UPPER) else "lower"
 
 
 def floor(name: str) -> int:
@@ -135,16 +116,14 @@ def cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
     return out
 
 
-@pytest.mark.parametrize("which", HALVES)
-def test_no_import_cycle(which):
-    found = [c for c in cycles(graph()) if any(half(m) == which for m in c)]
+def test_no_import_cycle():
+    found = cycles(graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("which", HALVES)
-def test_lower_floors_never_import_higher_ones(which):
+def test_lower_floors_never_import_higher_ones():
     bad = sorted(f"{a} (floor {floor(a)}) imports {b} (floor {floor(b)})" for a, targets in graph().items()
-                 for b in targets if half(a) == which and floor(b) > floor(a)
+                 for b in targets if floor(b) > floor(a)
                  and not any(a.startswith(x) and b.startswith(y) for x, y in EXCEPTIONS))
     assert not bad, "\n".join(bad)
 
@@ -176,12 +155,9 @@ def private_uses(path: Path, here: str, known: Dict[str, Path]) -> Iterator[str]
             yield f"{here}:{node.lineno} reads {aliases[node.value.id]}.{node.attr}"
 
 
-@pytest.mark.parametrize("which", HALVES)
-def test_no_private_name_outside_its_module(which):
+def test_no_private_name_outside_its_module():
     known = {**MODULES, **sources(ROOT / "tests")}
-    files = [(name, path) for name, path in known.items()
-             if half(name if name.startswith("optimizer") else str(path.relative_to(ROOT))) == which]
-    bad = [use for name, path in files for use in private_uses(path, name, known)]
+    bad = [use for name, path in known.items() for use in private_uses(path, name, known)]
     assert not bad, "\n".join(bad)
 
 
@@ -193,9 +169,8 @@ def long_functions(path: Path) -> Iterator[str]:
                 yield f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines"
 
 
-@pytest.mark.parametrize("which", HALVES)
-def test_modules_and_functions_are_small(which):
-    mine = [(n, p) for n, p in MODULES.items() if half(n) == which]
+def test_modules_and_functions_are_small():
+    mine = list(MODULES.items())
     big = [f"{p.relative_to(ROOT)}: {n} lines" for _, p in mine
            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
     long = [f for _, p in mine for f in long_functions(p)]
