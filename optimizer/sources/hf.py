@@ -62,7 +62,7 @@ def read_config(directory: str, what: str = "model.source"):
 
     try:
         with offline():
-            return AutoConfig.from_pretrained(str(path), local_files_only=True)
+            return AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
         raise RecipeError(f"{_label(directory, what)}: cannot read config.json: {str(e).splitlines()[0]}") from e
 
@@ -76,10 +76,8 @@ def check_directory(directory: str, what: str = "model.source") -> Path:
         raise RecipeError(f"{label}: no config.json in {path}")
     if not any((path / name).is_file() for name in WEIGHTS):
         raise RecipeError(f"{label}: no weights in {path} (expected one of {', '.join(WEIGHTS)})")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except ValueError as e:
-        raise RecipeError(f"{label}: {path / 'config.json'} is not valid JSON ({e})") from e
+    config = json_file(path / "config.json", label)
+    refuse_remote_code(path, label)
     known = set().union(*map(_class_names, _mappings(label).values()))
     architectures = config.get("architectures") or []
     unknown = [a for a in architectures if a not in known]
@@ -87,6 +85,36 @@ def check_directory(directory: str, what: str = "model.source") -> Path:
         named = ", ".join(unknown) or f"model_type {config.get('model_type')!r}"
         raise RecipeError(f"{label}: config.json names {named}, which no transformers AutoModel class can load")
     return path
+
+
+def json_file(path: Path, label: str) -> Dict[str, Any]:
+    """A JSON object file of a model directory; RecipeError naming the file when it is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{label}: {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise RecipeError(f"{label}: cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(value, dict):
+        raise RecipeError(f"{label}: {path} must hold a JSON object, not a {type(value).__name__}")
+    return value
+
+
+def refuse_remote_code(directory: Path, label: str) -> None:
+    """A directory whose config or tokenizer config maps classes to its own Python files (``auto_map``) asks
+    transformers to run that code: refused before transformers reads it (and before it could ask on stdin).
+    Every load also passes ``trust_remote_code=False``."""
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        path = directory / name
+        if not path.is_file():
+            continue
+        auto_map = json_file(path, label).get("auto_map")
+        if auto_map:
+            values = auto_map.values() if isinstance(auto_map, dict) else [auto_map]
+            named = ", ".join(sorted({str(c) for v in values for c in (v if isinstance(v, list) else [v]) if c}))[:120]
+            raise RecipeError(f"{label}: {name} names code of its own (auto_map: {named}); optimizer never runs "
+                              f"code from a model directory: save the model with a transformers class, or load it "
+                              f"through a factory you wrote (model.source=pkg.module:function)")
 
 
 def resolve_task(config, task: str, label: str) -> str:
@@ -185,7 +213,8 @@ def _load_hf(path: Path, task: str, label: str):
     try:
         with offline():
             model, info = getattr(transformers, _AUTO[task]).from_pretrained(
-                str(path), local_files_only=True, attn_implementation="eager", output_loading_info=True)
+                str(path), local_files_only=True, attn_implementation="eager", output_loading_info=True,
+                trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise RecipeError(f"{label}: cannot load the {task} model: {str(e).splitlines()[0]}") from e
     finally:

@@ -115,16 +115,18 @@ def labels(rows: Rows, column: str, tokenizer_dir: str, label: str) -> Optional[
 
 def load_tokenizer(tokenizer_dir: str, label: str):
     """The directory's tokenizer, offline; RecipeError naming the files it lacks."""
-    from optimizer.sources.hf import offline, transformers_module
+    from optimizer.sources.hf import offline, refuse_remote_code, transformers_module
 
     directory = Path(tokenizer_dir).expanduser()
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
         raise RecipeError(f"{label}: no tokenizer in {directory} (none of {', '.join(TOKENIZER_FILES)}); "
                           f"save one there with tokenizer.save_pretrained")
+    refuse_remote_code(directory, label)
     transformers = transformers_module(label)
     try:
         with offline():
-            return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
+                                                              trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
         raise RecipeError(f"{label}: cannot load the tokenizer in {directory}: {str(e).splitlines()[0]}") from e
 
