@@ -101,8 +101,7 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
         raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
                           f"choose another with hydra.run.dir=DIR") from None
     try:
-        for target in TARGETS.values():
-            target.load().preflight(cfg, out_dir)  # serving, cost and repository settings
+        preflight_all(cfg, out_dir)
         check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
         return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
@@ -202,6 +201,12 @@ def judge_all(variants: List[Variant], measured: MeasuredSet, price_per_hour: Op
     records = with_drops([variant_record(v, measured.variants.get(v.name)) for v in variants])
     priced = [replace(r, cost=price(price_per_hour, throughput(r), serving)) for r in records]
     return judge(priced, constraints), warnings(records)
+
+
+def preflight_all(cfg, out_dir: Path) -> None:
+    """Every target's settings checked at plan time (serving, cost, repository), before any work."""
+    for target in TARGETS.values():
+        target.load().preflight(cfg, out_dir)
 
 
 def deploy_all(cfg, chosen: Optional[VariantRecord], variants: List[Variant], inputs: Inputs, out_dir: Path,
