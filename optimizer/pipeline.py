@@ -115,8 +115,7 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
-    from optimizer.record import ci
-    from optimizer.record import provenance
+    from optimizer.record import ci, provenance
     from optimizer.record.summary import write_summary
 
     summary = RunSummary(recipe, cfg.description, "error", e.exit_code, error=str(e),
@@ -267,8 +266,7 @@ def _summary(cfg, recipe: str, variants: List[Variant], records: List[VariantRec
 def publish(summary: RunSummary, cfg, out_dir: Path) -> RunSummary:
     """Plots, report.md and junit.xml, MLflow, and summary.json: written once, or with tracking on also before
     it, so that a slow or killed MLflow upload still leaves a complete summary."""
-    from optimizer.record import ci
-    from optimizer.record import plots, provenance, tracking
+    from optimizer.record import ci, plots, provenance, tracking
     from optimizer.record.summary import write_summary
 
     summary = replace(summary, summary_path=str(out_dir / "summary.json"))

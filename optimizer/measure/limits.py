@@ -27,8 +27,7 @@ def per_sample_bytes(source, splits) -> Tuple[int, int]:
 def _largest_layer_output(source, feeds) -> int:
     import torch
 
-    from optimizer.formats.torch import forward
-    from optimizer.formats.torch import load_module
+    from optimizer.formats.torch import forward, load_module
 
     module = load_module(source)
     largest = [0]
