@@ -95,8 +95,11 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        inputs = rundir.user_inputs(cfg)  # what the user gave is never removed or overwritten
+        rundir.check_inputs(out_dir, inputs, own_repository=not cfg.triton.repository)
         # nothing stale from an earlier run into the same directory
-        rundir.clean(out_dir, [s.label for s in steps], own_repository=not cfg.triton.repository)
+        rundir.clean(out_dir, [s.label for s in steps], own_repository=not cfg.triton.repository,
+                     keep=inputs.values())
     except OSError as e:
         raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
                           f"choose another with hydra.run.dir=DIR") from None

@@ -7,6 +7,7 @@ from typing import Any, List, Mapping
 
 from optimizer import gpu
 from optimizer.errors import RecipeError
+from optimizer.recipe.settings import check_finite, check_ranges, check_registered_name
 from optimizer.registry import PassSpec, load_passes
 from optimizer.sources.models import source_format
 
@@ -56,6 +57,7 @@ def plan(cfg) -> List[Step]:
         if spec is None:
             raise RecipeError(f"{where}.type: unknown pass {entry['type']!r}; known: {', '.join(sorted(passes))}")
         config = typed(spec.config_cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        check_finite(config, where)
         if spec.prepare is not None:
             try:
                 config = spec.prepare(config, cfg)
@@ -75,6 +77,9 @@ def plan(cfg) -> List[Step]:
 
 def check_settings(cfg) -> None:
     """Numeric settings outside their domain, named by key."""
+    check_finite(cfg)
+    check_ranges(cfg)
+    check_registered_name(cfg.tracking)
     bad = [b for b in cfg.benchmark.batch_sizes if int(b) <= 0]
     if bad or not cfg.benchmark.batch_sizes:
         raise RecipeError(f"benchmark.batch_sizes: every batch size must be a positive integer, got {list(cfg.benchmark.batch_sizes)}")

@@ -53,7 +53,7 @@ def unreachable(uri: str, timeout: float) -> Optional[str]:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
     except urllib.error.HTTPError:
         return None  # it answered; authentication or routing problems surface with a clearer message later
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, ValueError) as e:  # ValueError: a URI urllib cannot open
         reason = getattr(e, "reason", e)
         return f"MLflow server {uri} is unreachable ({reason})"
     return None

@@ -1,0 +1,39 @@
+"""A hostile or unlucky user, round 2: nothing the user gave is deleted, a finished run's summary survives a bad
+setting, and bad numbers are refused in one line before anything runs."""
+
+from tests.helpers import FAST, run_cli
+
+BASELINE = '{"recipe": "int8", "variants": [], "chosen": null}'
+
+
+def test_a_baseline_inside_the_run_directory_is_kept_and_refused(cache_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(BASELINE)
+    code, out, _ = run_cli(["recipe=int8", f"gates.baseline={run_dir / 'summary.json'}", *FAST], cache_dir, run_dir)
+    assert code == 2, out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("error:")]
+    assert "gates.baseline" in line and "is a file this run writes (summary.json in the run directory)" in line
+    assert (run_dir / "summary.json").read_text() == BASELINE and "Traceback" not in out
+
+
+def test_a_bad_tracking_timeout_leaves_the_last_summary_alone(cache_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(BASELINE)
+    (run_dir / "report.md").write_text("# the last run\n")
+    code, out, summary = run_cli(["recipe=int8", "tracking.enabled=true", "tracking.uri=http://127.0.0.1:9",
+                                  "tracking.timeout_seconds=-1", *[f for f in FAST if not f.startswith("tracking")]],
+                                 cache_dir, run_dir)
+    assert code == 2, out
+    assert "error: tracking.timeout_seconds must be in (0, 600] seconds, got -1.0" in out
+    assert summary == {"recipe": "int8", "variants": [], "chosen": None}
+    assert (run_dir / "report.md").read_text() == "# the last run\n"
+
+
+def test_nan_and_infinite_slas_never_reach_a_config(cache_dir, tmp_path):
+    for value in ("nan", "inf"):
+        code, out, summary = run_cli(["recipe=int8", f"serving.p99_ms={value}", "triton.emit=true"], cache_dir,
+                                     tmp_path / value)
+        assert code == 2 and f"error: serving.p99_ms must be a finite number, got {value}" in out, out
+        assert summary is None and not (tmp_path / value / "model_repository").exists()

@@ -1,0 +1,46 @@
+"""Every numeric setting is checked at plan time: finite and within its domain, with the key in the message."""
+
+import pytest
+
+from optimizer.errors import RecipeError
+from optimizer.recipe.compose import compose
+from optimizer.recipe.plan import plan
+
+
+@pytest.mark.parametrize("override, message", [
+    ("serving.p99_ms=nan", "serving.p99_ms must be a finite number, got nan"),
+    ("serving.p99_ms=inf", "serving.p99_ms must be a finite number, got inf"),
+    ("serving.target_qps=-inf", "serving.target_qps must be a finite number, got -inf"),
+    ("constraints.min_cosine=nan", "constraints.min_cosine must be a finite number, got nan"),
+    ("+passes.quantize.percentile=nan", "passes.quantize.percentile must be a finite number, got nan"),
+    ("triton.overload_factor=1e12", "triton.overload_factor must be in (1, 10], got 1000000000000.0"),
+    ("triton.overload_factor=1", "triton.overload_factor must be in (1, 10], got 1.0"),
+    ("triton.overload_seconds=0", "triton.overload_seconds must be positive, got 0.0"),
+    ("triton.overload_seconds=-3", "triton.overload_seconds must be positive, got -3.0"),
+    ("triton.capacity_seconds=0", "triton.capacity_seconds must be positive, got 0.0"),
+    ("triton.smoke_requests=0", "triton.smoke_requests must be at least 1, got 0"),
+    ("triton.smoke_seconds=-1", "triton.smoke_seconds must be positive, got -1.0"),
+    ("triton.response_cache_mb=0", "triton.response_cache_mb must be at least 1, got 0"),
+    ("triton.smoke_concurrency=[]", "triton.smoke_concurrency must be a non-empty list of counts ≥ 1, got []"),
+    ("triton.smoke_concurrency=[4,0]", "triton.smoke_concurrency must be a non-empty list of counts ≥ 1, got [4, 0]"),
+    ("tracking.timeout_seconds=-1", "tracking.timeout_seconds must be in (0, 600] seconds, got -1.0"),
+    ("tracking.timeout_seconds=0", "tracking.timeout_seconds must be in (0, 600] seconds, got 0.0"),
+    ("data.max_length=0", "data.max_length must be at least 1 token, got 0"),
+    ("data.max_length=-5", "data.max_length must be at least 1 token, got -5"),
+    ("seed=-1", "seed must be an integer in [0, 2**32), got -1"),
+    ("data.evaluation_fraction=1.5", "data.evaluation_fraction must be in (0, 1), got 1.5"),
+    ("tracking.registered_model=a/b", "tracking.registered_model 'a/b': an MLflow registered model name cannot "
+                                      "contain '/' or ':'"),
+])
+def test_a_bad_number_is_refused_at_plan_time_naming_its_key(override, message):
+    with pytest.raises(RecipeError) as e:
+        plan(compose("int8", [override]))
+    assert str(e.value).startswith(message)
+
+
+def test_the_shipped_recipes_pass():
+    from optimizer.recipe.compose import available
+
+    for name in available():
+        if not name.startswith("trt_"):  # planned on a GPU only
+            plan(compose(name))
