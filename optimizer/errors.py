@@ -5,6 +5,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a pass or variant failed at run time (also Hydra's own composition errors)
 EXIT_RECIPE = 2  # the recipe or its inputs are wrong; nothing was run
 EXIT_GATE = 3  # everything ran, but no variant met the recipe's constraints
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as a shell reports a killed process
 
 
 def one_line(e: BaseException, limit: int = 300) -> str:
@@ -39,3 +40,11 @@ class PassError(OptimizerError):
 
 class ParityError(PassError):
     """A produced model disagrees numerically with its source beyond tolerance."""
+
+
+class Interrupted(OptimizerError):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the run; the summary says ``interrupted``."""
+
+    def __init__(self, signal_name: str, exit_code: int):
+        super().__init__(f"interrupted by {signal_name}; the finished steps stay in the cache, a re-run reuses them")
+        self.exit_code = exit_code

@@ -104,9 +104,10 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
         raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
                           f"choose another with hydra.run.dir=DIR") from None
     try:
-        preflight_all(cfg, out_dir)
-        check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
-        return _execute(cfg, steps, out_dir, recipe)
+        with interruptible():
+            preflight_all(cfg, out_dir)
+            check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
+            return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
         _error_summary(cfg, recipe, out_dir, e)
         raise
@@ -117,11 +118,39 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
         raise err from e
 
 
+@contextlib.contextmanager
+def interruptible():
+    """SIGTERM and SIGINT become ``Interrupted`` (exit 143 / 130), so the run still writes its summary (status
+    ``interrupted``); the previous handlers come back afterwards. Outside the main thread nothing changes."""
+    import signal
+    import threading
+
+    from optimizer.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted("SIGTERM", EXIT_SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted("SIGINT", EXIT_SIGINT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
     from optimizer.record import ci, provenance
     from optimizer.record.summary import write_summary
 
-    summary = RunSummary(recipe, cfg.description, "error", e.exit_code, error=str(e),
+    from optimizer.errors import Interrupted
+
+    status_ = "interrupted" if isinstance(e, Interrupted) else "error"
+    summary = RunSummary(recipe, cfg.description, status_, e.exit_code, error=str(e),
                          model={"source": cfg.model.source, "name": cfg.model.name},
                          data={"source": cfg.data.source}, output_dir=str(out_dir), versions=versions(),
                          provenance=provenance.record(cfg.model.source, out_dir, provenance.now()))

@@ -157,7 +157,7 @@ class RunSummary:
 
     recipe: str
     description: Optional[str]
-    status: str  # passed | gate_failed | failed | error
+    status: str  # passed | gate_failed | failed | error | interrupted
     exit_code: int
     model: Mapping[str, Any]
     data: Mapping[str, Any]

@@ -1,7 +1,16 @@
 """A hostile or unlucky user, round 2: nothing the user gave is deleted, a finished run's summary survives a bad
 setting, and bad numbers are refused in one line before anything runs."""
 
-from tests.helpers import FAST, run_cli
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import FAST, ROOT, run_cli
 
 BASELINE = '{"recipe": "int8", "variants": [], "chosen": null}'
 
@@ -37,3 +46,27 @@ def test_nan_and_infinite_slas_never_reach_a_config(cache_dir, tmp_path):
                                      tmp_path / value)
         assert code == 2 and f"error: serving.p99_ms must be a finite number, got {value}" in out, out
         assert summary is None and not (tmp_path / value / "model_repository").exists()
+
+
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_during_measurement_leaves_an_interrupted_summary(cache_dir, tmp_path, sig, code, name):
+    env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    args = ["recipe=int8", "model.source=tests.factories:tiny_cnn", "model.name=tiny",
+            "data.source=tests.factories:small_digits", "constraints.max_accuracy_drop=null", *FAST, "benchmark.max_seconds=60", "benchmark.min_repeats=100000",
+            "benchmark.reuse=false", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, "-m", "optimizer", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:  # the quantize step's status line: measurement starts next
+        seen.append(line)
+        if "quantize" in line:
+            break
+    time.sleep(3)
+    proc.send_signal(sig)
+    out = "".join(seen) + proc.stdout.read()
+    assert proc.wait(timeout=120) == code, out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["exit_code"]) == ("interrupted", code)
+    assert summary["error"].startswith(f"interrupted by {name}")
+    assert f"error: interrupted by {name}" in out and "Traceback" not in out
+    assert not list(tmp_path.glob(".*.tmp")) and "interrupted" in (tmp_path / "report.md").read_text()
