@@ -1,6 +1,8 @@
 """Typed errors. User mistakes raise a subclass of OptimizerError whose message names the
 thing to fix; ``__main__`` prints it in one or two lines and exits with ``exit_code``."""
 
+import contextlib
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # a pass or variant failed at run time (also Hydra's own composition errors)
 EXIT_RECIPE = 2  # the recipe or its inputs are wrong; nothing was run
@@ -48,3 +50,26 @@ class Interrupted(OptimizerError):
     def __init__(self, signal_name: str, exit_code: int):
         super().__init__(f"interrupted by {signal_name}; the finished steps stay in the cache, a re-run reuses them")
         self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGTERM and SIGINT become ``Interrupted`` (exit 143 / 130), so the run still writes its summary (status
+    ``interrupted``); the previous handlers come back afterwards. Outside the main thread nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted("SIGTERM", EXIT_SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted("SIGINT", EXIT_SIGINT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,7 +14,7 @@ from optimizer.cache import Cache
 from optimizer.files import content_key
 from optimizer.formats import versions
 from optimizer.console import step as status
-from optimizer.errors import OptimizerError, PassError, RecipeError, one_line
+from optimizer.errors import OptimizerError, PassError, RecipeError, interruptible, one_line
 from optimizer.recipe.plan import Step, check_environment, plan
 from optimizer.records import MeasuredSet, RunSummary, TargetRecord, VariantRecord
 from optimizer.registry import Context
@@ -104,7 +104,7 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
         raise RecipeError(f"run directory {str(out_dir)!r} cannot be written ({e.strerror or e}); "
                           f"choose another with hydra.run.dir=DIR") from None
     try:
-        with interruptible():
+        with interruptible():  # SIGTERM / SIGINT: summary.json says interrupted
             preflight_all(cfg, out_dir)
             check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
             return _execute(cfg, steps, out_dir, recipe)
@@ -116,31 +116,6 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
         err = OptimizerError(f"{type(e).__name__}: {one_line(e)} (traceback: {out_dir / 'error.txt'})")
         _error_summary(cfg, recipe, out_dir, err)
         raise err from e
-
-
-@contextlib.contextmanager
-def interruptible():
-    """SIGTERM and SIGINT become ``Interrupted`` (exit 143 / 130), so the run still writes its summary (status
-    ``interrupted``); the previous handlers come back afterwards. Outside the main thread nothing changes."""
-    import signal
-    import threading
-
-    from optimizer.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise Interrupted("SIGTERM", EXIT_SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted("SIGINT", EXIT_SIGINT) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:

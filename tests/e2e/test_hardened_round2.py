@@ -52,8 +52,9 @@ def test_nan_and_infinite_slas_never_reach_a_config(cache_dir, tmp_path):
 def test_a_signal_during_measurement_leaves_an_interrupted_summary(cache_dir, tmp_path, sig, code, name):
     env = {**os.environ, "OPTIMIZER_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
     args = ["recipe=int8", "model.source=tests.factories:tiny_cnn", "model.name=tiny",
-            "data.source=tests.factories:small_digits", "constraints.max_accuracy_drop=null", *FAST, "benchmark.max_seconds=60", "benchmark.min_repeats=100000",
-            "benchmark.reuse=false", f"hydra.run.dir={tmp_path}"]
+            "data.source=tests.factories:small_digits", "constraints.max_accuracy_drop=null", *FAST,
+            "benchmark.max_seconds=60", "benchmark.min_repeats=100000", "benchmark.reuse=false",
+            f"hydra.run.dir={tmp_path}"]
     proc = subprocess.Popen([sys.executable, "-m", "optimizer", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     seen = []
