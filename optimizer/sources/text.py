@@ -7,6 +7,7 @@ disjoint: the evaluation rows are drawn first, the calibration rows from the res
 part), and the remaining rows train."""
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -20,9 +21,21 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", 
 Rows = List[Tuple[int, Dict[str, Any]]]  # (line number in the file, row)
 
 
+def read_utf8(path: Path, label: str) -> str:
+    """The file as text: UTF-8, a leading byte-order mark dropped; RecipeError for binary or other encodings."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise RecipeError(f"{label}: {path} is not a text file (it holds NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{label}: {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                          f"save it as UTF-8") from None
+
+
 def _read_jsonl(path: Path, label: str) -> Rows:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path, label).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -36,12 +49,11 @@ def _read_jsonl(path: Path, label: str) -> Rows:
 
 
 def _read_csv(path: Path, label: str) -> Rows:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        try:
-            return [(reader.line_num, row) for row in reader]
-        except csv.Error as e:
-            raise RecipeError(f"{label}: line {reader.line_num}: {e}") from e
+    reader = csv.DictReader(io.StringIO(read_utf8(path, label), newline=""))
+    try:
+        return [(reader.line_num, row) for row in reader]
+    except csv.Error as e:
+        raise RecipeError(f"{label}: line {reader.line_num}: {e}") from e
 
 
 def read_rows(path: str, label: str) -> Rows:
@@ -83,11 +95,15 @@ def _as_int(value) -> Optional[int]:
 
 def _label2id(tokenizer_dir: str) -> Dict[str, int]:
     """The model config's label2id, unless it is transformers' default ``LABEL_<i>`` naming."""
+    from optimizer.sources.hf import json_file
+
     config = Path(tokenizer_dir).expanduser() / "config.json"
     if not config.is_file():
         return {}
-    mapping = json.loads(config.read_text()).get("label2id") or {}
-    return {} if all(k.startswith("LABEL_") for k in mapping) else {str(k): int(v) for k, v in mapping.items()}
+    mapping = json_file(config, "data.source").get("label2id") or {}
+    if not isinstance(mapping, dict) or not all(_as_int(v) is not None for v in mapping.values()):
+        raise RecipeError(f"data.source: label2id in {config} must map label names to integer ids, got {mapping}"[:300])
+    return {} if all(k.startswith("LABEL_") for k in mapping) else {str(k): _as_int(v) for k, v in mapping.items()}
 
 
 def labels(rows: Rows, column: str, tokenizer_dir: str, label: str) -> Optional[np.ndarray]:
