@@ -88,7 +88,10 @@ def source_directory(source: str) -> Optional[Path]:
     """The directory the model comes from (a file's, the ``hf:`` directory, a factory's module, this package's
     for a built-in); None when it cannot be told."""
     kind = kind_of(source)
-    return kind.impl().directory(str(source)) if kind is not None else None
+    try:
+        return kind.impl().directory(str(source)) if kind is not None else None
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable path: the source's own check says why
+        return None
 
 
 def source_factories(source: str) -> frozenset:

@@ -71,3 +71,15 @@ def test_a_signal_during_measurement_leaves_an_interrupted_summary(cache_dir, tm
     assert summary["error"].startswith(f"interrupted by {name}")
     assert f"error: interrupted by {name}" in out and "Traceback" not in out
     assert not list(tmp_path.glob(".*.tmp")) and "interrupted" in (tmp_path / "report.md").read_text()
+
+
+def test_a_model_directory_that_is_a_symlink_loop(cache_dir, tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    text = tmp_path / "t.txt"
+    text.write_text("a line\nanother line\n")
+    code, out, summary = run_cli(["recipe=transformer_int8", f"model.source=hf:{loop}", f"data.source=text:{text}",
+                                  *FAST], cache_dir, tmp_path / "run")
+    assert code == 2 and "Traceback" not in out and "RuntimeError" not in out, out
+    assert summary["status"] == "error" and summary["error"].startswith("model.source 'hf:")
+    assert summary["git"] is None
