@@ -9,11 +9,12 @@ missed its SLA, 1 for wrong answers or failed requests, 2 when no server is foun
 import argparse
 import functools
 import json
+import math
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -117,8 +118,10 @@ def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_
     ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``, rates stepped around
     the in-process estimate). With ``settings.overload_factor`` too, and a model with a queue policy, its
     ``overload``: ``overload.probe`` at that multiple of the measured capacity."""
-    from optimizer.tritonserver.server import ServerError, find_server, serve
+    from optimizer.tritonserver.server import ServerError, find_server, read_config, serve
 
+    for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
+        read_config(cfg_path)  # a config that does not parse is named before any server is looked for
     install = install or find_server()
     record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
                     "notes": [], "models": {}}
@@ -126,7 +129,7 @@ def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_
     record["notes"] = notes
     try:
         for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
-            config = _read_config(cfg_path)
+            config = read_config(cfg_path)
             sla = (slas or {}).get(config.name) or read_sla(cfg_path.parent, sla_p99_ms)
             record["models"][config.name] = check_model(server, config, cfg_path.parent, sla, settings)
         problems = _problems(record["models"], repository)
@@ -142,13 +145,6 @@ def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return record
-
-
-def _read_config(path: Path):
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    return text_format.Parse(path.read_text(), mc.ModelConfig())
 
 
 def check_model(server, config, model_dir: Path, sla: Sla, settings: Settings) -> Dict:
@@ -225,25 +221,50 @@ def _print(record: Dict) -> None:
           f"{'SLA MISSED' if record.get('sla_missed') else 'FAILED'}: {record['error']}")
 
 
+def counts(text: str) -> List[int]:
+    """``--concurrency``: comma-separated counts of at least 1."""
+    try:
+        values = [int(c) for c in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of counts ≥ 1 (e.g. 1,2,4,8)")
+    return values
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number above 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive {kind.__name__}")
+        return value
+    return parse
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from optimizer.errors import OptimizerError
 
     p = argparse.ArgumentParser(prog="python -m optimizer.tritonserver.serve_check", description=__doc__.splitlines()[0])
     p.add_argument("repository", type=Path, help="the emitted model_repository directory")
-    p.add_argument("--concurrency", default="1,2,4,8", help="load-test concurrency levels, comma-separated")
-    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level at most (a p99 "
+    p.add_argument("--concurrency", type=counts, default=[1, 2, 4, 8], help="load-test concurrency levels, comma-separated")
+    p.add_argument("--requests", type=positive(int), default=2000, help="requests per concurrency level at most (a p99 "
                    "needs 368 for its interval to have an upper bound)")
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds per concurrency level at most")
-    p.add_argument("--sla-ms", type=float, default=None, help="p99 SLA to check the load test against "
+    p.add_argument("--seconds", type=positive(float), default=10.0, help="seconds per concurrency level at most")
+    p.add_argument("--sla-ms", type=positive(float), default=None, help="p99 SLA to check the load test against "
                    "(default: serving.p99_ms from each model's tuning.json; with QoS tiers there, each tier is held to "
                    "its own SLA)")
     p.add_argument("--capacity", action="store_true", help="also find the highest open-loop (Poisson) rate served "
                    "within the SLA, stepping around the in-process estimate in tuning.json")
-    p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per open-loop rate step at most")
+    p.add_argument("--capacity-seconds", type=positive(float), default=2.0, help="seconds per open-loop rate step at most")
     p.add_argument("--overload", type=float, default=0.0, metavar="FACTOR", help="with --capacity: also send FACTOR × "
                    "the measured capacity and report the admitted requests' p99 and the share rejected (e.g. 1.5)")
-    p.add_argument("--overload-seconds", type=float, default=8.0, help="seconds of overload traffic")
+    p.add_argument("--overload-seconds", type=positive(float), default=8.0, help="seconds of overload traffic")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
+    p.error = lambda message: sys.exit(print(f"error: {message}", file=sys.stderr) or 2)  # one line, exit 2
     a = p.parse_args(argv)
     if not a.repository.is_dir():
         print(f"error: {a.repository} is not a directory", file=sys.stderr)
@@ -253,7 +274,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        settings = Settings([int(c) for c in a.concurrency.split(",")], a.requests, a.seconds, a.capacity,
+        settings = Settings(a.concurrency, a.requests, a.seconds, a.capacity,
                             a.capacity_seconds, a.overload, a.overload_seconds)
         record = check_repository(a.repository, settings, a.sla_ms)
     except OptimizerError as e:

@@ -42,6 +42,17 @@ class Install:
     description: str = ""
 
 
+
+def read_config(path: Path):
+    """A model's ``config.pbtxt`` as Triton's ``ModelConfig``; RecipeError naming the file when it does not parse."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    try:
+        return text_format.Parse(path.read_text(), mc.ModelConfig())
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path} is not a Triton model config ({str(e).splitlines()[0][:200]})") from None
+
 def find_server() -> Install:
     """A full Triton install on PATH, else the provisioned pytriton server; RecipeError when neither."""
     exe = shutil.which("tritonserver")
@@ -67,12 +78,11 @@ def find_server() -> Install:
 def stage(repository: Path, install: Install, into: Path) -> List[str]:
     """Copy ``repository`` to ``into``; for a python-backend-only server swap the platform. Returns notes."""
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
 
     shutil.copytree(repository, into, ignore=shutil.ignore_patterns(".*"))
     notes = []
     for cfg_path in sorted(into.glob("*/config.pbtxt")):
-        config = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
+        config = read_config(cfg_path)
         if install.full or config.platform != "onnxruntime_onnx":
             continue
         config.platform, config.backend = "", "python"
@@ -209,10 +219,8 @@ def serve(repository: Path, install: Optional[Install] = None, workdir: Optional
 def server_args(repository: Path, install: Install) -> List[str]:
     """Flags the repository's configs need: ``--cache-config`` (and the install's ``caches`` directory) when a
     model enables ``response_cache`` (without a cache the server refuses such a model)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
 
-    configs = [text_format.Parse(p.read_text(), mc.ModelConfig()) for p in sorted(Path(repository).glob("*/config.pbtxt"))]
+    configs = [read_config(p) for p in sorted(Path(repository).glob("*/config.pbtxt"))]
     if not any(c.response_cache.enable for c in configs):
         return []
     caches = Path(install.backend_dir).parent / "caches"
