@@ -24,17 +24,48 @@ from optimizer.records import RunSummary
 
 
 def load_baseline(path: str) -> Dict:
-    """The baseline summary, or RecipeError naming ``gates.baseline``."""
+    """The baseline summary, or RecipeError naming ``gates.baseline``: a regular file holding a finished run's
+    summary.json with at least one measured variant (checked before any work, so a bad baseline costs no run)."""
     p = Path(path).expanduser()
+    if p.exists() and not p.is_file():  # a directory, a FIFO, a device: never opened
+        raise RecipeError(f"gates.baseline {path!r}: not a regular file (give an earlier run's summary.json)")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecipeError(f"gates.baseline {path!r}: no such file (give an earlier run's summary.json)") from None
     except (OSError, ValueError) as e:
         raise RecipeError(f"gates.baseline {path!r}: not a readable summary.json ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
-        raise RecipeError(f"gates.baseline {path!r}: not an optimizer summary.json (no 'variants' list)")
+    problem = shape_problem(data)
+    if problem:
+        raise RecipeError(f"gates.baseline {path!r}: not an optimizer summary.json to compare with ({problem})")
     return data
+
+
+def shape_problem(data) -> Optional[str]:
+    """What keeps ``data`` from being a baseline, or None."""
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
+        return "no 'variants' list"
+    variants = data["variants"]
+    if not all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in variants):
+        return "every variant needs a 'name'"
+    for v in variants:
+        for key in ("evaluation", "benchmark", "speedup"):
+            if v.get(key) is not None and not isinstance(v[key], dict):
+                return f"variant {v['name']!r}: {key!r} is not a mapping"
+    if data.get("chosen") is not None and data["chosen"] not in {v["name"] for v in variants}:
+        return f"'chosen' names {data['chosen']!r}, which is not one of its variants"
+    if not any(v.get("evaluation") or v.get("benchmark") for v in variants):
+        return f"no variant has measured figures (its status is {data.get('status', 'unknown')!r})"
+    return None
+
+
+def origin_note(summary: Dict, baseline: Dict) -> str:
+    """Where the baseline differs from this run in recipe, model or task (compared all the same), or ""."""
+    fields = {"recipe": lambda s: s.get("recipe"), "model": lambda s: (s.get("model") or {}).get("source"),
+              "task": lambda s: s.get("task")}
+    differ = [f"{k} {get(baseline)!r} (this run: {get(summary)!r})" for k, get in fields.items()
+              if get(baseline) is not None and get(summary) is not None and get(baseline) != get(summary)]
+    return f"; the baseline comes from another {', '.join(differ)}" if differ else ""
 
 
 def num(x: float) -> str:
@@ -159,6 +190,7 @@ def compare(cfg, summary: Dict, baseline: Dict, baseline_path: str = "") -> Dict
                   "max_score_drop": cfg.max_score_drop, "max_cosine_drop": cfg.max_cosine_drop,
                   "max_size_increase": cfg.max_size_increase},
               "gates": gates, "passed": all(g["passed"] for g in gates)}
+    record["note"] += origin_note(summary, baseline)
     if not gates:
         record["note"] += "; nothing to compare (no chosen variant in one of the runs, or no common variant)"
     return record
