@@ -82,8 +82,11 @@ def check_command_line(argv: Sequence[str], builtin: Path) -> None:
             raise RecipeError(f"--config-dir {str(d)!r}: no such directory")
     for arg in argv:
         key, eq, value = arg.partition("=")
-        if eq and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
-            check_writable_dir(Path(value).expanduser(), key)
+        if eq and key in ("hydra.run.dir", "hydra.sweep.dir"):
+            static = value.split("${", 1)[0]  # ${now:...} is resolved by Hydra: check the directory above it
+            fixed = static if "${" not in value else static.rpartition("/")[0] + "/" if "/" in static else ""
+            if fixed:
+                check_writable_dir(Path(fixed).expanduser(), key)
     for group, names in choices(argv).items():
         for name in names:
             for d in [*dirs, builtin]:
@@ -111,6 +114,12 @@ _NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment v
 
 def composition_error(text: str) -> str:
     """Hydra's or argparse's error text (several lines: usage, keys, a hint) as at most two lines."""
+    import re
+
+    made = re.search(r"(?:FileNotFoundError|PermissionError|NotADirectoryError|FileExistsError|OSError): "
+                     r"\[Errno \d+\] ([^\n;]+)", text)
+    if made and "mkdir" in text:  # Hydra could not create the run (or sweep) directory
+        return f"error: cannot create the run directory: {made.group(1).strip()}; choose another with hydra.run.dir=DIR"
     lines = [ln.strip() for ln in text.split("Config search path:")[0].splitlines() if ln.strip()]
     lines = [ln.split(": error: ", 1)[1] if ": error: " in ln else ln for ln in lines]
     kept = [ln for ln in lines if not ln.startswith(_NOISE)] or lines[-1:] or ["the recipe could not be composed"]
