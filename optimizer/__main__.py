@@ -12,24 +12,23 @@ import hydra
 from optimizer import job
 from optimizer.config import register_schema
 from optimizer.errors import EXIT_RECIPE, OptimizerError
-from optimizer.recipe.files import check_command_line, composition_error, config_dirs
+from optimizer.recipe.files import check_command_line, choices, composition_error, config_dirs
 from optimizer.recipe.compose import RECIPES, available
 
 register_schema()
 
 
-def _check_recipe_choice(argv) -> None:
-    """Name the available recipes in one line when ``recipe=`` names none of them."""
-    names = set(available())
-    for directory in config_dirs(argv):  # a user's own recipes beside the built-in ones
-        names |= {p.stem for p in (directory / "recipe").glob("*.yaml")}
-    names = sorted(names)
-    for arg in argv:
-        if arg.startswith("recipe="):
-            for name in arg.split("=", 1)[1].split(","):
-                if name and name not in names:
-                    print(f"error: unknown recipe {name!r}; available: {', '.join(names)}", file=sys.stderr)
-                    sys.exit(EXIT_RECIPE)
+def _check_choices(argv) -> None:
+    """Name the available options in one line when ``recipe=`` (or ``hardware=``, ``model=``, ``data=``, each
+    item of a ``-m`` sweep's list too) names none of them: before Hydra, which would say it in many lines."""
+    for group, chosen in choices(argv).items():
+        names = {p.stem for d in [RECIPES, *config_dirs(argv)] for p in (d / group).glob("*.yaml")}
+        names = sorted(names | (set(available()) if group == "recipe" else set()))
+        for name in chosen:
+            if name not in names:
+                what = f"unknown recipe {name!r}" if group == "recipe" else f"Could not find '{group}/{name}'"
+                print(f"error: {what}; available: {', '.join(names)}", file=sys.stderr)
+                sys.exit(EXIT_RECIPE)
 
 
 def _composed() -> None:
@@ -83,7 +82,7 @@ if __name__ == "__main__":
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    _check_recipe_choice(sys.argv[1:])
+    _check_choices(sys.argv[1:])
     _hold_stderr()
     try:
         main()

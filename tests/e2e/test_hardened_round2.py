@@ -83,3 +83,13 @@ def test_a_model_directory_that_is_a_symlink_loop(cache_dir, tmp_path):
     assert code == 2 and "Traceback" not in out and "RuntimeError" not in out, out
     assert summary["status"] == "error" and summary["error"].startswith("model.source 'hf:")
     assert summary["git"] is None
+
+
+def test_a_sweep_over_an_unknown_group_option_is_one_line(cache_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "optimizer", "-m", "recipe=baseline", "hardware=local_cpu,nope",
+                           f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OPTIMIZER_CACHE_DIR": str(cache_dir)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("error: Could not find 'hardware/nope'; available: aws_c7i_2xlarge, aws_c7i_large, "
+                           "aws_g5_xlarge, aws_g6_xlarge, local_cpu\n")
+    assert not list(tmp_path.iterdir())  # no job ran
