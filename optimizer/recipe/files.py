@@ -2,7 +2,7 @@
 mistake is one line naming the file and line to fix instead of Hydra's traceback."""
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from optimizer.errors import RecipeError
 
@@ -30,8 +30,9 @@ def choices(argv: Sequence[str]) -> Dict[str, List[str]]:
     return out
 
 
-def check_file(path: Path) -> None:
-    """``path`` is UTF-8 YAML whose top level is a mapping without duplicate keys; else RecipeError with the line."""
+def check_file(path: Path) -> Optional[dict]:
+    """``path`` is UTF-8 YAML whose top level is a mapping without duplicate keys; else RecipeError with the line.
+    Returns the mapping (None for an empty file)."""
     import yaml
 
     raw = path.read_bytes()
@@ -53,6 +54,40 @@ def check_file(path: Path) -> None:
         raise RecipeError(f"recipe file {path}: {str(e).splitlines()[0]}") from None
     if data is not None and not isinstance(data, dict):
         raise RecipeError(f"recipe file {path}: the top level must be a mapping of keys, got a {type(data).__name__}")
+    return data
+
+
+def check_includes(path: Path, roots: Sequence[Path], seen: Tuple[Path, ...] = ()) -> None:
+    """Every file ``path`` includes through its ``defaults:`` list, checked like ``path`` itself, recursively: none
+    may climb out of the config directories (``..``) or include itself; a name no directory holds is Hydra's
+    to report."""
+    here = path.resolve()
+    if here in seen:
+        raise RecipeError(f"recipe file {path}: its defaults include it again ({' -> '.join(p.name for p in seen)})")
+    defaults = (check_file(path) or {}).get("defaults") or []
+    if not isinstance(defaults, list):
+        raise RecipeError(f"recipe file {path}: 'defaults' must be a list, got a {type(defaults).__name__}")
+    for entry in defaults:
+        for group, name in _entries(entry):
+            if ".." in Path(group, name).parts or "\\" in f"{group}{name}":
+                raise RecipeError(f"recipe file {path}: defaults entry {entry!r} climbs out of the config directory")
+            if group:  # {/group: name} from the config root, {group: name} beside this file's own group
+                base = [r / group.lstrip("/") for r in roots] if group.startswith("/") else [path.parent / group]
+            else:
+                base = list(roots) if name.startswith("/") else [path.parent]
+            name = name.lstrip("/")
+            found = next((b / f"{name}.yaml" for b in base if (b / f"{name}.yaml").is_file()), None)
+            if found is not None:
+                check_includes(found, roots, (*seen, here))
+
+
+def _entries(entry) -> List[Tuple[str, str]]:
+    """``(group, name)`` of a defaults entry: ``name``, ``{group: name}``, ``{override group: name}``."""
+    if isinstance(entry, str):
+        return [] if entry == "_self_" else [("", entry)]
+    if isinstance(entry, dict):
+        return [(str(k).split()[-1], str(v)) for k, v in entry.items() if isinstance(v, str)]
+    return []
 
 
 def _unique_key_loader():
@@ -92,7 +127,7 @@ def check_command_line(argv: Sequence[str], builtin: Path) -> None:
             for d in [*dirs, builtin]:
                 path = d / group / f"{name}.yaml"
                 if path.is_file():
-                    check_file(path)
+                    check_includes(path, [*dirs, builtin])
 
 
 def check_writable_dir(path: Path, key: str) -> None:
