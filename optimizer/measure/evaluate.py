@@ -53,6 +53,25 @@ def check_outputs(task: str, io: IOSpec, name: str) -> str:
     return spec.name
 
 
+def check_labels(task: str, io: IOSpec, output: str, labels, meta: Mapping) -> None:
+    """Labels the model can produce: a classification scores class indices below the output's width, and never
+    an embedding model's features (``hf_task`` feature_extraction); else RecipeError before any work."""
+    if task != CLASSIFICATION or labels is None:
+        return
+    if meta.get("hf_task") == "feature_extraction":
+        raise RecipeError("data: the model gives embeddings (hf task feature_extraction), which labels cannot score; "
+                          "set evaluation.task=embedding, or load a model with a classification head")
+    spec = next(t for t in io.outputs if t.name == output)
+    width = spec.shape[-1] if spec.shape and isinstance(spec.shape[-1], int) else None
+    values = np.asarray(labels)
+    if not np.issubdtype(values.dtype, np.integer):
+        return
+    bad = values[(values < 0) | (values >= width)] if width else values[values < 0]
+    if bad.size:
+        raise RecipeError(f"data: label {int(bad[0])} is not a class the model can produce (output {output!r} has "
+                          f"{width} classes: 0..{(width or 1) - 1}); check the labels or evaluation.output")
+
+
 def _rows(a: np.ndarray) -> np.ndarray:
     return a.reshape(len(a), -1).astype(np.float64)
 
