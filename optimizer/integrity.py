@@ -191,6 +191,12 @@ def main(argv: List[str]) -> int:
         print(f"error: {USAGE}", file=sys.stderr)
         return EXIT_RECIPE
     root = _root(args)
+    if any(a == "cache_dir=" for a in args):
+        print("error: cache_dir= is empty; name the cache directory (cache_dir=DIR)", file=sys.stderr)
+        return EXIT_RECIPE
+    if root.exists() and not root.is_dir():
+        print(f"error: cache_dir={root} is a file, not a cache directory", file=sys.stderr)
+        return EXIT_RECIPE
     if not root.is_dir():
         print(f"no cache at {root}: nothing to {command}")
         return EXIT_OK

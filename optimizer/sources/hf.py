@@ -80,6 +80,10 @@ def check_directory(directory: str, what: str = "model.source") -> Path:
     refuse_remote_code(path, label)
     known = set().union(*map(_class_names, _mappings(label).values()))
     architectures = config.get("architectures") or []
+    if isinstance(architectures, str):  # one class name written without its list
+        architectures = [architectures]
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise RecipeError(f"{label}: config.json 'architectures' must be a list of class names, got {architectures!r}")
     unknown = [a for a in architectures if a not in known]
     if unknown or not architectures and config.get("model_type") not in _mappings(label)["MODEL_MAPPING_NAMES"]:
         named = ", ".join(unknown) or f"model_type {config.get('model_type')!r}"

@@ -4,6 +4,7 @@ as a torch artifact whose factory rebuilds it from the directory."""
 from pathlib import Path, PurePath
 from typing import Optional
 
+from optimizer.errors import RecipeError
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache
 from optimizer.config import ModelConfig
@@ -36,7 +37,9 @@ def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
 
 
 def check(cfg: ModelConfig) -> None:
-    """Nothing to check before loading: the directory is read when the source is loaded."""
+    """An empty ``hf:`` is refused (it would read the current directory); the directory is read when loaded."""
+    if not path_of(str(cfg.source)).strip():
+        raise RecipeError("model.source 'hf:' names no directory; give hf:<directory of a save_pretrained model>")
 
 
 def default_name(source: str) -> str:

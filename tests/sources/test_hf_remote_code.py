@@ -79,3 +79,19 @@ def test_every_transformers_load_refuses_remote_code(tmp_path, monkeypatch):
     load_module(directory=str(d), task="sequence_classification")
     assert {cls for cls, _ in seen} >= {"AutoConfig", "AutoTokenizer", "AutoModelForSequenceClassification"}
     assert all(flag is False for _, flag in seen), seen
+
+
+def test_architectures_written_as_one_name_and_an_empty_hf_source(tmp_path):
+    from optimizer.config import ModelConfig
+    from optimizer.sources.hf import check_directory
+    from optimizer.sources.models import check_source
+
+    d = tiny_bert(tmp_path / "bert")
+    config = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**config, "architectures": "BertForSequenceClassification"}))
+    assert check_directory(str(d)) == d  # one class name without its list is that class, not its letters
+    (d / "config.json").write_text(json.dumps({**config, "architectures": {"a": 1}}))
+    with pytest.raises(RecipeError, match="'architectures' must be a list of class names"):
+        check_directory(str(d))
+    with pytest.raises(RecipeError, match="model.source 'hf:' names no directory"):
+        check_source(ModelConfig(source="hf:"))
