@@ -34,8 +34,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: nothing half-written stays behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_name(value, key: str) -> None:

@@ -190,7 +190,9 @@ def _emit(cfg, inputs: DeployInputs, tuning: Tuning, pool: Feeds, repo: Path, pl
     repository.check_target(repo, cfg.model.name, Path(art.path), cfg.triton.overwrite, file_name, plan)
     ref = reference(art, io, take(pool, slice(0, REFERENCE_SAMPLES)), em.config.max_batch_size, cfg.hardware)
     record["serve_check_tolerance"] = float(ref["tolerance"])
-    repository.write_repository(repo, cfg.model.name, Path(art.path), em.config, ref, file_name, record["provenance"])
+    repository.write_repository(repo, cfg.model.name, Path(art.path), em.config, ref, file_name, record["provenance"],
+                                check=lambda: repository.check_target(repo, cfg.model.name, Path(art.path),
+                                                                      cfg.triton.overwrite, file_name, plan))
     em.validate()
     return em
 

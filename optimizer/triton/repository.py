@@ -5,10 +5,13 @@ Layout: ``<repository>/<name>/config.pbtxt``, ``<name>/1/model.onnx``, ``<name>/
 (evaluation inputs and the model's answers, for ``python -m optimizer.tritonserver.serve_check``). The config
 itself comes from ``emit.py``."""
 
+import contextlib
 import json
+import os
 import shutil
+import uuid
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 
@@ -58,22 +61,48 @@ def config_text(config, provenance: Optional[Dict] = None) -> str:
 
 
 def write_repository(repository: Path, name: str, model: Path, config, reference: Dict[str, np.ndarray],
-                     file_name: str = "model.onnx", provenance: Optional[Dict] = None) -> Path:
-    """Write ``<repository>/<name>/`` (model file, config.pbtxt, reference.npz) in a temporary directory and
-    rename it into place; ``provenance`` becomes a comment block at the top of config.pbtxt. The tuning docs
-    follow with ``write_docs`` once everything they report is known."""
+                     file_name: str = "model.onnx", provenance: Optional[Dict] = None,
+                     check: Optional[Callable[[], None]] = None) -> Path:
+    """Write ``<repository>/<name>/`` (model file, config.pbtxt, reference.npz) in a temporary directory of this
+    writer's own and rename it into place, holding ``<repository>/.<name>.lock`` so that concurrent writers take
+    turns; ``check`` (who may write here) runs under the lock. ``provenance`` becomes a comment block at the top
+    of config.pbtxt. The tuning docs follow with ``write_docs`` once everything they report is known."""
     repository.mkdir(parents=True, exist_ok=True)
-    tmp = repository / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "1").mkdir(parents=True)
-    shutil.copyfile(model, tmp / "1" / file_name)
-    (tmp / "config.pbtxt").write_text(config_text(config, provenance))
-    np.savez(tmp / "reference.npz", **reference)
-    final = repository / name
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with locked(repository / f".{name}.lock"):
+        if check is not None:
+            check()
+        tmp = repository / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        old = repository / f".{name}.old-{uuid.uuid4().hex[:8]}"
+        final = repository / name
+        try:
+            (tmp / "1").mkdir(parents=True)
+            shutil.copyfile(model, tmp / "1" / file_name)
+            (tmp / "config.pbtxt").write_text(config_text(config, provenance))
+            np.savez(tmp / "reference.npz", **reference)
+            if final.exists():
+                final.rename(old)  # the old model stays whole until the new one takes its name
+            tmp.rename(final)
+        except BaseException:
+            if old.exists() and not final.exists():
+                old.rename(final)
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the duration of the block."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_config(model_dir: Path, config, provenance: Optional[Dict] = None) -> None:
