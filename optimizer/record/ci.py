@@ -8,7 +8,8 @@ from typing import Dict, List
 from optimizer.files import write_atomic
 
 REPORT, JUNIT = "report.md", "junit.xml"
-_ICON = {"passed": "✅ passed", "gate_failed": "❌ gate failed", "failed": "❌ a step failed", "error": "❌ error", "interrupted": "⏹ interrupted"}
+_ICON = {"passed": "✅ passed", "gate_failed": "❌ gate failed", "failed": "❌ a step failed", "error": "❌ error",
+         "interrupted": "⏹ interrupted"}
 
 
 def _chosen_line(summary: Dict) -> str:

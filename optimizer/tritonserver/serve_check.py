@@ -250,7 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m optimizer.tritonserver.serve_check", description=__doc__.splitlines()[0])
     p.add_argument("repository", type=Path, help="the emitted model_repository directory")
-    p.add_argument("--concurrency", type=counts, default=[1, 2, 4, 8], help="load-test concurrency levels, comma-separated")
+    p.add_argument("--concurrency", type=counts, default=[1, 2, 4, 8],
+                   help="load-test concurrency levels, comma-separated")
     p.add_argument("--requests", type=positive(int), default=2000, help="requests per concurrency level at most (a p99 "
                    "needs 368 for its interval to have an upper bound)")
     p.add_argument("--seconds", type=positive(float), default=10.0, help="seconds per concurrency level at most")
@@ -259,7 +260,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                    "its own SLA)")
     p.add_argument("--capacity", action="store_true", help="also find the highest open-loop (Poisson) rate served "
                    "within the SLA, stepping around the in-process estimate in tuning.json")
-    p.add_argument("--capacity-seconds", type=positive(float), default=2.0, help="seconds per open-loop rate step at most")
+    p.add_argument("--capacity-seconds", type=positive(float), default=2.0,
+                   help="seconds per open-loop rate step at most")
     p.add_argument("--overload", type=float, default=0.0, metavar="FACTOR", help="with --capacity: also send FACTOR × "
                    "the measured capacity and report the admitted requests' p99 and the share rejected (e.g. 1.5)")
     p.add_argument("--overload-seconds", type=positive(float), default=8.0, help="seconds of overload traffic")
