@@ -26,6 +26,7 @@ def test_an_embedding_model_is_not_scored_against_labels():
 
 
 def test_labels_the_model_can_produce_pass():
-    check_labels("classification", TWO_CLASSES, "logits", np.array([0, 1, 1, 0]), {"hf_task": "sequence_classification"})
+    check_labels("classification", TWO_CLASSES, "logits", np.array([0, 1, 1, 0]),
+                 {"hf_task": "sequence_classification"})
     check_labels("embedding", TWO_CLASSES, "logits", None, {})
     check_labels("classification", TWO_CLASSES, "logits", np.array(["a", "b"]), {})  # names: mapped elsewhere
