@@ -230,3 +230,19 @@ def tiny_vit(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     ViTForImageClassification(config).save_pretrained(str(directory))
     return directory
+
+
+def error_lines(out: str):
+    """The lines of a run's output that start with ``error:``."""
+    return [ln for ln in out.splitlines() if ln.startswith("error:")]
+
+
+def assert_recipe_error(code, out, summary, *words):
+    """Exit 2, one short ``error:`` line holding ``words``, no traceback, no summary (planning failed)."""
+    assert code == 2, out
+    assert "Traceback" not in out
+    errors = error_lines(out)
+    assert len(errors) == 1 and len(errors[0]) < 400, out
+    for w in words:
+        assert w in errors[0], errors[0]
+    assert summary is None  # planning failed: nothing ran
