@@ -37,8 +37,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +200,20 @@ def line(label: str, r: Dict, sla_ms: Optional[float]) -> str:
             f"{r['errors'] - r['rejected']}" + (f" — {verdict(r, sla_ms)}" if sla_ms else " — no SLA"))
 
 
-def main() -> None:
+LABELS = {"a": "(a) with queue policy", "b": "(b) no queue policy  "}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The offered load of the overload and tier rounds: one replica's capacity, the rate sent, seconds per round."""
+
+    capacity: float
+    rate: float
+    seconds: float
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module's docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(MODELS), default="heavy",
                    help="the model to emit when no --repo is given (see the module's docstring)")
@@ -210,140 +225,219 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="seconds of traffic per overload level")
     p.add_argument("--capacity-seconds", type=float, default=2.0, help="seconds per capacity-search step")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
-    a = p.parse_args()
+    return p.parse_args()
 
-    from optimizer.tritonserver.loadgen import find_capacity, open_loop
-    from optimizer.tritonserver import overload
+
+def emit_repositories(a: argparse.Namespace, work: Path) -> Tuple[Path, Path, Path]:
+    """Phase 1: the plain and the tiered repositories (given or emitted), and the plain one without queue policy."""
+    phase("1. emitted repositories")
+    plain = a.repo or emitted_repository(work, "plain", *MODELS[a.model])
+    tiered = a.tiers_repo or emitted_repository(work, "tiers", *MODELS[a.model], TIERS)
+    bare = without_queue_policy(plain, work / "no_queue_policy")
+    return plain, tiered, bare
+
+
+def describe_model(plain: Path) -> Tuple[str, Path, Dict, float, float]:
+    """Print the plain repository's model, its serving config and its SLA; return (name, directory, one-sample
+    inputs, SLA p99 ms, in-process estimate)."""
     from optimizer.tritonserver.expected import read_sla
+
+    model, model_dir, one, config = model_of(plain)
+    db = config.dynamic_batching
+    qp = db.default_queue_policy
+    sla, estimate = read_sla(model_dir).p99_ms, read_sla(model_dir).estimate
+    print(f"{model}: max_batch_size {config.max_batch_size}, preferred {list(db.preferred_batch_size)}, "
+          f"{sum(g.count for g in config.instance_group)} instance(s); queue policy max_queue_size "
+          f"{qp.max_queue_size}, timeout {qp.default_timeout_microseconds} us; SLA p99 {sla} ms (tuning.json); "
+          f"in-process estimate {estimate}/s")
+    print(f"({load()})")
+    return model, model_dir, one, sla, estimate
+
+
+def measure_capacity(a: argparse.Namespace, plain: Path, model: str, payload, sla: float, estimate: float,
+                     recorded: Dict) -> Dict:
+    """One replica's capacity: as the run's smoke test measured it (tuning.json), else searched here; its levels
+    printed."""
+    from optimizer.tritonserver.loadgen import find_capacity
+
+    measured = (recorded.get("capacity") or {}).get("measured")
+    if measured:
+        cap = {"capacity_rps": measured, "levels": [], "stopped": "as the run's smoke test measured it (tuning.json)"}
+    else:
+        with Served(plain, model) as served:
+            cap = find_capacity(served.server.grpc_url, model, payload, sla, estimate, seconds=a.capacity_seconds)
+    for r in cap["levels"]:
+        print(f"  {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
+              f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
+    return cap
+
+
+def overload_traffic(a: argparse.Namespace, cap: Dict, sla: float, estimate: float) -> Traffic:
+    """Print the measured capacity beside the estimate; the overload rate is ``--factor`` times it (the lowest
+    level tried when no level was served)."""
+    capacity = cap["capacity_rps"]
+    print(f"measured capacity {capacity}/s within p99 ≤ {sla} ms  vs  in-process estimate {estimate}/s "
+          f"({capacity / estimate:.2f}× the estimate); stopped: {cap['stopped']}")
+    if not capacity:
+        capacity = cap["levels"][0]["rate_asked"]
+        print(f"NOTE: no level was served; the overload uses the lowest level tried, {capacity}/s, as capacity")
+    rate = a.factor * capacity
+    print(f"({load()})")
+    return Traffic(capacity, rate, a.seconds)
+
+
+def overload_round(repository: Path, model: str, payload, sla: float, traffic: Traffic, rnd: int) -> Dict:
+    """One overload round on a fresh server: a short warm-up (~1 %), then ``traffic.rate`` for ``traffic.seconds``."""
+    from optimizer.tritonserver.loadgen import open_loop
+
+    with Served(repository, model) as served:
+        url = served.server.grpc_url
+        open_loop(url, model, payload, traffic.capacity * 0.25, int(traffic.capacity), 0.5, seed=99)  # warm, ~1 %
+        before = load()
+        r = open_loop(url, model, payload, traffic.rate, int(traffic.rate * traffic.seconds * 1.2) + 10,
+                      traffic.seconds, seed=rnd)
+        r["server_p99_ms"] = served.server_p99()
+    r["within_sla"] = r["p99_ms"] is not None and r["p99_ms"] <= sla
+    r["load"] = f"{before} → {load()}"
+    return r
+
+
+def run_overload(a: argparse.Namespace, repos: Dict[str, Path], model: str, payload, sla: float,
+                 traffic: Traffic) -> Dict[str, List[Dict]]:
+    """Phase 3: (a) the emitted queue policy and (b) none, alternating, ``--rounds`` times; each round printed,
+    then both targets over the rounds."""
+    phase(f"3. overload: {a.factor}× capacity = {traffic.rate:.0f}/s for {a.seconds} s, (a) emitted queue policy "
+          f"vs (b) none, alternating, {a.rounds} round(s)")
+    runs: Dict[str, List[Dict]] = {"a": [], "b": []}
+    for rnd in range(a.rounds):
+        for k in ("a", "b"):
+            r = watched(partial(overload_round, repos[k], model, payload, sla, traffic, rnd),
+                        lambda r: k == "a" and not r["within_sla"])
+            runs[k].append(r)
+            sp = r["server_p99_ms"]
+            print(f"round {rnd + 1} {line(LABELS[k], r, sla)}  [{r['load']}; host stalls: {stalls(r)}]\n"
+                  f"        server-side p99 of the answered (Triton's summary): {sp['request']} ms, of which "
+                  f"queueing p99 {sp['queue']} ms", flush=True)
+    print_overload_rounds(runs, sla)
+    return runs
+
+
+def print_overload_rounds(runs: Dict[str, List[Dict]], sla: float) -> None:
+    """Per target, the p99s and rejection rates over the rounds and how many rounds were within the SLA."""
+    for k in ("a", "b"):
+        rs = runs[k]
+        p99s = [r["p99_ms"] for r in rs if r["p99_ms"] is not None]
+        rej = [r["rejected"] / max(r["requests"], 1) for r in rs]
+        print(f"{LABELS[k]}: p99 of admitted {', '.join(f'{x:.1f}' for x in p99s)} ms over rounds (server-side "
+              f"{', '.join(str(r['server_p99_ms']['request']) for r in rs)} ms); rejection "
+              f"rate {', '.join(f'{100 * x:.1f} %' for x in rej)}; within SLA {sla} ms in "
+              f"{sum(r['within_sla'] for r in rs)}/{len(rs)} rounds")
+
+
+def print_tiers_config(t_config) -> None:
+    """The tiered model's priority levels and each level's queue policy."""
+    tdb = t_config.dynamic_batching
+    print(f"tiers config: priority_levels {tdb.priority_levels}, default level {tdb.default_priority_level}, "
+          + "; ".join(f"level {lvl}: max_queue_size {q.max_queue_size}, timeout {q.default_timeout_microseconds} us"
+                      for lvl, q in sorted(tdb.priority_queue_policy.items()))
+          + f"; max_batch_size {t_config.max_batch_size}")
+
+
+def tier_round(tiered: Path, t_model: str, payloads: Dict, premium: str, t_sla: Dict, traffic: Traffic,
+               rnd: int) -> Dict:
+    """One tiers round on a fresh server (no batch-tier backlog from the round before): each tier from its own
+    client process, each tier's p99 against its SLA."""
+    from optimizer.tritonserver import overload
+    from optimizer.tritonserver.loadgen import open_loop
+
+    with Served(tiered, t_model) as served:
+        server = served.server
+        open_loop(server.grpc_url, t_model, payloads[premium], traffic.capacity * 0.25, int(traffic.capacity), 0.5,
+                  seed=99)
+        before = load()
+        per = overload.tiered(server.grpc_url, t_model, payloads, traffic.rate, traffic.seconds, seed=100 * rnd)
+        for n, r in per.items():
+            r["within_sla"] = (t_sla["tiers"][n]["p99_ms"] is None
+                               or (r["p99_ms"] is not None and r["p99_ms"] <= t_sla["tiers"][n]["p99_ms"]))
+        return {"tiers": per, "server_p99_ms": served.server_p99(), "load": f"{before} → {load()}"}
+
+
+def run_tiers(a: argparse.Namespace, tiered: Path, traffic: Traffic) -> Tuple[List[Dict], int, int]:
+    """Phase 4: half premium, half batch at the overload rate, ``--rounds`` times; returns (the rounds, rounds with
+    the premium p99 within its SLA, rounds run again after a stall)."""
+    from optimizer.tritonserver.expected import read_sla
+    from optimizer.tritonserver.loadtest import infer_request
+
+    phase(f"4. tiers: {traffic.rate:.0f}/s ({a.factor}× capacity), half premium half batch, {a.seconds} s")
+    t_model, t_dir, t_one, t_config = model_of(tiered)
+    t_sla = read_sla(t_dir).to_dict()
+    levels = {n: t["priority"] for n, t in t_sla["tiers"].items()}
+    print_overload_check(json.loads((t_dir / "tuning.json").read_text()))
+    print_tiers_config(t_config)
+    payloads = {n: infer_request(t_model, t_one, lvl) for n, lvl in levels.items()}
+    tier_runs = []
+    premium = next(iter(levels))
+    for rnd in range(a.rounds):
+        rec = watched(partial(tier_round, tiered, t_model, payloads, premium, t_sla, traffic, rnd),
+                      lambda rec: not rec["tiers"][premium]["within_sla"])
+        per = rec["tiers"]
+        tier_runs.append({**per, "host_stalls": rec["host_stalls"], "reruns": rec["reruns"]})
+        for n, r in per.items():
+            print(f"round {rnd + 1} tier {n:<8} (level {levels[n]}): "
+                  f"{line('', r, t_sla['tiers'][n]['p99_ms'])[2:]}", flush=True)
+        sp = rec["server_p99_ms"]
+        print(f"  [{rec['load']}; host stalls: {stalls(rec)}]; server-side p99 of the answered, both tiers "
+              f"(Triton's summary): {sp['request']} ms, queueing p99 {sp['queue']} ms", flush=True)
+    ok = sum(per[premium]["within_sla"] for per in tier_runs)
+    rerun = sum(len(per["reruns"]) for per in tier_runs)
+    print(f"premium p99 within its SLA {t_sla['tiers'][premium]['p99_ms']} ms in {ok}/{len(tier_runs)} rounds "
+          f"({rerun} round(s) run again after a miss while the host stalled)")
+    return tier_runs, ok, rerun
+
+
+def print_summary(a: argparse.Namespace, traffic: Traffic, estimate: float, runs: Dict[str, List[Dict]],
+                  tiers: Tuple[List[Dict], int, int], t_start: float) -> None:
+    """The last line: capacity against the estimate, rounds within (a) and over (b) the SLA, the premium tier."""
+    tier_runs, ok, rerun = tiers
+    a_ok = sum(r["within_sla"] for r in runs["a"])
+    b_miss = sum(not r["within_sla"] for r in runs["b"])
+    print(f"\nSUMMARY: capacity {traffic.capacity}/s measured vs {estimate}/s estimated; at {a.factor}× capacity "
+          f"(a) queue policy within SLA in {a_ok}/{a.rounds} rounds, (b) no policy over the SLA in "
+          f"{b_miss}/{a.rounds} rounds; premium tier within its SLA in {ok}/{len(tier_runs)} rounds; "
+          f"{sum(len(r['reruns']) for r in runs['a']) + rerun} round(s) run again after a stall; "
+          f"{time.perf_counter() - t_start:.0f} s total ({load()})")
+
+
+def main() -> None:
+    a = parse_args()
+
     from optimizer.tritonserver.loadtest import infer_request
 
     t_start = time.perf_counter()
     record: Dict = {"load_start": os.getloadavg()}
     print(f"bench_overload: {os.cpu_count()} CPUs, model {a.model if not a.repo else a.repo}, {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_overload-") as tmp:
-        work = Path(tmp)
-        phase("1. emitted repositories")
-        plain = a.repo or emitted_repository(work, "plain", *MODELS[a.model])
-        tiered = a.tiers_repo or emitted_repository(work, "tiers", *MODELS[a.model], TIERS)
-        bare = without_queue_policy(plain, work / "no_queue_policy")
-        model, model_dir, one, config = model_of(plain)
-        db = config.dynamic_batching
-        qp = db.default_queue_policy
-        sla, estimate = read_sla(model_dir).p99_ms, read_sla(model_dir).estimate
-        print(f"{model}: max_batch_size {config.max_batch_size}, preferred {list(db.preferred_batch_size)}, "
-              f"{sum(g.count for g in config.instance_group)} instance(s); queue policy max_queue_size "
-              f"{qp.max_queue_size}, timeout {qp.default_timeout_microseconds} us; SLA p99 {sla} ms (tuning.json); "
-              f"in-process estimate {estimate}/s")
-        print(f"({load()})")
-
+        plain, tiered, bare = emit_repositories(a, Path(tmp))
+        model, model_dir, one, sla, estimate = describe_model(plain)
         recorded = json.loads((model_dir / "tuning.json").read_text())
         print_overload_check(recorded)
         print(f"({load()})")
 
         phase("2. capacity of one replica (open loop, Poisson; the product's find_capacity)")
         payload = infer_request(model, one)
-        measured = (recorded.get("capacity") or {}).get("measured")
-        if measured:
-            cap = {"capacity_rps": measured, "levels": [], "stopped": "as the run's smoke test measured it (tuning.json)"}
-        else:
-            with Served(plain, model) as served:
-                cap = find_capacity(served.server.grpc_url, model, payload, sla, estimate, seconds=a.capacity_seconds)
-        for r in cap["levels"]:
-            print(f"  {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
-                  f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
-        capacity = cap["capacity_rps"]
-        print(f"measured capacity {capacity}/s within p99 ≤ {sla} ms  vs  in-process estimate {estimate}/s "
-              f"({capacity / estimate:.2f}× the estimate); stopped: {cap['stopped']}")
+        cap = measure_capacity(a, plain, model, payload, sla, estimate, recorded)
         record["capacity"] = cap
-        if not capacity:
-            capacity = cap["levels"][0]["rate_asked"]
-            print(f"NOTE: no level was served; the overload uses the lowest level tried, {capacity}/s, as capacity")
-        rate = a.factor * capacity
+        traffic = overload_traffic(a, cap, sla, estimate)
+
+        runs = run_overload(a, {"a": plain, "b": bare}, model, payload, sla, traffic)
+        record["overload"] = {"rate": traffic.rate, "sla_p99_ms": sla, **runs}
         print(f"({load()})")
 
-        phase(f"3. overload: {a.factor}× capacity = {rate:.0f}/s for {a.seconds} s, (a) emitted queue policy "
-              f"vs (b) none, alternating, {a.rounds} round(s)")
-        runs: Dict[str, List[Dict]] = {"a": [], "b": []}
-        repos = {"a": plain, "b": bare}
-        label = {"a": "(a) with queue policy", "b": "(b) no queue policy  "}
-        for rnd in range(a.rounds):
-            for k in ("a", "b"):
-                def one_round() -> Dict:
-                    with Served(repos[k], model) as served:
-                        url = served.server.grpc_url
-                        open_loop(url, model, payload, capacity * 0.25, int(capacity), 0.5, seed=99)  # warm, ~1 %
-                        before = load()
-                        r = open_loop(url, model, payload, rate, int(rate * a.seconds * 1.2) + 10, a.seconds, seed=rnd)
-                        r["server_p99_ms"] = served.server_p99()
-                    r["within_sla"] = r["p99_ms"] is not None and r["p99_ms"] <= sla
-                    r["load"] = f"{before} → {load()}"
-                    return r
-
-                r = watched(one_round, lambda r: k == "a" and not r["within_sla"])
-                runs[k].append(r)
-                sp = r["server_p99_ms"]
-                print(f"round {rnd + 1} {line(label[k], r, sla)}  [{r['load']}; host stalls: {stalls(r)}]\n"
-                      f"        server-side p99 of the answered (Triton's summary): {sp['request']} ms, of which "
-                      f"queueing p99 {sp['queue']} ms", flush=True)
-        for k in ("a", "b"):
-            rs = runs[k]
-            p99s = [r["p99_ms"] for r in rs if r["p99_ms"] is not None]
-            rej = [r["rejected"] / max(r["requests"], 1) for r in rs]
-            print(f"{label[k]}: p99 of admitted {', '.join(f'{x:.1f}' for x in p99s)} ms over rounds (server-side "
-                  f"{', '.join(str(r['server_p99_ms']['request']) for r in rs)} ms); rejection "
-                  f"rate {', '.join(f'{100 * x:.1f} %' for x in rej)}; within SLA {sla} ms in "
-                  f"{sum(r['within_sla'] for r in rs)}/{len(rs)} rounds")
-        record["overload"] = {"rate": rate, "sla_p99_ms": sla, **runs}
+        tiers = run_tiers(a, tiered, traffic)
+        record["tiers"] = tiers[0]
         print(f"({load()})")
 
-        phase(f"4. tiers: {rate:.0f}/s ({a.factor}× capacity), half premium half batch, {a.seconds} s")
-        t_model, t_dir, t_one, t_config = model_of(tiered)
-        t_sla = read_sla(t_dir).to_dict()
-        levels = {n: t["priority"] for n, t in t_sla["tiers"].items()}
-        print_overload_check(json.loads((t_dir / "tuning.json").read_text()))
-        tdb = t_config.dynamic_batching
-        print(f"tiers config: priority_levels {tdb.priority_levels}, default level {tdb.default_priority_level}, "
-              + "; ".join(f"level {lvl}: max_queue_size {q.max_queue_size}, timeout {q.default_timeout_microseconds} us"
-                          for lvl, q in sorted(tdb.priority_queue_policy.items()))
-              + f"; max_batch_size {t_config.max_batch_size}")
-        payloads = {n: infer_request(t_model, t_one, lvl) for n, lvl in levels.items()}
-        tier_runs = []
-        premium = next(iter(levels))
-        for rnd in range(a.rounds):  # each round on a fresh server: no batch-tier backlog from the round before
-            def tier_round() -> Dict:
-                with Served(tiered, t_model) as served:
-                    server = served.server
-                    open_loop(server.grpc_url, t_model, payloads[premium], capacity * 0.25, int(capacity), 0.5, seed=99)
-                    before = load()
-                    per = overload.tiered(server.grpc_url, t_model, payloads, rate, a.seconds, seed=100 * rnd)
-                    for n, r in per.items():
-                        r["within_sla"] = (t_sla["tiers"][n]["p99_ms"] is None
-                                           or (r["p99_ms"] is not None and r["p99_ms"] <= t_sla["tiers"][n]["p99_ms"]))
-                    return {"tiers": per, "server_p99_ms": served.server_p99(), "load": f"{before} → {load()}"}
-
-            rec = watched(tier_round, lambda rec: not rec["tiers"][premium]["within_sla"])
-            per = rec["tiers"]
-            tier_runs.append({**per, "host_stalls": rec["host_stalls"], "reruns": rec["reruns"]})
-            for n, r in per.items():
-                print(f"round {rnd + 1} tier {n:<8} (level {levels[n]}): "
-                      f"{line('', r, t_sla['tiers'][n]['p99_ms'])[2:]}", flush=True)
-            sp = rec["server_p99_ms"]
-            print(f"  [{rec['load']}; host stalls: {stalls(rec)}]; server-side p99 of the answered, both tiers "
-                  f"(Triton's summary): {sp['request']} ms, queueing p99 {sp['queue']} ms", flush=True)
-        ok = sum(per[premium]["within_sla"] for per in tier_runs)
-        rerun = sum(len(per["reruns"]) for per in tier_runs)
-        print(f"premium p99 within its SLA {t_sla['tiers'][premium]['p99_ms']} ms in {ok}/{len(tier_runs)} rounds "
-              f"({rerun} round(s) run again after a miss while the host stalled)")
-        record["tiers"] = tier_runs
-        print(f"({load()})")
-
-        a_ok = sum(r["within_sla"] for r in runs["a"])
-        b_miss = sum(not r["within_sla"] for r in runs["b"])
-        print(f"\nSUMMARY: capacity {capacity}/s measured vs {estimate}/s estimated; at {a.factor}× capacity "
-              f"(a) queue policy within SLA in {a_ok}/{a.rounds} rounds, (b) no policy over the SLA in "
-              f"{b_miss}/{a.rounds} rounds; premium tier within its SLA in {ok}/{len(tier_runs)} rounds; "
-              f"{sum(len(r['reruns']) for r in runs['a']) + rerun} round(s) run again after a stall; "
-              f"{time.perf_counter() - t_start:.0f} s total ({load()})")
+        print_summary(a, traffic, estimate, runs, tiers, t_start)
         if a.json:
             a.json.write_text(json.dumps(record, indent=2, default=str))
 

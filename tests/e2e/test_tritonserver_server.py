@@ -91,12 +91,33 @@ def test_start_ready_infer_compare_stop(install, tmp_path):
 def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
     """One server on a config with every serving field: the server echoes them; mixed-priority traffic is
     answered per tier; the open-loop generator keeps its rate and its bounds; the capacity search runs."""
-    import tritonclient.http as http
-
-    from optimizer.tritonserver.loadgen import find_capacity, open_loop
     from optimizer.tritonserver.expected import reference
-    from optimizer.tritonserver.loadtest import infer_request, load_test
+    from optimizer.tritonserver.loadtest import infer_request
     from optimizer.tritonserver.server import serve
+
+    repo = _three_model_repository(tmp_path)
+    server, _, tmp = serve(repo, install)
+    try:
+        server.wait_ready("digits_resnet", timeout=60)
+        server.wait_ready("overloaded", timeout=60)
+        server.wait_ready("tiered", timeout=60)
+        _check_echoed_config(server)
+        inputs, _, _ = reference(repo / "digits_resnet")
+        one = {k: v[:1] for k, v in inputs.items()}
+        _check_mixed_priority_load(server, one)
+        payload = infer_request("digits_resnet", one)
+        _check_open_loop_bounds(server, payload)
+        _check_queue_refusals(server, one)
+        _check_capacity_search(server, one, payload)
+        _check_tiered_overload_probe(server, one)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert group_gone(server.proc.pid)
+
+
+def _three_model_repository(tmp_path):
+    """digits_resnet with every serving field, "overloaded" (a queue of one) and "tiered" (plus a batch tier)."""
     from tests.helpers import QUEUED
 
     repo = tiny_repository(tmp_path, tuning=QUEUED, response_cache=True)
@@ -106,83 +127,105 @@ def test_queue_policy_tiers_and_cache_load_and_serve(install, tmp_path):
         {"name": "premium", "level": 1, "p99_ms": 50.0, "max_queue_size": 1, "timeout_us": 30300},
         {"name": "batch", "level": 2, "p99_ms": None, "max_queue_size": 0, "timeout_us": 0}]}
     tiny_repository(tmp_path, tuning=tiered, name="tiered")
-    server, _, tmp = serve(repo, install)
+    return repo
+
+
+def _check_echoed_config(server) -> None:
+    """The server echoes the queue policies, the priority levels and the response cache."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http_url)
     try:
-        server.wait_ready("digits_resnet", timeout=60)
-        server.wait_ready("overloaded", timeout=60)
-        server.wait_ready("tiered", timeout=60)
-        client = http.InferenceServerClient(server.http_url)
-        try:
-            echoed = client.get_model_config("digits_resnet")
-        finally:
-            client.close()
-        db = echoed["dynamic_batching"]
-        assert db["default_queue_policy"]["max_queue_size"] == 75
-        assert int(db["default_queue_policy"]["default_timeout_microseconds"]) == 30300
-        assert db["default_queue_policy"]["timeout_action"] == "REJECT"
-        assert (int(db["priority_levels"]), int(db["default_priority_level"])) == (3, 2)
-        assert sorted(db["priority_queue_policy"]) == ["1", "2", "3"]  # the batch tier's own (unbounded) policy
-        assert db["priority_queue_policy"]["2"]["max_queue_size"] == 200
-        assert echoed["response_cache"]["enable"] is True
-
-        inputs, _, _ = reference(repo / "digits_resnet")
-        one = {k: v[:1] for k, v in inputs.items()}
-        tiers = {"premium": 1, "standard": 2, "batch": 3}
-        mixed = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=300, max_seconds=10,
-                          tiers=tiers)
-        assert mixed["errors"] == 0 and mixed["requests"] == 300
-        assert sorted(mixed["tiers"]) == sorted(tiers) and sum(t["answered"] for t in mixed["tiers"].values()) == 300
-        assert all(t["answered"] == 100 and 0 < t["p50_ms"] <= t["p99_ms"] for t in mixed["tiers"].values())
-
-        payload = infer_request("digits_resnet", one)
-        by_time = open_loop(server.grpc_url, "digits_resnet", payload, rate=200, max_requests=1000, max_seconds=1.5,
-                            keep_times=True)
-        sent = by_time["sent_at"]
-        assert by_time["errors"] == 0 and by_time["answered"] == by_time["requests"] == len(sent)
-        assert sent[-1] <= 1.5 and len(sent) < 1000  # the time bound stopped it
-        assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(200, rel=0.2)  # the rate asked, from timestamps
-        assert by_time["rate_sent"] == pytest.approx(200, rel=0.2)
-        by_count = open_loop(server.grpc_url, "digits_resnet", payload, rate=500, max_requests=40, max_seconds=10)
-        assert by_count["requests"] == by_count["answered"] == 40  # the count bound stopped it
-        # one instance, a queue of one request, 3000 requests/s: the excess is refused at once, and counted so
-        flood = open_loop(server.grpc_url, "overloaded", infer_request("overloaded", one), rate=3000, max_requests=1500,
-                          max_seconds=0.5)
-        # refusals, not failures (a loaded machine may add a stray transport error or two)
-        assert flood["rejected"] > 0 and flood["errors"] - flood["rejected"] <= max(2, flood["errors"] // 100)
-        assert "Exceeds maximum queue size" in flood["first_error"]
-        # the same flood at the batch tier's level: its own unbounded policy, not the default one, applies
-        batch = open_loop(server.grpc_url, "tiered", infer_request("tiered", one, priority=2), rate=3000,
-                          max_requests=600, max_seconds=5)  # the count bound stops it; 5 s to drain the queue
-        assert batch["requests"] == 600 and batch["rejected"] == 0, batch.get("first_error")
-        assert batch["errors"] == 0 and batch["answered"] == 600, batch.get("first_error")
-        cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
-                            fractions=(0.5, 1.0), seconds=0.5)
-        assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]
-        # a level that misses is sent once more before it ends the search (one stall is not the capacity)
-        fails = find_capacity(server.grpc_url, "overloaded", infer_request("overloaded", one), sla_ms=1000.0,
-                              estimate=3000.0, fractions=(1.0,), seconds=0.3)
-        assert fails["capacity_rps"] == 0 and len(fails["levels"]) == 2
-        assert fails["levels"][0]["verdict"].endswith("; sent again") and "rejected" in fails["levels"][1]["verdict"]
-        # the overload probe of a tiered model: an equal share per tier, each tier from its own client process
-        from optimizer.tritonserver.overload import line, probe
-
-        tiers = {"premium": {"priority": 1, "p99_ms": 1000.0}, "batch": {"priority": 2, "p99_ms": None}}
-        over = probe(server.grpc_url, "tiered", one, 1000.0, capacity=80.0, factor=1.5, seconds=1.0, tiers=tiers)
-        assert sorted(over["tiers"]) == ["batch", "premium"] and over["tier"] == "premium"
-        for name, r in over["tiers"].items():  # 60 requests/s each for 1 s
-            assert 20 <= r["requests"] <= int(60 * 1.2) + 10 and r["answered"] > 0, (name, r)
-            assert r["answered"] + r["rejected"] == r["requests"], (name, r)  # a queue of one may refuse a few
-            assert r["sla_p99_ms"] == tiers[name]["p99_ms"]
-        assert over["within_sla"] == (over["tiers"]["premium"]["p99_ms"] <= 1000.0)  # the batch tier has no SLA
-        assert over["sla_p99_ms"] == 1000.0 and over["p99_ms"] == over["tiers"]["premium"]["p99_ms"]
-        assert "premium: p99 " in line(over) and "batch: p99 " in line(over) and "(no SLA)" in line(over)
-        assert line(over).count("client lag p99 ") == 2  # each tier's client: behind its schedule or not
-        h = over["host_stalls"]  # a stall watcher ran beside the probe
-        assert h["count"] >= 0 and h["threshold_ms"] == 20.0 and isinstance(h["raised_priority"], bool)
+        echoed = client.get_model_config("digits_resnet")
     finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert group_gone(server.proc.pid)
+        client.close()
+    db = echoed["dynamic_batching"]
+    assert db["default_queue_policy"]["max_queue_size"] == 75
+    assert int(db["default_queue_policy"]["default_timeout_microseconds"]) == 30300
+    assert db["default_queue_policy"]["timeout_action"] == "REJECT"
+    assert (int(db["priority_levels"]), int(db["default_priority_level"])) == (3, 2)
+    assert sorted(db["priority_queue_policy"]) == ["1", "2", "3"]  # the batch tier's own (unbounded) policy
+    assert db["priority_queue_policy"]["2"]["max_queue_size"] == 200
+    assert echoed["response_cache"]["enable"] is True
+
+
+def _check_mixed_priority_load(server, one: dict) -> None:
+    """Mixed-priority closed-loop traffic is answered, and reported, per tier."""
+    from optimizer.tritonserver.loadtest import load_test
+
+    tiers = {"premium": 1, "standard": 2, "batch": 3}
+    mixed = load_test(server.grpc_url, "digits_resnet", one, concurrency=4, max_requests=300, max_seconds=10,
+                      tiers=tiers)
+    assert mixed["errors"] == 0 and mixed["requests"] == 300
+    assert sorted(mixed["tiers"]) == sorted(tiers) and sum(t["answered"] for t in mixed["tiers"].values()) == 300
+    assert all(t["answered"] == 100 and 0 < t["p50_ms"] <= t["p99_ms"] for t in mixed["tiers"].values())
+
+
+def _check_open_loop_bounds(server, payload) -> None:
+    """The open-loop generator keeps the rate asked, and stops at its time bound or its count bound."""
+    from optimizer.tritonserver.loadgen import open_loop
+
+    by_time = open_loop(server.grpc_url, "digits_resnet", payload, rate=200, max_requests=1000, max_seconds=1.5,
+                        keep_times=True)
+    sent = by_time["sent_at"]
+    assert by_time["errors"] == 0 and by_time["answered"] == by_time["requests"] == len(sent)
+    assert sent[-1] <= 1.5 and len(sent) < 1000  # the time bound stopped it
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(200, rel=0.2)  # the rate asked, from timestamps
+    assert by_time["rate_sent"] == pytest.approx(200, rel=0.2)
+    by_count = open_loop(server.grpc_url, "digits_resnet", payload, rate=500, max_requests=40, max_seconds=10)
+    assert by_count["requests"] == by_count["answered"] == 40  # the count bound stopped it
+
+
+def _check_queue_refusals(server, one: dict) -> None:
+    """A full queue refuses the excess at once; the batch tier's unbounded policy refuses nothing."""
+    from optimizer.tritonserver.loadgen import open_loop
+    from optimizer.tritonserver.loadtest import infer_request
+
+    # one instance, a queue of one request, 3000 requests/s: the excess is refused at once, and counted so
+    flood = open_loop(server.grpc_url, "overloaded", infer_request("overloaded", one), rate=3000, max_requests=1500,
+                      max_seconds=0.5)
+    # refusals, not failures (a loaded machine may add a stray transport error or two)
+    assert flood["rejected"] > 0 and flood["errors"] - flood["rejected"] <= max(2, flood["errors"] // 100)
+    assert "Exceeds maximum queue size" in flood["first_error"]
+    # the same flood at the batch tier's level: its own unbounded policy, not the default one, applies
+    batch = open_loop(server.grpc_url, "tiered", infer_request("tiered", one, priority=2), rate=3000,
+                      max_requests=600, max_seconds=5)  # the count bound stops it; 5 s to drain the queue
+    assert batch["requests"] == 600 and batch["rejected"] == 0, batch.get("first_error")
+    assert batch["errors"] == 0 and batch["answered"] == 600, batch.get("first_error")
+
+
+def _check_capacity_search(server, one: dict, payload) -> None:
+    """The capacity search serves every level it can; a level that misses is sent again before it ends."""
+    from optimizer.tritonserver.loadgen import find_capacity
+    from optimizer.tritonserver.loadtest import infer_request
+
+    cap = find_capacity(server.grpc_url, "digits_resnet", payload, sla_ms=1000.0, estimate=100.0,
+                        fractions=(0.5, 1.0), seconds=0.5)
+    assert cap["capacity_rps"] == 100.0 and [r["verdict"] for r in cap["levels"]] == ["served", "served"]
+    # a level that misses is sent once more before it ends the search (one stall is not the capacity)
+    fails = find_capacity(server.grpc_url, "overloaded", infer_request("overloaded", one), sla_ms=1000.0,
+                          estimate=3000.0, fractions=(1.0,), seconds=0.3)
+    assert fails["capacity_rps"] == 0 and len(fails["levels"]) == 2
+    assert fails["levels"][0]["verdict"].endswith("; sent again") and "rejected" in fails["levels"][1]["verdict"]
+
+
+def _check_tiered_overload_probe(server, one: dict) -> None:
+    """The overload probe of a tiered model: an equal share per tier, each tier from its own client process."""
+    from optimizer.tritonserver.overload import line, probe
+
+    tiers = {"premium": {"priority": 1, "p99_ms": 1000.0}, "batch": {"priority": 2, "p99_ms": None}}
+    over = probe(server.grpc_url, "tiered", one, 1000.0, capacity=80.0, factor=1.5, seconds=1.0, tiers=tiers)
+    assert sorted(over["tiers"]) == ["batch", "premium"] and over["tier"] == "premium"
+    for name, r in over["tiers"].items():  # 60 requests/s each for 1 s
+        assert 20 <= r["requests"] <= int(60 * 1.2) + 10 and r["answered"] > 0, (name, r)
+        assert r["answered"] + r["rejected"] == r["requests"], (name, r)  # a queue of one may refuse a few
+        assert r["sla_p99_ms"] == tiers[name]["p99_ms"]
+    assert over["within_sla"] == (over["tiers"]["premium"]["p99_ms"] <= 1000.0)  # the batch tier has no SLA
+    assert over["sla_p99_ms"] == 1000.0 and over["p99_ms"] == over["tiers"]["premium"]["p99_ms"]
+    assert "premium: p99 " in line(over) and "batch: p99 " in line(over) and "(no SLA)" in line(over)
+    assert line(over).count("client lag p99 ") == 2  # each tier's client: behind its schedule or not
+    h = over["host_stalls"]  # a stall watcher ran beside the probe
+    assert h["count"] >= 0 and h["threshold_ms"] == 20.0 and isinstance(h["raised_priority"], bool)
 
 
 def test_config_error_is_reported_verbatim(install, tmp_path):
