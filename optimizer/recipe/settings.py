@@ -16,8 +16,6 @@ Rule = Tuple[str, Callable[[Any], bool], str]
 RULES: Tuple[Rule, ...] = (
     ("seed", lambda v: 0 <= v < 2 ** 32, "an integer in [0, 2**32)"),
     ("data.max_length", lambda v: v >= 1, "at least 1 token"),
-    ("data.calibration_size", lambda v: v >= 1, "at least 1"),
-    ("data.evaluation_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("tracking.timeout_seconds", lambda v: 0 < v <= MAX_TIMEOUT_SECONDS, f"in (0, {MAX_TIMEOUT_SECONDS:g}] seconds"),
     ("triton.smoke_concurrency", lambda v: len(v) > 0 and all(c >= 1 for c in v), "a non-empty list of counts ≥ 1"),
     ("triton.smoke_requests", lambda v: v >= 1, "at least 1"),

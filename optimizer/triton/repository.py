@@ -64,13 +64,18 @@ def write_repository(repository: Path, name: str, model: Path, config, reference
                      file_name: str = "model.onnx", provenance: Optional[Dict] = None,
                      check: Optional[Callable[[], None]] = None) -> Path:
     """Write ``<repository>/<name>/`` (model file, config.pbtxt, reference.npz) in a temporary directory of this
-    writer's own and rename it into place, holding ``<repository>/.<name>.lock`` so that concurrent writers take
-    turns; ``check`` (who may write here) runs under the lock. ``provenance`` becomes a comment block at the top
+    writer's own and rename it into place, holding an exclusive lock on the repository directory so that
+    concurrent writers take turns (and a killed writer's leftovers can be removed); ``check`` (who may write here)
+    runs under the lock. ``provenance`` becomes a comment block at the top
     of config.pbtxt. The tuning docs follow with ``write_docs`` once everything they report is known."""
     repository.mkdir(parents=True, exist_ok=True)
-    with locked(repository / f".{name}.lock"):
+    with locked(repository):
         if check is not None:
             check()
+        for leftover in repository.glob(f".{name}.tmp*"):  # a killed writer's: none is active, we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in repository.glob(f".{name}.old-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = repository / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         old = repository / f".{name}.old-{uuid.uuid4().hex[:8]}"
         final = repository / name
@@ -93,16 +98,16 @@ def write_repository(repository: Path, name: str, model: Path, config, reference
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created if missing) for the duration of the block."""
+def locked(directory: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``directory`` itself for the duration of the block (no lock file is left)."""
     import fcntl
 
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_config(model_dir: Path, config, provenance: Optional[Dict] = None) -> None:

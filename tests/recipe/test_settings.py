@@ -28,7 +28,6 @@ from optimizer.recipe.plan import plan
     ("data.max_length=0", "data.max_length must be at least 1 token, got 0"),
     ("data.max_length=-5", "data.max_length must be at least 1 token, got -5"),
     ("seed=-1", "seed must be an integer in [0, 2**32), got -1"),
-    ("data.evaluation_fraction=1.5", "data.evaluation_fraction must be in (0, 1), got 1.5"),
     ("tracking.registered_model=a/b", "tracking.registered_model 'a/b': an MLflow registered model name cannot "
                                       "contain '/' or ':'"),
 ])
