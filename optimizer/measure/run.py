@@ -176,6 +176,10 @@ def _run_workers(group: List, order: List, x, cfg, session: Dict, outputs: Dict,
         for name, w in workers.items():
             for key, value in w.call("memory").items():  # peak_memory_mb, and gpu_memory_mb on a GPU
                 memory.setdefault(name, {})[key] = max(memory.get(name, {}).get(key, 0.0), value)
+    except BaseException:  # interrupted (SIGTERM, Ctrl-C) or failed: stop the workers now, not after their block
+        for w in workers.values():
+            w.kill()
+        raise
     finally:
         for w in workers.values():
             w.close()

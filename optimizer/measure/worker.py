@@ -149,6 +149,12 @@ class Worker:
         return OptimizerError(f"the measurement worker for {self.name} exited with code {code}: "
                               f"{lines[-1].strip() if lines else 'no output'}")
 
+    def kill(self) -> None:
+        """Stop the worker now, mid-block (the run was interrupted or failed: its figures are not wanted)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def close(self) -> None:
         """Ask the worker to exit; kill it when it does not within 10 s."""
         try:
