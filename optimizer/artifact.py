@@ -5,9 +5,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from optimizer.files import write_atomic
+from optimizer.files import content_key, write_atomic
 
 SIDECAR = "artifact.json"
+DIGEST = "record_sha256"  # the sidecar's digest of its own other fields: an edited record is damage
+
+
+def record_digest(record: Mapping[str, Any]) -> str:
+    """The digest ``artifact.json`` stores of its other fields (as read back from JSON)."""
+    return content_key({k: v for k, v in record.items() if k != DIGEST})
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,11 @@ class Artifact:
             record["path"] = str(path.resolve().relative_to(directory.resolve()))
         except ValueError:
             record["path"] = str(path)
+        record = json.loads(json.dumps(record, default=str))  # the record as it will be read back
+        if files is not None:
+            record[DIGEST] = record_digest(record)
         sidecar = directory / SIDECAR
-        write_atomic(sidecar, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+        write_atomic(sidecar, json.dumps(record, indent=2, sort_keys=True).encode())
         return sidecar
 
     @classmethod
@@ -46,5 +55,6 @@ class Artifact:
         directory = Path(directory)
         record = json.loads((directory / SIDECAR).read_text())
         record.pop("files", None)
+        record.pop(DIGEST, None)
         path = Path(record.pop("path"))
         return cls(path=path if path.is_absolute() else directory / path, **record)

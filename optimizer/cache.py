@@ -4,9 +4,8 @@ An entry is built in a temporary directory and renamed into place, and only coun
 ``artifact.json`` exists, so a killed run never leaves a half-written entry that is read. The
 ``artifact.json`` records the sha256 and size of the entry's files, and ``get`` verifies them (and the
 factory a torch artifact asks for) before returning the entry; see ``optimizer/integrity.py``.
-Measurements of an artifact live beside it as small JSON files."""
+Measurements of an artifact live beside it as small sealed JSON records (value plus digest)."""
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Callable, Iterable, List, Optional
 from optimizer.artifact import SIDECAR, Artifact
 from optimizer.errors import OptimizerError
 from optimizer.files import write_atomic
-from optimizer.integrity import manifest, problems, prune, quarantine, tmp_name
+from optimizer.integrity import RECORD, manifest, problems, prune, quarantine, seal, tmp_name, unseal
 
 
 class Cache:
@@ -33,7 +32,7 @@ class Cache:
         """The artifact stored under ``key``, or None when there is no complete, intact entry (a damaged
         one is moved to the quarantine and reported in ``warnings``, naming ``step`` and the file)."""
         entry = self.root / key
-        if not (entry / SIDECAR).exists():
+        if not os.path.lexists(entry / SIDECAR):
             return None
         bad = problems(entry, self.factories)
         if not bad:
@@ -68,11 +67,20 @@ class Cache:
         return Artifact.load(final)
 
     def read_json(self, key: str, name: str) -> Optional[Any]:
-        """A JSON record stored beside entry ``key`` (measurements), or None."""
-        path = self.root / key / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        """A record stored beside entry ``key`` (measurements, tuning sweeps), or None when there is none or
+        it is damaged (then it is moved to the quarantine, reported in ``warnings``, and measured again)."""
+        path = self.root / key / f"{name}{RECORD}"
+        if not os.path.lexists(path):
+            return None
+        value, bad = unseal(path)
+        if bad is None:
+            return value
+        moved = quarantine(self.root, path)
+        self.warnings.append(f"cached record {key[:12]}/{name} is damaged ({bad}); moved to {moved or 'the quarantine'} "
+                             f"and measured again")
+        return None
 
     def write_json(self, key: str, name: str, value: Any) -> None:
         entry = self.root / key
         entry.mkdir(parents=True, exist_ok=True)
-        write_atomic(entry / f"{name}.json", json.dumps(value, indent=2, sort_keys=True).encode())
+        write_atomic(entry / f"{name}{RECORD}", seal(value))

@@ -1,7 +1,10 @@
 """Cache integrity: an entry's ``artifact.json`` records the sha256 and size of every file the entry holds
-(``files``), and an entry is verified before it is used. A damaged entry (a file missing, truncated or
-edited, a path that leads outside the entry, a factory no recipe names) is moved aside to
-``<cache>/.quarantine/`` — kept for inspection, never read again — and the step runs again.
+(``files``) and a digest of its own other fields (``record_sha256``), and an entry is verified before it is
+used. A damaged entry (a file missing, truncated, edited or not a regular file, an edited ``artifact.json``,
+a path that leads outside the entry, a factory no recipe names) is moved aside to ``<cache>/.quarantine/`` —
+kept for inspection, never read again — and the step runs again. Measurement and tuning records
+(``<dir>/<name>.record.json``) carry their own digest and are treated alike: a damaged one is quarantined and
+measured again. Only regular files are opened: a FIFO or device in the cache is damage, never read.
 
 Leftovers of killed runs (``.tmp-<key>-<pid>-<random>~<host>`` build directories) are pruned: on start those
 whose owner process is gone and that are older than ``STALE_SECONDS``; ``python -m optimizer cache prune``
@@ -11,20 +14,30 @@ several hosts never loses another host's build in progress. ``python -m optimize
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from optimizer.artifact import SIDECAR, Artifact
+from optimizer.artifact import DIGEST, SIDECAR, Artifact, record_digest
 from optimizer.errors import EXIT_FAILED, EXIT_OK, EXIT_RECIPE, RecipeError
 from optimizer.factory import check
-from optimizer.files import file_digest
+from optimizer.files import content_key, file_digest
 
 QUARANTINE = ".quarantine"  # damaged entries moved aside, one directory each
 TMP_PREFIX = ".tmp-"  # build directories of entries not yet committed
 STALE_SECONDS = 600  # a build directory this old whose owner is gone is a killed run's leftover
+RECORD = ".record.json"  # measurement and tuning records kept beside an entry, each with its own digest
+
+
+def regular(path: Path) -> bool:
+    """``path`` is a regular file (not a link, FIFO, device or directory): the only kind the cache opens."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def manifest(directory: Path) -> Dict[str, Dict]:
@@ -47,8 +60,11 @@ def _inside(entry: Path, rel: str) -> bool:
 def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str]:
     """What is wrong with cache entry ``entry`` (empty when it is intact). ``factories``: the factories a
     recipe names; a recorded ``meta.factory`` outside them is a problem (None: only the factory rule)."""
+    sidecar = Path(entry) / SIDECAR
+    if not regular(sidecar):
+        return [f"{SIDECAR}: not a regular file"]  # a FIFO or device is never opened
     try:
-        record = json.loads((Path(entry) / SIDECAR).read_text())
+        record = json.loads(sidecar.read_text())
         files, path = record["files"], str(record["path"])
         meta = record.get("meta") or {}
         if not isinstance(files, dict) or not isinstance(meta, dict) or not all(isinstance(v, dict) for v in files.values()):
@@ -65,11 +81,21 @@ def problems(entry: Path, factories: Optional[Iterable[str]] = None) -> List[str
         bad.append(f"{path}: a cache entry never holds a pickled .pt2 program")
     bad += _factory_problems(meta.get("factory"), factories)
     if not bad:
-        try:
-            Artifact.load(entry)
-        except (TypeError, ValueError) as e:
-            bad.append(f"{SIDECAR}: not an artifact record ({type(e).__name__}: {e})")
+        bad += _record_problems(entry, record)
     return bad
+
+
+def _record_problems(entry: Path, record: Dict) -> List[str]:
+    """The sidecar's own fields are as written (its digest matches) and make an artifact."""
+    try:
+        Artifact.load(entry)
+    except (TypeError, ValueError) as e:
+        return [f"{SIDECAR}: not an artifact record ({type(e).__name__}: {e})"]
+    if DIGEST not in record:
+        return [f"{SIDECAR}: no record digest (written by an older version)"]
+    if record[DIGEST] != record_digest(record):
+        return [f"{SIDECAR}: edited after the entry was written (its fields no longer match their digest)"]
+    return []
 
 
 def _file_problems(entry: Path, files: Dict[str, Dict]) -> List[str]:
@@ -79,8 +105,10 @@ def _file_problems(entry: Path, files: Dict[str, Dict]) -> List[str]:
         p = entry / rel
         if not _inside(entry, rel):
             bad.append(f"{rel}: lies outside the entry")
-        elif p.is_symlink() or not p.is_file():
+        elif not os.path.lexists(p):
             bad.append(f"{rel}: missing")
+        elif not regular(p):
+            bad.append(f"{rel}: not a regular file")
         elif p.stat().st_size != info.get("size"):
             bad.append(f"{rel}: {p.stat().st_size} bytes, {info.get('size')} recorded")
         elif file_digest(p) != info.get("sha256"):
@@ -102,14 +130,45 @@ def _factory_problems(factory, factories: Optional[Iterable[str]]) -> List[str]:
 
 
 def quarantine(root: Path, entry: Path) -> Optional[Path]:
-    """Move ``entry`` to ``<root>/.quarantine/<name>-<time>``; None when another run moved it first."""
-    dest = Path(root) / QUARANTINE / f"{Path(entry).name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Move ``entry`` (an entry directory or one record file) to ``<root>/.quarantine/<name>-<time>``; None
+    when another run moved it first."""
+    box = Path(root) / QUARANTINE
+    if os.path.lexists(box) and (box.is_symlink() or not box.is_dir()):
+        raise RecipeError(f"{box} is not a directory: the cache moves damaged entries there; remove or rename it")
+    stem = entry.name if entry.parent == Path(root) else f"{entry.parent.name}-{entry.name}"
+    dest = box / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    box.mkdir(exist_ok=True)
     try:
         os.rename(entry, dest)
     except FileNotFoundError:
         return None
     return dest
+
+
+def seal(value: Any) -> bytes:
+    """A measurement or tuning record as stored: the value and its digest."""
+    value = json.loads(json.dumps(value))
+    return json.dumps({"sha256": content_key(value), "value": value}, indent=2, sort_keys=True).encode()
+
+
+def unseal(path: Path) -> Tuple[Any, Optional[str]]:
+    """``(value, None)`` for an intact record at ``path``, ``(None, problem)`` for a damaged one; a FIFO or
+    device is never opened."""
+    if not regular(path):
+        return None, "not a regular file"
+    try:
+        record = json.loads(path.read_text())
+        value = record["value"]
+        if record["sha256"] != content_key(value):
+            return None, "edited after it was written (its digest differs)"
+        return value, None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"not a readable record ({type(e).__name__}: {e})"
+
+
+def records(root: Path) -> List[Path]:
+    """Every measurement and tuning record in the cache (``<root>/<dir>/<name>.record.json``)."""
+    return [p for p in sorted(Path(root).glob(f"*/*{RECORD}")) if not p.parent.name.startswith(".")]
 
 
 def _host() -> str:
@@ -161,7 +220,7 @@ def prune(root: Path, stale_only: bool = False) -> List[Path]:
 
 def entries(root: Path) -> List[Path]:
     """The committed entries under ``root`` (directories holding an ``artifact.json``)."""
-    return [p for p in sorted(Path(root).iterdir()) if not p.name.startswith(".") and (p / SIDECAR).is_file()]
+    return [p for p in sorted(Path(root).iterdir()) if not p.name.startswith(".") and os.path.lexists(p / SIDECAR)]
 
 
 USAGE = "usage: python -m optimizer cache {verify [--quarantine] | prune} [cache_dir=PATH]"
@@ -175,6 +234,8 @@ def _root(args: List[str]) -> Path:
 
 
 def _step(entry: Path) -> str:
+    if not regular(entry / SIDECAR):
+        return "?"
     try:
         return str(json.loads((entry / SIDECAR).read_text()).get("step", "?"))
     except (OSError, ValueError, AttributeError):
@@ -206,11 +267,26 @@ def main(argv: List[str]) -> int:
             print(f"removed {p}")
         print(f"cache {root}: {len(removed)} leftover build director{'y' if len(removed) == 1 else 'ies'} removed")
         return EXIT_OK
-    found = entries(root)
-    bad = {e: problems(e) for e in found}
-    bad = {e: why for e, why in bad.items() if why}
+    try:
+        return _verify(root, "--quarantine" in args)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RECIPE
+
+
+def _verify(root: Path, move: bool) -> int:
+    """Check every entry and every record; print one line per damaged one (moved aside when ``move``)."""
+    found, kept = entries(root), records(root)
+    bad = {e: why for e, why in ((e, problems(e)) for e in found) if why}
     for e, why in bad.items():
-        moved = quarantine(root, e) if "--quarantine" in args else None
+        moved = quarantine(root, e) if move else None
         print(f"damaged {e.name} (step '{_step(e)}'): {'; '.join(why)}" + (f" (moved to {moved})" if moved else ""), file=sys.stderr)
-    print(f"cache {root}: {len(found)} entries, {len(bad)} damaged")
-    return EXIT_FAILED if bad else EXIT_OK
+    damaged = 0
+    for r in kept:
+        why = unseal(r)[1] if os.path.lexists(r) else None  # gone: moved with its damaged entry
+        if why:
+            damaged += 1
+            moved = quarantine(root, r) if move else None
+            print(f"damaged record {r.parent.name}/{r.name}: {why}" + (f" (moved to {moved})" if moved else ""), file=sys.stderr)
+    print(f"cache {root}: {len(found)} entries, {len(bad)} damaged; {len(kept)} records, {damaged} damaged")
+    return EXIT_FAILED if bad or damaged else EXIT_OK

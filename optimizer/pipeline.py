@@ -190,8 +190,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     measured = measure_all(variants, inputs, cfg)
     records, warnings = judge_all(variants, measured, cfg.hardware.price_per_hour, cfg.serving, cfg.constraints)
     chosen = choose(records, cfg.objective)
-    warnings = inputs.cache.warnings + warnings + reference_note(records, chosen) + contention_note(measured.session)
     deployed = deploy_all(cfg, chosen, variants, inputs, out_dir, recipe, measured.id)
+    warnings = inputs.cache.warnings + warnings + reference_note(records, chosen) + contention_note(measured.session)
     summary = replace(_summary(cfg, recipe, variants, records, chosen, deployed, inputs, measured, out_dir),
                       warnings=tuple(warnings), provenance=provenance.record(cfg.model.source, out_dir, started))
     summary = gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure

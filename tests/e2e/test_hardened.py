@@ -87,6 +87,23 @@ def test_truncated_model_is_quarantined_and_rebuilt(clean, tmp_path):
     assert len(moved) == 1 and (moved[0] / "model.onnx").stat().st_size == 100  # kept aside, not deleted
 
 
+def test_edited_metadata_and_a_damaged_measurement_record_are_rebuilt(clean, tmp_path):
+    cache = _copy(clean[0], tmp_path)
+    quantize = _entry(cache, "quantize")
+    record = json.loads((quantize / "artifact.json").read_text())
+    record["meta"]["precision"] = "fp32"  # a hand edit that would mislabel the variant
+    (quantize / "artifact.json").write_text(json.dumps(record))
+    (measured,) = (cache / "measurements").glob("*.record.json")
+    measured.write_text(measured.read_text()[:200])
+    code, out, summary = run_cli([a for a in TINY if a != "benchmark.reuse=false"], cache, tmp_path / "run")
+    assert code == 0 and "Traceback" not in out, out
+    damaged = [w for w in summary["warnings"] if "damaged" in w]
+    assert len(damaged) == 2 and "'quantize'" in damaged[0] and "edited after the entry was written" in damaged[0]
+    assert "cached record" in damaged[1] and "measured again" in damaged[1]
+    assert _variant(summary, "quantize")["precision"] == "int8" and _variant(summary, "quantize")["measurements_reused"] is False
+    _same_results(summary, clean[1], "quantize")
+
+
 def test_artifact_path_pointing_at_another_entry_is_rebuilt(clean, tmp_path):
     cache = _copy(clean[0], tmp_path)
     quantize, export = _entry(cache, "quantize"), _entry(cache, "export")
