@@ -17,7 +17,11 @@ def one_line(e: BaseException, limit: int = 300) -> str:
     while e.__cause__ is not None and str(e.__cause__).strip():
         e = e.__cause__
     lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(e).__name__)[:limit]
+    line = lines[0] if lines else type(e).__name__
+    if len(line) <= limit:
+        return line
+    head = limit * 2 // 3  # the cause is often at the end of a long library message: keep both ends
+    return f"{line[:head]} … {line[len(line) - (limit - head - 3):]}"
 
 
 class OptimizerError(Exception):
@@ -42,6 +46,15 @@ class PassError(OptimizerError):
 
 class ParityError(PassError):
     """A produced model disagrees numerically with its source beyond tolerance."""
+
+
+class VariantFailed(OptimizerError):
+    """One variant could not be loaded, run or timed (its worker said why, or died): that variant fails, the
+    others are measured without it."""
+
+    def __init__(self, variant: str, message: str):
+        super().__init__(message)
+        self.variant = variant
 
 
 class Interrupted(OptimizerError):

@@ -17,7 +17,7 @@ from optimizer.console import step as status
 from optimizer.errors import OptimizerError, PassError, RecipeError, interruptible, one_line
 from optimizer.recipe.plan import Step, check_environment, plan
 from optimizer.records import MeasuredSet, RunSummary, TargetRecord, VariantRecord
-from optimizer.registry import Context
+from optimizer.registry import Context, code_digest
 from optimizer.targets import TARGETS, DeployInputs
 
 if TYPE_CHECKING:
@@ -60,8 +60,11 @@ def _run_step(step: Step, v: Variant, art: Optional[Artifact], cache: Cache, ctx
     if art is None:
         v.status, v.error = "skipped", "an earlier step failed"
         return None
+    if step.skip:  # nothing to do: the next step works on the same model
+        v.status, v.error = "skipped", step.skip
+        return art
     key = content_key(art.id, step.spec.name, asdict(step.config), ctx_base["data"].fingerprint,
-                      ctx_base["hardware"].device.value, versions())
+                      ctx_base["hardware"].device.value, versions(), code_digest())
     cached = cache.get(key, step.label)
     t0 = time.perf_counter()
     try:
@@ -82,6 +85,21 @@ def _run_step(step: Step, v: Variant, art: Optional[Artifact], cache: Cache, ctx
         v.seconds = time.perf_counter() - t0
     v.artifact = cached
     return cached
+
+
+class NothingProduced(OptimizerError):
+    """Every step failed or was skipped: nothing to measure. Carries the variants for the summary."""
+
+    def __init__(self, variants: List[Variant]):
+        failed = next(v for v in variants[1:] if v.status == "failed")
+        super().__init__(f"no step produced a model, so nothing was measured; {failed.error}")
+        self.variants = variants
+
+
+def check_produced(variants: List[Variant]) -> None:
+    """A chain whose every step failed or was skipped fails before any timing, naming the first failure."""
+    if any(v.status == "failed" for v in variants[1:]) and not any(v.status == "ok" for v in variants[1:]):
+        raise NothingProduced(variants)
 
 
 def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
@@ -124,8 +142,12 @@ def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
 
     from optimizer.errors import Interrupted
 
-    status_ = "interrupted" if isinstance(e, Interrupted) else "error"
+    variants = getattr(e, "variants", None) or []  # NothingProduced: what each step did
+    status_ = "interrupted" if isinstance(e, Interrupted) else "failed" if variants else "error"
     summary = RunSummary(recipe, cfg.description, status_, e.exit_code, error=str(e),
+                         variants=tuple(VariantRecord(v.name, tuple(v.chain), v.status, v.ran, v.seconds, v.error)
+                                        for v in variants),
+                         failed_steps=tuple(v.name for v in variants if v.status == "failed"),
                          model={"source": cfg.model.source, "name": cfg.model.name},
                          data={"source": cfg.data.source}, output_dir=str(out_dir), versions=versions(),
                          provenance=provenance.record(cfg.model.source, out_dir, provenance.now()))
@@ -187,6 +209,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     inputs = load_inputs(cfg)
     variants = run_chain(steps, inputs.source, inputs.cache,
                          dict(data=inputs.splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
+    check_produced(variants)
     measured = measure_all(variants, inputs, cfg)
     records, warnings = judge_all(variants, measured, cfg.hardware.price_per_hour, cfg.serving, cfg.constraints)
     chosen = choose(records, cfg.objective)

@@ -208,6 +208,8 @@ class RunSummary:
             out = {**head, "error": self.error, "chosen": self.chosen, "model": _copy(dict(self.model)),
                    "data": _copy(dict(self.data)), "variants": [v.to_dict() for v in self.variants],
                    "output_dir": self.output_dir, "versions": dict(self.versions), **_copy(dict(self.provenance))}
+            if self.failed_steps:
+                out["failed_steps"] = list(self.failed_steps)
         else:
             location = next((r.location for r in self.records if r.location), None)
             out = {**head, "chosen": self.chosen, "objective": self.objective, "task": self.task,

@@ -3,6 +3,7 @@
 Every module under ``optimizer/passes/`` is imported by ``load_passes``, so adding a pass
 touches no other file."""
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -53,6 +54,17 @@ def load_passes() -> Dict[str, PassSpec]:
     for info in pkgutil.iter_modules(passes.__path__):
         importlib.import_module(f"{passes.__name__}.{info.name}")
     return PASSES
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest() -> str:
+    """sha256 over the source of the passes and formats: part of every step's cache key, so a changed pass (an
+    upgrade, a fix) never reuses what the old code produced."""
+    from optimizer import passes
+    from optimizer.files import content_key, file_digest
+
+    roots = [Path(passes.__file__).parent, Path(formats.__file__).parent]
+    return content_key([(p.name, file_digest(p)) for root in roots for p in sorted(root.glob("*.py"))])
 
 
 @dataclass

@@ -24,3 +24,54 @@ def op_counts(path: Path) -> Dict[str, int]:
 
     model = onnx.load(str(path), load_external_data=False)
     return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+
+
+def opset(path: Path) -> int:
+    """The model's opset of the default ONNX domain."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def upgrade_opset(src: Path, dst: Path, version: int) -> None:
+    """Write ``src`` converted to opset ``version`` (``onnx.version_converter``) to ``dst``, checked."""
+    import onnx
+    from onnx import version_converter
+
+    model = version_converter.convert_version(onnx.load(str(src)), version)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QAttention",
+               "QGemm", "QEmbedLayerNormalization", "QOrderedMatMul"}
+
+
+def quantized_nodes(path: Path) -> Dict[str, int]:
+    """Nodes that run on quantized values, per op type: integer ops (``MatMulInteger``, ``QLinearConv``, ...)
+    and, in a QDQ graph, the nodes whose data input (and second input, when there is one) comes out of a
+    ``DequantizeLinear``. Empty when the quantizer found nothing to quantize."""
+    import onnx
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    dq = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    out: Counter = Counter()
+    for n in nodes:
+        inputs = [i for i in n.input[:2] if i]
+        if n.op_type in INTEGER_OPS or n.op_type.startswith("QLinear"):
+            out[n.op_type] += 1
+        elif n.op_type not in ("QuantizeLinear", "DequantizeLinear") and inputs and all(i in dq for i in inputs):
+            out[n.op_type] += 1
+    return dict(sorted(out.items()))
+
+
+def check_runs(path: Path) -> None:
+    """``path`` passes ``onnx.checker`` and loads in ONNX Runtime (CPU); the error of the first that fails."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(path))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

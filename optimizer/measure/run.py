@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from optimizer.cache import Cache
+from optimizer.errors import VariantFailed
 from optimizer.files import content_key
 from optimizer.gpu import is_cuda
 from optimizer.io import count, take
@@ -71,14 +72,26 @@ def reusable(record: Optional[Dict], names: List[str]) -> bool:
 
 
 def measure(variants: List, splits: Splits, cfg, cache: Cache, task: str) -> Measured:
-    """Evaluate and time the run's ok variants together, or reuse the set measured together before."""
+    """Evaluate and time the run's ok variants together, or reuse the set measured together before. A variant
+    that cannot be loaded, run or timed is marked failed with its reason, and the others are measured without
+    it; only the reference failing fails the run."""
     ok = [v for v in variants if v.status == "ok"]
     key = set_key(ok, cfg, splits)
     record = cache.read_json(SETS, key) if cfg.benchmark.reuse else None
     if reusable(record, [v.name for v in ok]):
         return Measured({n: {**r, "reused": True} for n, r in record["variants"].items()},
                         {**record["session"], "reused": True, "lock_wait_seconds": 0.0, "key": key})
-    record = measure_set(ok, splits, cfg, cache, task)
+    while True:
+        try:
+            record = measure_set(ok, splits, cfg, cache, task)
+            break
+        except VariantFailed as e:
+            broken = next((v for v in ok[1:] if v.name == e.variant), None)
+            if broken is None:  # the reference: nothing left to compare with
+                raise
+            broken.status, broken.error = "failed", str(e)
+            ok.remove(broken)
+            key = set_key(ok, cfg, splits)
     cache.write_json(SETS, key, record)
     return Measured({n: {**r, "reused": False} for n, r in record["variants"].items()},
                     {**record["session"], "reused": False, "key": key})

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
-from optimizer.errors import OptimizerError
+from optimizer.errors import OptimizerError, VariantFailed
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -135,19 +135,19 @@ class Worker:
         except (EOFError, pickle.UnpicklingError, OSError):
             raise self._died() from None
         if status == "error":
-            raise OptimizerError(f"measuring {self.name}: {value}")
+            raise VariantFailed(self.name, f"measuring {self.name}: {value}")
         return value
 
     def call(self, op: str, *args) -> Any:
         self.send(op, *args)
         return self.receive()
 
-    def _died(self) -> OptimizerError:
+    def _died(self) -> VariantFailed:
         code = self.proc.wait(timeout=10)
         self.log.seek(0)
         lines = [ln for ln in self.log.read().decode(errors="replace").splitlines() if ln.strip()]
-        return OptimizerError(f"the measurement worker for {self.name} exited with code {code}: "
-                              f"{lines[-1].strip() if lines else 'no output'}")
+        return VariantFailed(self.name, f"the measurement worker for {self.name} exited with code {code}: "
+                                        f"{lines[-1].strip() if lines else 'no output'}")
 
     def kill(self) -> None:
         """Stop the worker now, mid-block (the run was interrupted or failed: its figures are not wanted)."""

@@ -148,19 +148,34 @@ def _static(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) ->
     symmetric = is_cuda(ctx.hardware)  # TensorRT takes Q/DQ only with zero points of 0
     if symmetric:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True)
-    with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
-        quantize_static(src, str(out), calibration_reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
-                        per_channel=cfg.per_channel, reduce_range=reduce_range(cfg, ctx.hardware), activation_type=act,
-                        weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=exclude,
-                        calibrate_method=methods[cfg.calibration_method.value], extra_options=extra)
+    warnings = []
+
+    def run(options):
+        with progress(f"calibrating ({cfg.calibration_method.value})", n) as advance:
+            quantize_static(src, str(out), calibration_reader(feeds, 32, advance), quant_format=QuantFormat.QDQ,
+                            per_channel=cfg.per_channel, reduce_range=reduce_range(cfg, ctx.hardware),
+                            activation_type=act, weight_type=weight, op_types_to_quantize=ops,
+                            nodes_to_exclude=exclude, calibrate_method=methods[cfg.calibration_method.value],
+                            extra_options=options)
+
+    try:
+        run(extra)
+    except Exception as e:  # ONNX Runtime's int32-bias weight-scale adjustment fails on some graphs
+        from optimizer.passes.quantize_checks import raised_in
+
+        if not raised_in(e, "_adjust_weight_scale_for_int32_bias"):
+            raise
+        run({**extra, "QDQDisableWeightAdjustForInt32Bias": True})
+        warnings.append(f"passes.{ctx.step}: ONNX Runtime's weight-scale adjustment for int32 biases failed "
+                        f"({type(e).__name__}: {str(e)[:120]}); quantized without it")
     meta = {"precision": "int8", "activation_type": act_name, "weight_type": weight_name,
             "calibration_samples": n, "calibration_method": cfg.calibration_method.value,
-            "quantized_ops": ops, "nodes_excluded": len(exclude), "symmetric": symmetric,
+            "op_types": ops, "nodes_excluded": len(exclude), "symmetric": symmetric,
             "reduce_range": reduce_range(cfg, ctx.hardware)}
     if n < cfg.calibration_samples:  # asked for more than the split holds: say so, never cut silently
-        meta["warnings"] = [f"passes.{ctx.step}.calibration_samples={cfg.calibration_samples} but "
-                            f"the calibration split has {n} samples; calibrated on {n}"]
-    return meta
+        warnings.append(f"passes.{ctx.step}.calibration_samples={cfg.calibration_samples} but "
+                        f"the calibration split has {n} samples; calibrated on {n}")
+    return {**meta, "warnings": warnings} if warnings else meta
 
 
 def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -> dict:
@@ -173,7 +188,7 @@ def _dynamic(src: str, out: Path, cfg: QuantizeConfig, ctx, transformer: bool) -
     quantize_dynamic(src, str(out), per_channel=cfg.per_channel, reduce_range=reduce_range(cfg, ctx.hardware),
                      weight_type=weight, op_types_to_quantize=ops, nodes_to_exclude=list(cfg.nodes_to_exclude),
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    return {"precision": "int8-dynamic", "weight_type": weight_name, "quantized_ops": ops,
+    return {"precision": "int8-dynamic", "weight_type": weight_name, "op_types": ops,
             "reduce_range": reduce_range(cfg, ctx.hardware)}
 
 
@@ -228,12 +243,17 @@ def reduce_range(cfg: QuantizeConfig, hardware) -> bool:
 
 @register("quantize", QuantizeConfig, takes="onnx", makes="onnx", prepare=prepare)
 def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
+    from optimizer.errors import one_line
     from optimizer.formats.onnx_graph import op_counts
+    from optimizer.passes.quantize_checks import check_output, fit_opset, label
 
     src = str(art.path)
     out = ctx.out_dir / "model.onnx"
     transformer = bool(art.meta.get("transformer")) or bool(TRANSFORMER_OPS & set(op_counts(art.path)))
+    warnings: List[str] = []
     try:
+        if cfg.mode != Mode.fp16:
+            src, cfg, warnings = fit_opset(src, cfg, ctx.step, ctx.out_dir)
         if cfg.pre_process and cfg.mode != Mode.fp16:
             pre = ctx.out_dir / "pre.onnx"
             _pre_process(src, pre)
@@ -242,9 +262,14 @@ def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
     except PassError:
         raise
     except Exception as e:
-        raise PassError(ctx.step, f"{cfg.mode.value} quantization failed: {type(e).__name__}: {str(e)[:300]}") from e
+        raise PassError(ctx.step, f"{cfg.mode.value} quantization failed: {type(e).__name__}: {one_line(e)}") from e
     finally:
-        (ctx.out_dir / "pre.onnx").unlink(missing_ok=True)
-    if "warnings" in meta:  # descendants inherit the meta: keep the warnings of earlier steps
-        meta["warnings"] = [*art.meta.get("warnings", []), *meta["warnings"]]
+        for scratch in ("pre.onnx", "opset.onnx"):
+            (ctx.out_dir / scratch).unlink(missing_ok=True)
+    check_output(out, cfg.mode.value, ctx.step)
+    meta = label(out, {**meta, "warnings": [*warnings, *meta.get("warnings", [])]}, art.meta, ctx.step)
+    # descendants inherit the meta: keep the warnings of earlier steps
+    meta["warnings"] = [*art.meta.get("warnings", []), *meta["warnings"]]
+    if not meta["warnings"]:
+        del meta["warnings"]
     return art.evolve(path=out, meta={**meta, "op_counts": op_counts(out)})

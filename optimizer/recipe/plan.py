@@ -3,7 +3,7 @@ any model is loaded; mistakes raise RecipeError naming ``passes.<step>.<key>``."
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 from optimizer import gpu
 from optimizer.errors import RecipeError
@@ -17,6 +17,7 @@ class Step:
     label: str  # the recipe's key for this step
     spec: PassSpec
     config: Any  # instance of spec.config_cls
+    skip: Optional[str] = None  # why the step has nothing to do (an export of a source that already is ONNX)
 
 
 def typed(cls: type, params: Mapping, where: str) -> Any:
@@ -63,6 +64,9 @@ def plan(cfg) -> List[Step]:
                 config = spec.prepare(config, cfg)
             except ValueError as e:
                 raise RecipeError(f"{where}: {e}") from None
+        if spec.takes != fmt and not steps and spec.name == "onnx_export" and fmt == spec.makes:
+            steps.append(Step(str(label), spec, config, skip=f"model.source already gives {fmt}: nothing to export"))
+            continue
         if spec.takes != fmt:
             before = f"the step before it makes {fmt}" if steps else f"model.source gives {fmt}"
             hint = f"remove it ({where}=null)" if not steps and spec.name == "onnx_export" else "reorder the passes"

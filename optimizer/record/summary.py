@@ -127,8 +127,8 @@ def _fmt(x, spec=".2f", none="-"):
 def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
     """The results table as ``(title, justify, priority, cell(record) -> text)``: the terminal table, report.md.
     Priority 1 columns always show; narrower terminals drop 4, then 3, then 2 (report.md keeps every one)."""
-    sizes = summary["benchmark_batch_sizes"]
-    last = str(max(sizes))  # the largest, as the objective's throughput (an older summary may list them unsorted)
+    sizes = summary.get("benchmark_batch_sizes") or []  # none: a run that failed before measuring
+    last = str(max(sizes, default=1))  # the largest, as the objective's throughput (older summaries: unsorted)
     metric = next((r["evaluation"]["metric"] for r in summary["variants"] if "evaluation" in r), "accuracy")
     qps = (summary.get("triton") or {}).get("cost", {}).get("target_qps") or next(
         (r["cost"]["target_qps"] for r in summary["variants"] if "target_qps" in r.get("cost", {})), None)

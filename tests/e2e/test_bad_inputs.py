@@ -269,6 +269,8 @@ def test_failed_step_writes_summary_with_its_error(cache_dir, tmp_path):
     assert rc == EXIT_FAILED and "Traceback" not in out, out
     assert s["status"] == "failed" and s["exit_code"] == EXIT_FAILED and s["failed_steps"] == ["export"]
     assert s["variants"][1]["error"].startswith("step 'export': ") and (tmp_path / "run" / "export.error.txt").exists()
+    assert s["error"].startswith("no step produced a model, so nothing was measured; step 'export': ")
+    assert "\nmeasure " not in out and s["variants"][0]["status"] == "ok" and "benchmark" not in s["variants"][0]
 
 
 def test_check_target_ignores_a_leftover_temporary_directory_and_knows_its_recipe(tmp_path):

@@ -200,15 +200,21 @@ def test_groups_when_the_workers_do_not_fit(splits, tmp_path):
     assert m.variants["b"]["group"] == 1 and m.variants["b"]["evaluation"]["top1_agreement"] == 100.0
 
 
-def test_a_dead_worker_is_one_line_naming_the_variant(splits, tmp_path):
+def test_a_broken_variant_fails_alone_and_the_others_are_measured(splits, tmp_path):
     from optimizer.cache import Cache
     from optimizer.errors import OptimizerError
     from optimizer.measure.run import measure
 
-    variants = _tiny()(tmp_path, ["reference", "broken"], seed=2)
+    variants = _tiny()(tmp_path, ["reference", "broken", "a"], seed=2)
     Path(variants[1].artifact.path).write_bytes(b"not onnx")
-    with pytest.raises(OptimizerError, match="measuring broken: "):
-        measure(variants, splits, _cfg(), Cache(tmp_path / "c"), "classification")
+    m = measure(variants, splits, _cfg(), Cache(tmp_path / "c"), "classification")
+    assert sorted(m.variants) == ["a", "reference"] and m.variants["a"]["evaluation"]["top1_agreement"] == 100.0
+    assert variants[1].status == "failed" and variants[1].error.startswith("measuring broken: ")
+    assert "INVALID_PROTOBUF" in variants[1].error or "Protobuf" in variants[1].error
+    assert [v.status for v in variants] == ["ok", "failed", "ok"]
+    Path(variants[0].artifact.path).write_bytes(b"not onnx")  # without the reference nothing can be compared
+    with pytest.raises(OptimizerError, match="measuring reference: "):
+        measure(variants, splits, _cfg("benchmark.reuse=false"), Cache(tmp_path / "c"), "classification")
 
 
 LOCK_JOB = TINY + '''
