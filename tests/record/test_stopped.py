@@ -7,8 +7,11 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from optimizer.errors import EXIT_FAILED, DiskFull, Interrupted, OptimizerError
 from optimizer.record import stopped
+from optimizer.recipe.files import composition_error
 
 CFG = SimpleNamespace(description="d", model=SimpleNamespace(source="builtin", name="m"),
                       data=SimpleNamespace(source="digits"))
@@ -93,3 +96,11 @@ def test_a_defect_keeps_its_traceback_only_when_it_fits(tmp_path, monkeypatch):
 def test_other_os_errors_are_defects(tmp_path):
     err = stopped.error(tmp_path, PermissionError(errno.EACCES, "Permission denied"))
     assert not isinstance(err, DiskFull) and str(err).startswith("PermissionError: [Errno 13] Permission denied")
+
+
+@pytest.mark.parametrize("number, why", [(28, "No space left on device"), (122, "Disk quota exceeded")])
+def test_hydra_failing_to_write_into_a_full_run_directory_is_one_line(number, why):
+    text = (f"Traceback (most recent call last):\n  File \"hydra/core/utils.py\", in _save_config\n"
+            f"OSError: [Errno {number}] {why}\n")
+    assert composition_error(text) == (f"error: the run directory is full ({why}): free space there or choose "
+                                       f"another with hydra.run.dir=DIR")
