@@ -15,6 +15,7 @@ from rich.console import Console
 # results, on stdout: the terminal's width, $COLUMNS when set (rich reads it), else 160 (a CI log)
 console = Console(width=None if Console().is_terminal or os.environ.get("COLUMNS") else 160)
 _progress_console = Console(stderr=True)
+err_console = Console(stderr=True)  # the error that ended a run: stderr, as for a refused command line
 _live = None  # the run's one live display while a step or a bar is open
 
 

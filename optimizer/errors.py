@@ -57,6 +57,11 @@ class VariantFailed(OptimizerError):
         self.variant = variant
 
 
+class DiskFull(OptimizerError):
+    """No room left where the run writes (a full disk, a quota, a file-size limit) once work had begun: exit 1, a
+    failure at run time (the recipe is fine, and what ran stays in the cache)."""
+
+
 class Interrupted(OptimizerError):
     """SIGINT (Ctrl-C) or SIGTERM stopped the run; the summary says ``interrupted``."""
 

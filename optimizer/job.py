@@ -34,7 +34,7 @@ def run_job(dcfg: DictConfig) -> int:
     from rich.markup import escape
 
     from optimizer.config import OptimizerConfig, register_schema
-    from optimizer.console import console
+    from optimizer.console import console, err_console
     from optimizer.errors import OptimizerError
 
     for hook in on_start:
@@ -50,7 +50,7 @@ def run_job(dcfg: DictConfig) -> int:
 
         summary = run(cfg, Path(hc.runtime.output_dir), recipe).to_dict()  # the terminal is an edge: JSON from here
     except OptimizerError as e:
-        console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return _finish(hc, e.exit_code, started)
     console.print(table(summary, console.width))
     for w in summary["warnings"]:

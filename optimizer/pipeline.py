@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache
-from optimizer.files import content_key
+from optimizer.files import content_key, write_atomic
 from optimizer.formats import versions
 from optimizer.console import step as status
-from optimizer.errors import OptimizerError, PassError, RecipeError, interruptible, one_line
+from optimizer.errors import OptimizerError, PassError, RecipeError, interruptible
 from optimizer.recipe.plan import Step, check_environment, plan
 from optimizer.records import MeasuredSet, RunSummary, TargetRecord, VariantRecord
 from optimizer.registry import Context, code_digest
@@ -78,7 +78,7 @@ def _run_step(step: Step, v: Variant, art: Optional[Artifact], cache: Cache, ctx
     except Exception as e:
         err = e if isinstance(e, OptimizerError) else PassError(step.label, f"{type(e).__name__}: {e}")
         log = out_dir / f"{step.label}.error.txt"
-        log.write_text("".join(traceback.format_exception(e)))
+        write_atomic(log, "".join(traceback.format_exception(e)).encode())  # a full run directory: raises
         v.status, v.error = "failed", f"{err} (traceback: {log.name})"
         return None
     finally:
@@ -106,8 +106,8 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
     """Run the recipe ``cfg`` end to end; write and return the summary.
 
     Once planning succeeded, every failure still writes ``summary.json`` (status ``error``, the exit code and
-    the one-line error) before it propagates."""
-    from optimizer.record import rundir
+    the one-line error) before it propagates, if the run directory has room for it (``record.stopped``)."""
+    from optimizer.record import rundir, stopped
 
     steps = plan(cfg)
     out_dir = Path(out_dir)
@@ -127,32 +127,12 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
             check_environment(steps, cfg)  # a GPU, TensorRT: before any work, with summary.json on failure
             return _execute(cfg, steps, out_dir, recipe)
     except OptimizerError as e:
-        _error_summary(cfg, recipe, out_dir, e)
+        stopped.write(cfg, recipe, out_dir, e)
         raise
-    except Exception as e:  # a defect, not a user error: keep the traceback, report one line
-        (out_dir / "error.txt").write_text("".join(traceback.format_exception(e)))
-        err = OptimizerError(f"{type(e).__name__}: {one_line(e)} (traceback: {out_dir / 'error.txt'})")
-        _error_summary(cfg, recipe, out_dir, err)
+    except Exception as e:  # a full run directory, or a defect (its traceback in error.txt): reported in one line
+        err = stopped.error(out_dir, e)
+        stopped.write(cfg, recipe, out_dir, err)
         raise err from e
-
-
-def _error_summary(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
-    from optimizer.record import ci, provenance
-    from optimizer.record.summary import write_summary
-
-    from optimizer.errors import Interrupted
-
-    variants = getattr(e, "variants", None) or []  # NothingProduced: what each step did
-    status_ = "interrupted" if isinstance(e, Interrupted) else "failed" if variants else "error"
-    summary = RunSummary(recipe, cfg.description, status_, e.exit_code, error=str(e),
-                         variants=tuple(VariantRecord(v.name, tuple(v.chain), v.status, v.ran, v.seconds, v.error)
-                                        for v in variants),
-                         failed_steps=tuple(v.name for v in variants if v.status == "failed"),
-                         model={"source": cfg.model.source, "name": cfg.model.name},
-                         data={"source": cfg.data.source}, output_dir=str(out_dir), versions=versions(),
-                         provenance=provenance.record(cfg.model.source, out_dir, provenance.now()))
-    summary = replace(summary, reports=ci.write(summary.to_dict(), out_dir))
-    write_summary(summary.to_dict(), out_dir)
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,9 @@ def composition_error(text: str) -> str:
                      r"\[Errno \d+\] ([^\n;]+)", text)
     if made and "mkdir" in text:  # Hydra could not create the run (or sweep) directory
         return f"error: cannot create the run directory: {made.group(1).strip()}; choose another with hydra.run.dir=DIR"
+    if made and re.search(r"\[Errno (28|27|122)\]", made.group(0)):  # ENOSPC, EFBIG, EDQUOT writing .hydra/
+        return (f"error: the run directory is full ({made.group(1).strip()}): free space there or choose another "
+                f"with hydra.run.dir=DIR")
     lines = [ln.strip() for ln in text.split("Config search path:")[0].splitlines() if ln.strip()]
     lines = [ln.split(": error: ", 1)[1] if ": error: " in ln else ln for ln in lines]
     kept = [ln for ln in lines if not ln.startswith(_NOISE)] or lines[-1:] or ["the recipe could not be composed"]
