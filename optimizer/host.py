@@ -1,6 +1,7 @@
 """Readers of Linux's ``/proc``, the only place the package parses it: free memory, the CPU model, this
 process's resident memory, and CPU time of the host, of given processes and of a process group. Each
-answers None (or a neutral value) where there is no ``/proc``."""
+answers None (or a neutral value) where there is no ``/proc``. Also who owns a record left on disk (this
+host's name and pid) and whether that owner is gone."""
 
 import platform
 
@@ -110,3 +111,25 @@ def group_cpu_seconds(pgrp: int) -> Optional[float]:
         if int(fields[2]) == pgrp:  # state ppid pgrp ... utime(11) stime(12)
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def host_name() -> str:
+    """This machine's name as an owner record gives it (letters, digits, ``_.-``; at most 64 characters)."""
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname())[:64]
+
+
+def owner_gone(host: Optional[str], pid: Optional[str]) -> bool:
+    """Whether the process ``pid`` of machine ``host`` is known to have ended. Only this machine's processes can be
+    asked: another machine's, or a record without a valid pid, counts as still running."""
+    if host != host_name() or not str(pid or "").isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # another user's process, or no such pid could exist
+        return False
+    return False

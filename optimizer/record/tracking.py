@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 from optimizer.artifact import SIDECAR
+from optimizer.record.tracking_owner import end_orphans, owner_tags
 from optimizer.record.tracking_store import store_lock
 from optimizer.record.tracking_values import (chosen_metrics, flatten, gate_tags, repository_files, run_params,
                                        variant_metrics, variant_params, variant_tags)
@@ -162,7 +163,7 @@ def _log_child(client, exp_id: str, parent_id: str, rec: Dict, summary: Dict, pa
     from mlflow.entities import RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    tags = {MLFLOW_PARENT_RUN_ID: parent_id, **variant_tags(rec, summary)}
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, **variant_tags(rec, summary), **owner_tags()}
     run_id = client.create_run(exp_id, run_name=f"{summary['recipe']}/{rec['name']}", tags=tags,
                                start_time=_ms(summary.get("started"))).info.run_id
     flat, series = variant_metrics(rec)
@@ -255,8 +256,10 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = cfg.tracking.experiment
     exp_id = _experiment(client, name, uri)
+    end_orphans(client, exp_id)  # runs a killed process left RUNNING
     parent_tags = {"recipe": summary["recipe"], "status": summary["status"], "chosen": str(summary["chosen"]),
-                   "objective": summary["objective"], "mlflow.note.content": summary.get("description") or ""}
+                   "objective": summary["objective"], "mlflow.note.content": summary.get("description") or "",
+                   **owner_tags()}
     parent_id = client.create_run(exp_id, run_name=summary["recipe"], tags=parent_tags,
                                   start_time=_ms(summary.get("started"))).info.run_id
     record: Dict[str, Any] = {"uri": uri, "experiment": name, "experiment_id": exp_id, "parent_run_id": parent_id}

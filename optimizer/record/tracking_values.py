@@ -113,6 +113,8 @@ def run_params(cfg) -> Dict[str, str]:
 
 
 def repository_files(repo: Path) -> List[Tuple[Path, Optional[str]]]:
-    """Every file of an emitted model repository with its artifact directory under ``model_repository/``."""
-    return [(f, "/".join(("model_repository",) + f.relative_to(repo).parent.parts))
-            for f in sorted(p for p in Path(repo).rglob("*") if p.is_file())]
+    """Every file of an emitted model repository with its artifact directory under ``model_repository/``; hidden
+    entries (a run's claim, a killed writer's temporaries) are not the repository's."""
+    files = sorted(p for p in Path(repo).rglob("*") if p.is_file())
+    return [(f, "/".join(("model_repository",) + f.relative_to(repo).parent.parts)) for f in files
+            if not any(part.startswith(".") for part in f.relative_to(repo).parts)]

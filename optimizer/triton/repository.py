@@ -17,6 +17,9 @@ import numpy as np
 
 from optimizer.files import file_digest, write_atomic
 from optimizer.errors import RecipeError
+from optimizer.host import host_name, owner_gone
+
+RESERVED = ".reserved"  # ``.<model>.reserved``: the run that claimed the repository at plan time
 
 
 def check_target(repository: Path, name: str, model: Path, overwrite: bool, file_name: str = "model.onnx",
@@ -48,6 +51,50 @@ def _emitted_by(model_dir: Path) -> Optional[str]:
         return json.loads((model_dir / "tuning.json").read_text()).get("plan")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def reserve(repository: Path, name: str, overwrite: bool, plan: str) -> None:
+    """Claim ``repository`` for this run at plan time, before any pass runs. Under the repository's lock:
+    ``check_target``, then a live run's claim for another model or another recipe (``plan``) is refused; then
+    ``.<name>.reserved`` names this run (model, plan, host, pid), and ``release`` removes it when the process exits.
+    A claim whose owner is gone, or this process's own (an earlier job of a sweep), is replaced."""
+    repository.mkdir(parents=True, exist_ok=True)
+    with locked(repository):
+        check_target(repository, name, Path("/nonexistent"), overwrite, plan=plan)
+        for marker in [] if overwrite else sorted(repository.glob(f".*{RESERVED}")):
+            claim = _claim(marker)
+            ours = claim.get("host") == host_name() and claim.get("pid") == os.getpid()
+            if not claim or ours or owner_gone(claim.get("host"), str(claim.get("pid"))) or \
+                    (claim.get("model"), claim.get("plan")) == (name, plan):
+                continue  # unreadable (its writer was killed mid-write), ours, its owner gone, or the same recipe
+            what = "another recipe" if claim.get("model") == name else f"model {claim.get('model')!r}"
+            raise RecipeError(f"triton.repository {str(repository)!r} is being written by another run ({what}, pid "
+                              f"{claim.get('pid')} on {claim.get('host')}); choose another directory, set "
+                              f"triton.overwrite=true, or delete {marker} if that run is gone")
+        owner = {"model": name, "plan": plan, "host": host_name(), "pid": os.getpid()}
+        write_atomic(repository / f".{name}{RESERVED}", json.dumps(owner).encode())
+    import atexit
+
+    atexit.register(release, repository, name)
+
+
+def _claim(marker: Path) -> Dict:
+    try:
+        claim = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {}  # unreadable: a writer killed mid-write; no owner to wait for
+    return claim if isinstance(claim, dict) else {}
+
+
+def release(repository: Path, name: str) -> None:
+    """Remove this process's claim on ``repository`` (``reserve``), if it is still its own."""
+    marker = repository / f".{name}{RESERVED}"
+    if not repository.is_dir():
+        return
+    with locked(repository):
+        claim = _claim(marker)
+        if claim.get("host") == host_name() and claim.get("pid") == os.getpid():
+            marker.unlink(missing_ok=True)
 
 
 def config_text(config, provenance: Optional[Dict] = None) -> str:

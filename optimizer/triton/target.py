@@ -34,7 +34,9 @@ def plan_id(cfg) -> str:
 
 
 def preflight(cfg, out_dir: Path) -> None:
-    """Serving, cost and repository settings checked before anything runs (RecipeError, exit 2)."""
+    """Serving, cost and repository settings checked before anything runs (RecipeError, exit 2); a shared
+    ``triton.repository`` is then claimed for this run (``repository.reserve``), so that a run of another recipe
+    started meanwhile is refused here too, not after its passes ran."""
     from optimizer.decide.cost import check
     from optimizer.triton import repository
 
@@ -53,6 +55,8 @@ def preflight(cfg, out_dir: Path) -> None:
         from optimizer.tritonserver.server import find_server
 
         find_server()  # raises a RecipeError saying how to provision one
+    if cfg.triton.repository:  # a shared one (not the run's own): claimed until this process exits
+        repository.reserve(repo, cfg.model.name, cfg.triton.overwrite, plan_id(cfg))
 
 
 def _check_serving(s) -> None:
@@ -87,7 +91,14 @@ def deploy(cfg, inputs: DeployInputs) -> TargetRecord:
     test's p99 missed an SLA (the repository stays, the run exits 3); ``failed`` when the smoke test failed."""
     from optimizer.triton.deploy import run
 
-    info = run(cfg, inputs, repository_dir(cfg, inputs.out_dir), plan_id(cfg))
+    from optimizer.triton.repository import release
+
+    repo = repository_dir(cfg, inputs.out_dir)
+    try:
+        info = run(cfg, inputs, repo, plan_id(cfg))
+    finally:  # tuning.json now names this recipe; the claim from preflight is not needed any more
+        if cfg.triton.repository:
+            release(repo, cfg.model.name)
     details = {k: v for k, v in info.items() if k not in ("emitted", "gate", "failed")}
     return TargetRecord("triton", info["emitted"], info.get("gate"), info.get("failed"), info.get("model_repository"),
                         details)

@@ -4,7 +4,8 @@ answers with the reference outputs, and run a short bounded load test over gRPC.
 
 Exit code 0 when every model answered within tolerance and its p99 met the SLA (``--sla-ms``, default the
 ``serving.p99_ms`` in its tuning.json; per tier with QoS tiers), 3 when the answers were right but a p99
-missed its SLA, 1 for wrong answers or failed requests, 2 when no server is found."""
+missed its SLA, 1 for wrong answers or failed requests, 2 when no server is found or a port it was given
+(``--http-port``, ``--grpc-port``) is already in use."""
 
 import argparse
 import functools
@@ -14,14 +15,15 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from optimizer.tritonserver.expected import Sla, read_sla, reference
 from optimizer.tritonserver.loadgen import is_rejection
 from optimizer.tritonserver.loadtest import infer_request, load_test
-from optimizer.tritonserver.overload import line, probe
+from optimizer.tritonserver.overload import probe
+from optimizer.tritonserver.serve_report import print_record
 
 def _tensors(module, arrays: Dict[str, np.ndarray]):
     out = []
@@ -109,7 +111,7 @@ class Settings:
 
 
 def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_ms: Optional[float] = None,
-                     install=None, slas: Optional[Mapping[str, Sla]] = None) -> Dict:
+                     install=None, slas: Optional[Mapping[str, Sla]] = None, ports: Tuple[int, int] = (0, 0)) -> Dict:
     """Serve, check and load-test every model of ``repository``; a JSON-ready record with ``passed``
     (answers within tolerance, no failed request, every p99 within its SLA) and ``sla_missed``.
 
@@ -117,7 +119,8 @@ def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_
     tuning.json (``sla_p99_ms`` overriding the default one). With ``settings.capacity``, each model's
     ``capacity``: the highest open-loop rate served within its SLA (``find_capacity``, rates stepped around
     the in-process estimate). With ``settings.overload_factor`` too, and a model with a queue policy, its
-    ``overload``: ``overload.probe`` at that multiple of the measured capacity."""
+    ``overload``: ``overload.probe`` at that multiple of the measured capacity. ``ports``: the server's HTTP and
+    gRPC ports, 0 for a free one."""
     from optimizer.tritonserver.server import ServerError, find_server, read_config, serve
 
     for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
@@ -125,7 +128,7 @@ def check_repository(repository: Path, settings: Settings = Settings(), sla_p99_
     install = install or find_server()
     record: Dict = {"passed": False, "server": install.description, "platform_swapped": not install.full,
                     "notes": [], "models": {}}
-    server, notes, tmp = serve(Path(repository), install)
+    server, notes, tmp = serve(Path(repository), install, ports=ports)
     record["notes"] = notes
     try:
         for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
@@ -187,40 +190,6 @@ def _problems(models: Dict[str, Dict], repository: Path) -> List[str]:
     return problems
 
 
-def _print(record: Dict) -> None:
-    print(f"server: {record['server']}")
-    for note in record["notes"]:
-        print(f"note: {note}")
-    for name, m in record["models"].items():
-        print(f"{name}: READY in {m['ready_seconds']:.2f} s; max |diff| vs reference "
-              f"{m.get('max_abs_diff', float('nan')):.3g} over {m.get('samples', 0)} samples")
-        if m.get("sla", {}).get("p99_ms") is not None:
-            print(f"  SLA: p99 ≤ {m['sla']['p99_ms']} ms ({'--sla-ms' if m['sla']['source'] == 'given' else 'from ' + m['sla']['source']})"
-                  + "".join(f"; {n} ≤ {t['p99_ms']} ms" for n, t in m["sla"]["tiers"].items() if t["p99_ms"]))
-        for r in m.get("load", []):
-            lo, hi = r.get("p99_ci_ms", [None, None])
-            print(f"  concurrency {r['concurrency']:>2}: {r['requests_per_s']:>8.1f} req/s  "
-                  f"p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms [95 %: {lo}–{hi}]  "
-                  f"({r['requests']} requests, {r['errors']} errors)"
-                  + (f"; average batch {r['avg_batch']}" if "avg_batch" in r else "")
-                  + (f"; CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                     f"{r['client_cpu_ms_per_request']} ms" if "server_cpu_ms_per_request" in r else ""))
-            for n, t in r.get("tiers", {}).items():
-                print(f"    tier {n} (priority {t['priority']}): p50 {t['p50_ms']} ms  p99 {t['p99_ms']} ms "
-                      f"[95 %: {t['p99_ci_ms'][0]}–{t['p99_ci_ms'][1]}]  ({t['answered']} answered)")
-        if "capacity" in m:
-            c = m["capacity"]
-            print(f"  capacity (open loop, Poisson arrivals): {c['capacity_rps']} requests/s within p99 ≤ "
-                  f"{c['sla_p99_ms']} ms (in-process estimate {c['estimate_rps']}/s); stopped: {c['stopped']}")
-            for r in c["levels"]:
-                print(f"    {r['rate_asked']:>8.1f}/s asked, {r['rate_sent']:>8.1f}/s sent: p99 {r['p99_ms']} ms, "
-                      f"{r['errors']} errors ({r['rejected']} rejected) — {r['verdict']}")
-        if "overload" in m:
-            print(f"  overload: {line(m['overload'])}")
-    print("passed" if record["passed"] else
-          f"{'SLA MISSED' if record.get('sla_missed') else 'FAILED'}: {record['error']}")
-
-
 def counts(text: str) -> List[int]:
     """``--concurrency``: comma-separated counts of at least 1."""
     try:
@@ -245,9 +214,14 @@ def positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    from optimizer.errors import OptimizerError
+def port(text: str) -> int:
+    """``--http-port`` / ``--grpc-port``: a TCP port, 0 for a free one."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535; 0 picks a free one)")
+    return int(text)
 
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m optimizer.tritonserver.serve_check", description=__doc__.splitlines()[0])
     p.add_argument("repository", type=Path, help="the emitted model_repository directory")
     p.add_argument("--concurrency", type=counts, default=[1, 2, 4, 8],
@@ -265,24 +239,46 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--overload", type=float, default=0.0, metavar="FACTOR", help="with --capacity: also send FACTOR × "
                    "the measured capacity and report the admitted requests' p99 and the share rejected (e.g. 1.5)")
     p.add_argument("--overload-seconds", type=positive(float), default=8.0, help="seconds of overload traffic")
+    p.add_argument("--http-port", type=port, default=0, help="the server's HTTP port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--grpc-port", type=port, default=0, help="the server's gRPC port on 127.0.0.1 (default: a free one)")
     p.add_argument("--json", type=Path, default=None, help="also write the record to this file")
     p.error = lambda message: sys.exit(print(f"error: {message}", file=sys.stderr) or 2)  # one line, exit 2
-    a = p.parse_args(argv)
+    return p
+
+
+def _refusal(a: argparse.Namespace) -> Optional[str]:
+    """Why the command line cannot be served, before anything starts: no repository, or a port someone holds."""
+    from optimizer.tritonserver.server import port_taken
+
     if not a.repository.is_dir():
-        print(f"error: {a.repository} is not a directory", file=sys.stderr)
-        return 2
+        return f"{a.repository} is not a directory"
     if a.overload and not a.capacity:
-        print("error: --overload needs --capacity (the overload rate is a multiple of the measured capacity)",
-              file=sys.stderr)
+        return "--overload needs --capacity (the overload rate is a multiple of the measured capacity)"
+    if a.http_port and a.http_port == a.grpc_port:
+        return f"--http-port and --grpc-port are both {a.http_port}; give them different ports"
+    for flag, number in (("--http-port", a.http_port), ("--grpc-port", a.grpc_port)):
+        if number and port_taken(number):
+            return (f"port {number} on 127.0.0.1 ({flag}) is already in use; stop what holds it or choose another "
+                    f"with {flag} (0 picks a free one)")
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from optimizer.errors import OptimizerError
+
+    a = _parser().parse_args(argv)
+    why = _refusal(a)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
         return 2
     try:
         settings = Settings(a.concurrency, a.requests, a.seconds, a.capacity,
                             a.capacity_seconds, a.overload, a.overload_seconds)
-        record = check_repository(a.repository, settings, a.sla_ms)
+        record = check_repository(a.repository, settings, a.sla_ms, ports=(a.http_port, a.grpc_port))
     except OptimizerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    _print(record)
+    print_record(record)
     if a.json:
         a.json.write_text(json.dumps(record, indent=2))
     return 0 if record["passed"] else 3 if record.get("sla_missed") else 1

@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from optimizer.errors import OptimizerError, RecipeError
 from optimizer.tritonserver import provision
@@ -101,11 +101,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """A running tritonserver in its own process group; ``stop()`` ends the whole group."""
+def port_taken(port: int) -> bool:
+    """Whether something on this machine holds TCP ``port`` on 127.0.0.1 (bound or listening), so a server could
+    not listen there. A port left in TIME_WAIT by a closed connection counts as free, as it does for tritonserver."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
-    def __init__(self, repository: Path, install: Install, log_path: Path, extra_args: Sequence[str] = ()):
-        self.http_port, self.grpc_port = free_port(), free_port()
+
+class Server:
+    """A running tritonserver in its own process group; ``stop()`` ends the whole group. ``ports`` are its HTTP
+    and gRPC ports, 0 for a free one each (metrics are off: no third port)."""
+
+    def __init__(self, repository: Path, install: Install, log_path: Path, extra_args: Sequence[str] = (),
+                 ports: Tuple[int, int] = (0, 0)):
+        self.http_port, self.grpc_port = (p or free_port() for p in ports)
         self.log_path = log_path
         cmd = [str(install.binary), f"--model-repository={repository}", f"--backend-directory={install.backend_dir}",
                "--http-address=127.0.0.1", f"--http-port={self.http_port}",
@@ -129,11 +143,13 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def wait_ready(self, model: str, timeout: float = 60.0) -> float:
-        """Seconds until ``model`` is READY; ServerError quoting the log if the server exits or times out."""
+        """Seconds until ``model`` is READY; ServerError quoting the log if the server exits or times out. Each
+        readiness request gives up after a few seconds: a port taken by a process that accepts and never answers
+        costs one of them, after which the server's exit (it could not listen) is seen."""
         import tritonclient.http as http
 
         t0 = time.perf_counter()
-        client = http.InferenceServerClient(self.http_url)
+        client = http.InferenceServerClient(self.http_url, connection_timeout=3.0, network_timeout=3.0)
         try:
             while time.perf_counter() - t0 < timeout:
                 if self.proc.poll() is not None:
@@ -178,7 +194,7 @@ class Server:
     def failure(self) -> str:
         """The log lines that say what went wrong (``Poll failed for model directory …`` verbatim)."""
         lines = self.log().splitlines()
-        picked = [ln for ln in lines if re.search(r"Poll failed|failed to load|error|Error|UNAVAILABLE", ln)]
+        picked = [ln for ln in lines if re.search(r"Poll failed|failed to (load|start)|error|Error|UNAVAILABLE", ln)]
         return " | ".join((picked or lines)[-5:]).strip() or f"no output (log: {self.log_path})"
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -205,15 +221,17 @@ class Server:
         self.stop()
 
 
-def serve(repository: Path, install: Optional[Install] = None, workdir: Optional[Path] = None):
-    """Stage ``repository`` (swapping the platform when needed) and start a server on it.
+def serve(repository: Path, install: Optional[Install] = None, workdir: Optional[Path] = None,
+          ports: Tuple[int, int] = (0, 0)):
+    """Stage ``repository`` (swapping the platform when needed) and start a server on it (``ports``: HTTP and gRPC,
+    0 for a free one).
 
     Returns ``(server, notes, tmpdir)``; the caller stops the server and removes ``tmpdir``."""
     install = install or find_server()
     tmp = Path(tempfile.mkdtemp(prefix="optimizer-triton-", dir=workdir))
     notes = stage(Path(repository), install, tmp / "repository")
-    return (Server(tmp / "repository", install, tmp / "tritonserver.log", server_args(tmp / "repository", install)),
-            notes, tmp)
+    return (Server(tmp / "repository", install, tmp / "tritonserver.log", server_args(tmp / "repository", install),
+                   ports), notes, tmp)
 
 
 def server_args(repository: Path, install: Install) -> List[str]:

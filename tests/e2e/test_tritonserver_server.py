@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -240,6 +241,35 @@ def test_config_error_is_reported_verbatim(install, tmp_path):
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    assert group_gone(server.proc.pid)
+
+
+def test_a_port_taken_after_it_was_chosen_ends_the_wait_at_once(install, tmp_path):
+    """A port taken between the check and the server's start (a listener that accepts and never answers): the wait
+    for READY ends with the server's own line about the port, not after a readiness request's minute-long stall."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optimizer.tritonserver.server import ServerError, serve
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    server, _, tmp = serve(tiny_repository(tmp_path), install, ports=(port, 0))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            wait = pool.submit(server.wait_ready, "digits_resnet", 120)
+            with pytest.raises(ServerError, match=f"Socket '127.0.0.1:{port}' already in use"):
+                wait.result(timeout=30)  # a hang guard only
+    finally:
+        held.close()  # a stalled readiness request gets its answer: the connection ends
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    for _ in range(100):  # the server exited at once, leaving its backend stubs for init to reap
+        if group_gone(server.proc.pid):
+            break
+        time.sleep(0.1)
     assert group_gone(server.proc.pid)
 
 

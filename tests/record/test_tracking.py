@@ -27,6 +27,9 @@ def test_same_bytes_uploaded_once_per_experiment(tmp_path):
     (repo / "m" / "1").mkdir(parents=True)
     (repo / "m" / "1" / "model.onnx").write_bytes(b"onnx-bytes")
     (repo / "m" / "config.pbtxt").write_text("name: 'm'")
+    (repo / ".m.reserved").write_text("{}")  # hidden entries are not the repository's: a run's claim on it,
+    (repo / ".m.tmp-1" / "1").mkdir(parents=True)  # a killed writer's temporaries
+    (repo / ".m.tmp-1" / "1" / "model.onnx").write_bytes(b"half")
     files = repository_files(repo)
     assert [(f.relative_to(repo).as_posix(), d) for f, d in files] == [
         ("m/1/model.onnx", "model_repository/m/1"), ("m/config.pbtxt", "model_repository/m")]
