@@ -9,6 +9,7 @@ from optimizer import gpu
 from optimizer.errors import RecipeError
 from optimizer.recipe.settings import check_finite, check_ranges, check_registered_name
 from optimizer.registry import PassSpec, load_passes
+from optimizer.sources.data import check_text
 from optimizer.sources.models import source_format
 
 
@@ -105,6 +106,7 @@ def check_settings(cfg) -> None:
             ("model.train_epochs", cfg.model.train_epochs, cfg.model.train_epochs >= 1, "at least 1")):
         if not ok:
             raise RecipeError(f"{key} must be {need}, got {value}")
+    check_text(cfg.data, cfg.model)  # data.max_length within the hf: model's position embeddings
     check_cache_dir(cfg.cache_dir)
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
         raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")

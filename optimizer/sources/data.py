@@ -153,6 +153,21 @@ def text(cfg: DataConfig, seed: int, model) -> Splits:
     return Splits(**parts)
 
 
+def check_text(cfg: DataConfig, model) -> None:
+    """Plan time, for ``text:`` data of an ``hf:`` model: ``data.max_length`` fits the model's position
+    embeddings (read from config.json alone). Every other problem of the directory is named when it is loaded."""
+    from optimizer.sources.models import kind_of
+    from optimizer.sources.text import position_limit
+
+    kind = kind_of(str(getattr(model, "source", "")))
+    if not str(cfg.source).startswith("text:") or kind is None or kind.name != "hf":
+        return
+    found = position_limit(kind.impl().path_of(str(model.source)))
+    if found is not None and cfg.max_length > found[0]:
+        raise RecipeError(f"data.max_length={cfg.max_length} is more than the {found[0]} tokens the model takes "
+                          f"({found[1]}); set data.max_length to at most {found[0]}")
+
+
 def load_splits(cfg: DataConfig, seed: int = 0, model=None) -> Splits:
     """The splits named by ``data.source`` (``text:`` data needs the model's config for its tokenizer)."""
     if cfg.source == "digits":

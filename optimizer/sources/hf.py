@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from optimizer.errors import RecipeError
+from optimizer.sources.hf_weights import check_weights
 
 TASKS = ("auto", "sequence_classification", "image_classification", "feature_extraction")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -208,8 +209,11 @@ def offline():
 
 
 def _load_hf(path: Path, task: str, label: str):
-    """The transformers model, eager attention, eval mode; a missing trained head is an error."""
+    """The transformers model, eager attention, eval mode; a missing trained head is an error. The weight
+    files are checked first (``hf_weights``): a pickled one is only ever read with ``weights_only=True``."""
     import transformers
+
+    check_weights(path, label)
 
     level, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()  # unused-weight notices of a head-less AutoModel
@@ -218,7 +222,7 @@ def _load_hf(path: Path, task: str, label: str):
         with offline():
             model, info = getattr(transformers, _AUTO[task]).from_pretrained(
                 str(path), local_files_only=True, attn_implementation="eager", output_loading_info=True,
-                trust_remote_code=False)
+                trust_remote_code=False, weights_only=True)
     except (OSError, ValueError) as e:
         raise RecipeError(f"{label}: cannot load the {task} model: {str(e).splitlines()[0]}") from e
     finally:

@@ -19,6 +19,9 @@ from optimizer.errors import RecipeError
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
                    "tokenizer.model")
 Rows = List[Tuple[int, Dict[str, Any]]]  # (line number in the file, row)
+# model types whose position ids start past the padding index (RoBERTa's embeddings): pad_token_id + 1 fewer tokens
+PADDING_OFFSET = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "ibert", "data2vec-text",
+                  "mpnet", "roberta-prelayernorm", "xmod")
 
 
 def read_utf8(path: Path, label: str) -> str:
@@ -127,6 +130,29 @@ def labels(rows: Rows, column: str, tokenizer_dir: str, label: str) -> Optional[
         raise RecipeError(f"{label}: label {unknown[0]!r} is not in the model's label2id "
                           f"({', '.join(mapping)}) in {Path(tokenizer_dir) / 'config.json'}")
     return np.asarray([mapping[n] for n in names], dtype=np.int64)
+
+
+def position_limit(model_dir: str) -> Optional[Tuple[int, str]]:
+    """The most tokens the model's absolute position embeddings cover, with where that comes from, read from
+    config.json alone (nothing imported); None when the config gives no such limit (rotary or relative
+    positions, no ``max_position_embeddings``) or cannot be read (loading the model names that problem)."""
+    try:
+        config = json.loads((Path(model_dir).expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("position_biased_input") is False:  # DeBERTa-v2: relative only
+        return None
+    if config.get("position_embedding_type") == "rotary" or any("rope" in str(k).split("_") for k in config):
+        return None
+    limit = _as_int(config.get("max_position_embeddings"))
+    if limit is None or limit < 1:
+        return None
+    where = f"max_position_embeddings {limit} in {Path(model_dir) / 'config.json'}"
+    if config.get("model_type") in PADDING_OFFSET:
+        pad = _as_int(config.get("pad_token_id"))
+        pad = 1 if pad is None or pad < 0 else pad
+        return limit - pad - 1, f"{where}, less {pad + 1} for positions that start past the padding index"
+    return limit, where
 
 
 def load_tokenizer(tokenizer_dir: str, label: str):

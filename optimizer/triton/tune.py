@@ -212,9 +212,11 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
         options.append((instances * batching["throughput_per_instance"], t, instances, batching))
     if not options:
         fastest = min(min(c, key=lambda p: p["batch_size"])["p99_ms"] for c in curves.values() if c)
-        return Tuning(False, f"serving.p99_ms={sla_p99_ms} cannot be met even at batch 1: the best p99 measured "
-                             f"there is {fastest:.2f} ms (+ {overhead_ms} ms serving overhead)", sla_p99_ms,
-                      overhead_ms=overhead_ms, curves=named)
+        worst = worst_case_ms({"p99_ms": fastest}, overhead_ms)  # the rule max_batch applies, at batch 1
+        return Tuning(False, f"serving.p99_ms={sla_p99_ms} cannot be met even at batch 1: a request may wait for one "
+                             f"running execution, then runs its own, and the rule 2 × (p99 + overhead) ≤ SLA gives "
+                             f"2 × ({fastest:.2f} + {overhead_ms}) = {worst:.2f} ms > {sla_p99_ms} ms (best batch-1 "
+                             f"p99 measured, serving overhead)", sla_p99_ms, overhead_ms=overhead_ms, curves=named)
     total, t, instances, b = max(options, key=lambda o: o[0])
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     reason = (f"{instances} {kind} instance(s) × {t} thread(s): {total:.0f} samples/s at batch "

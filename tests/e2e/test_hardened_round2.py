@@ -85,6 +85,25 @@ def test_a_model_directory_that_is_a_symlink_loop(cache_dir, tmp_path):
     assert summary["git"] is None
 
 
+def test_a_pickled_model_checkpoint_is_refused_in_one_line_with_a_summary(cache_dir, tmp_path):
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from tests.helpers import sentences, tiny_bert, write_jsonl
+
+    d = tiny_bert(tmp_path / "bert")
+    torch.save(BertForSequenceClassification.from_pretrained(str(d)), d / "pytorch_model.bin")  # the whole model
+    (d / "model.safetensors").unlink()
+    text = write_jsonl(tmp_path / "t.jsonl", sentences(120))
+    code, out, summary = run_cli(["recipe=transformer_int8", "data.calibration_size=32", "data.max_length=32",
+                                  f"model.source=hf:{d}", f"data.source=text:{text}", *FAST], cache_dir, tmp_path / "run")
+    assert code == 2 and "Traceback" not in out, out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("error:")]
+    assert f"hf:{d}': pytorch_model.bin is a pickled checkpoint that holds more than tensors (it names " in line
+    assert (summary["status"], summary["exit_code"]) == ("error", 2) and "pytorch_model.bin" in summary["error"]
+
+
 def test_a_sweep_over_an_unknown_group_option_is_one_line(cache_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "optimizer", "-m", "recipe=baseline", "hardware=local_cpu,nope",
                            f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120,

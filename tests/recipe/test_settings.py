@@ -43,3 +43,25 @@ def test_the_shipped_recipes_pass():
     for name in available():
         if not name.startswith("trt_"):  # planned on a GPU only
             plan(compose(name))
+
+
+def test_a_max_length_past_the_models_positions_is_refused_at_plan_time(tmp_path):
+    pytest.importorskip("transformers")
+    import json
+
+    from tests.helpers import tiny_bert
+
+    d = tiny_bert(tmp_path / "bert")  # max_position_embeddings 64
+    overrides = [f"model.source=hf:{d}", f"data.source=text:{tmp_path / 'absent.jsonl'}"]
+    plan(compose("transformer_int8", [*overrides, "data.max_length=64"]))
+    with pytest.raises(RecipeError) as e:
+        plan(compose("transformer_int8", [*overrides, "data.max_length=65"]))
+    assert str(e.value) == (f"data.max_length=65 is more than the 64 tokens the model takes (max_position_embeddings "
+                            f"64 in {d / 'config.json'}); set data.max_length to at most 64")
+    (d / "config.json").write_text(json.dumps({"model_type": "roberta", "max_position_embeddings": 64,
+                                               "pad_token_id": 1}))  # positions start past the padding index
+    with pytest.raises(RecipeError, match="data.max_length=63 is more than the 62 tokens the model takes"):
+        plan(compose("transformer_int8", [*overrides, "data.max_length=63"]))
+    (d / "config.json").write_text(json.dumps({"model_type": "modernbert", "max_position_embeddings": 64,
+                                               "global_rope_theta": 1e4}))  # rotary: no table to run past
+    plan(compose("transformer_int8", [*overrides, "data.max_length=65"]))

@@ -121,7 +121,14 @@ def test_gpu_is_one_gpu_instance():
 def test_sla_missed_at_batch_one():
     t = tune({2: AMORTIZED, 1: AMORTIZED}, 1.0, cores=2)
     assert not t.feasible and t.max_batch_size == 0
-    assert "cannot be met even at batch 1" in t.reason and "3.15 ms" in t.reason
+    assert "cannot be met even at batch 1" in t.reason and "3.15" in t.reason
+
+
+def test_a_missed_sla_states_the_two_times_rule_with_its_numbers():
+    # batch 1 runs in 3.15 ms p99, under the 7 ms SLA alone, but a request may wait for one running execution
+    t = tune({1: AMORTIZED}, 7.0, cores=1, overhead_ms=0.5)
+    assert not t.feasible
+    assert "2 × (p99 + overhead) ≤ SLA gives 2 × (3.15 + 0.5) = 7.30 ms > 7.0 ms" in t.reason, t.reason
 
 
 def test_max_batch_counts_one_running_execution_ahead():
