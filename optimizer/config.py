@@ -84,6 +84,7 @@ class ConstraintsConfig:
     max_accuracy_drop: Optional[float] = 1.0  # points of the task's headline metric a variant may lose vs the reference
     min_cosine: Optional[float] = 0.99  # lowest mean cosine of a variant's outputs to the reference's (labels or not)
     max_abs_diff: Optional[float] = None  # largest |output - reference output| a variant may show; null: not gated
+    max_relative_error: Optional[float] = 0.2  # relative L2 error of any output (or any slice of its 2nd axis)
     max_p99_ms: Optional[float] = None  # p99 latency at batch size 1, in milliseconds
     max_cost_per_million: Optional[float] = None  # $ per million inferences (needs a hardware price)
 

@@ -35,6 +35,10 @@ def violations(v: VariantRecord, c: ConstraintsConfig) -> List[str]:
     diff = ev.get("max_abs_diff") if gated else None
     if c.max_abs_diff is not None and diff is not None and diff > c.max_abs_diff:
         out.append(f"max |diff| to the reference {diff:.4g} > {c.max_abs_diff} (over by {diff - c.max_abs_diff:.4g})")
+    rel = ev.get("relative_error") if gated else None
+    if c.max_relative_error is not None and rel is not None and rel > c.max_relative_error:
+        out.append(f"relative error of output {ev.get('relative_error_output')!r} to the reference {rel:.4g} > "
+                   f"{c.max_relative_error} (worst slice of its second axis)")
     p99 = latency_p99(v)
     if c.max_p99_ms is not None and p99 is not None and p99 > c.max_p99_ms:
         out.append(f"p99 {p99:.2f} ms > {c.max_p99_ms} ms")

@@ -152,6 +152,7 @@ def columns(summary: Dict) -> List[Tuple[str, str, int, Callable[[Dict], str]]]:
         (_SHORT.get(metric, metric), "left", 1, lambda r: _fmt(ev(r).get("score"))),
         ("Δ", "left", 1, lambda r: _fmt(0.0 - ev(r)["score_drop"] + 0.0, "+.2f") if "score_drop" in ev(r) else "-"),
         ("cosine", "left", 2, lambda r: _fmt(ev(r).get("mean_cosine"), ".4f")),
+        ("rel err", "left", 3, lambda r: _fmt(ev(r).get("relative_error"), ".3f")),
     ]
     for i, bs in enumerate(sizes):
         cols.append((f"p50/p99 ms b{bs}", "right", 1 if i == 0 else (4 if i < len(sizes) - 1 else 3), latency(bs)))

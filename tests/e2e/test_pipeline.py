@@ -34,6 +34,7 @@ def test_accuracy_and_parity(int8_runs):
     assert q["precision"] == "int8" and q["meta"]["activation_type"] == "uint8" and q["meta"]["weight_type"] == "int8"
     assert q["evaluation"]["accuracy_drop"] <= 1.0
     assert q["evaluation"]["top1_agreement"] >= 98.0 and q["evaluation"]["mean_cosine"] > 0.99
+    assert q["evaluation"]["relative_error_output"] == "logits" and 0 < q["evaluation"]["relative_error"] < 0.2
     assert q["size_bytes"] < 0.4 * v["fuse"]["size_bytes"]  # int8 weights
     ops = q["meta"]["op_counts"]
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0

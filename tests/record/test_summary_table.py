@@ -49,7 +49,7 @@ def test_narrow_terminal_drops_low_priority_columns_first():
 
 def test_wide_terminal_and_report_keep_every_column():
     titles = [c[0] for c in columns(_summary())]
-    assert titles == ["variant", "precision", "status", "acc %", "Δ", "cosine", "p50/p99 ms b1", "p50/p99 ms b8",
+    assert titles == ["variant", "precision", "status", "acc %", "Δ", "cosine", "rel err", "p50/p99 ms b1", "p50/p99 ms b8",
                       "p50/p99 ms b32", "samples/s b32", "speed-up b32", "size KB", "$/1M", "replicas @500 qps"]
     text = _render(250)
     assert "more columns" not in text and all(t in text for t in titles)
