@@ -125,7 +125,7 @@ class TierConfig:
 
 @dataclass
 class ServingConfig:
-    p99_ms: float = 50.0  # SLA: p99 latency of one request through the batcher, in milliseconds
+    p99_ms: Optional[float] = None  # SLA: p99 of one request through the batcher, ms; null: no SLA gate, tuned for throughput
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
     max_batch_cap: int = 64  # largest batch the tuning sweep tries (1, 2, 4, ... up to this)
     utilization: float = 0.7  # target utilisation of each replica when sizing replicas

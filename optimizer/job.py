@@ -67,6 +67,8 @@ def run_job(dcfg: DictConfig) -> int:
         if r["status"] == "failed":
             console.print(f"[bold red]error:[/bold red] {escape(r['error'])}", highlight=False, soft_wrap=True)
     chosen = summary["chosen"] or "none"
+    if any(v["name"] == chosen and not v["chain"] for v in summary.get("variants", [])):
+        chosen += " (the source model, unoptimized)"
     console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}"
                   f"  report: {Path(summary['summary_path']).with_name('report.md')}", highlight=False, soft_wrap=True)
     return _finish(hc, summary["exit_code"], started)

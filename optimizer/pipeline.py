@@ -181,7 +181,7 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     from optimizer.decide import gates
     from optimizer.decide.select import choose
     from optimizer.record import provenance
-    from optimizer.record.summary import contention_note, reference_note
+    from optimizer.record.summary import contention_note, reference_note, source_note
 
     started = provenance.now()
     if cfg.gates.baseline:
@@ -194,7 +194,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     records, warnings = judge_all(variants, measured, cfg.hardware.price_per_hour, cfg.serving, cfg.constraints)
     chosen = choose(records, cfg.objective)
     deployed = deploy_all(cfg, chosen, variants, inputs, out_dir, recipe, measured.id)
-    warnings = inputs.cache.warnings + warnings + reference_note(records, chosen) + contention_note(measured.session)
+    warnings = (inputs.cache.warnings + source_note(records, chosen, cfg.objective.value) + warnings
+                + reference_note(records, chosen) + contention_note(measured.session))
     summary = replace(_summary(cfg, recipe, variants, records, chosen, deployed, inputs, measured, out_dir),
                       warnings=tuple(warnings), provenance=provenance.record(cfg.model.source, out_dir, started))
     summary = gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure

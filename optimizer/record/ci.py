@@ -16,7 +16,7 @@ def _chosen_line(summary: Dict) -> str:
     chosen = next((r for r in summary["variants"] if r["name"] == summary.get("chosen")), None)
     if chosen is None:
         return "**No variant chosen**: none met the recipe's constraints; nothing was emitted."
-    chain = " → ".join(chosen["chain"]) or "source"
+    chain = " → ".join(chosen["chain"]) or "the unmodified source model: no optimized variant survived"
     line = f"**Chosen: `{chosen['name']}`** ({chain}, {chosen.get('precision', '-')}), by {summary.get('objective')}"
     repo = summary.get("model_repository")
     return line + (f"; Triton repository `{_rel(repo, summary)}`" if repo else "")

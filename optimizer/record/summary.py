@@ -94,6 +94,18 @@ def reference_note(records: List[VariantRecord], chosen: Optional[VariantRecord]
             f"but has no serving format; {chosen.name} is emitted"]
 
 
+def source_note(records: List[VariantRecord], chosen: Optional[VariantRecord], objective: str) -> List[str]:
+    """When the chosen variant is the unmodified source (an ONNX file measured as the reference), say so
+    plainly: no optimization survived, and whether the optimized variants failed the constraints or lost."""
+    if chosen is None or chosen.chain:
+        return []
+    passed = [r.name for r in records if r.chain and r.ok and not r.violations]
+    if passed:
+        return [f"no optimized variant beat the source model on {objective} ({', '.join(passed)} met the "
+                f"constraints but measured worse): the source model is emitted"]
+    return ["no optimized variant met the constraints: the source model is emitted"]
+
+
 def speed_cell(r: Dict, bs: str) -> str:
     """The table's speed-up cell: ``4.4x``, ``1.02x same``, red ``0.80x slower``; ``unstable`` flagged."""
     speed = r.get("speedup", {}).get(bs)

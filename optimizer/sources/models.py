@@ -77,11 +77,33 @@ def source_format(source: str) -> str:
     return kind.impl().FORMAT if kind is not None else "torch"
 
 
+# stems that say nothing about the model: two of them would become the same Triton model
+GENERIC = frozenset({"model", "models", "onnx", "export", "exported", "weights", "checkpoint", "checkpoints",
+                     "pytorch_model", "saved_model", "output", "outputs", "best", "last", "latest", "final", "src"})
+
+
+def generic(name: str) -> bool:
+    """``name`` says nothing about the model (``model``, ``onnx``, a version number)."""
+    stem = name.strip().lower()
+    return not stem or stem in GENERIC or stem.lstrip("v").isdigit()
+
+
 def default_name(source: str) -> str:
-    """What a model is named after when the recipe gives no ``model.name`` (not yet made safe as a path)."""
+    """What a model is named after when the recipe gives no ``model.name`` (not yet made safe as a path): the
+    source's own name, or when that is generic (``model.onnx``, ``hf:out/model``) the nearest module or directory
+    above it that is not."""
     source = str(source).strip() or "builtin"
     kind = kind_of(source)
-    return kind.impl().default_name(source) if kind is not None else source
+    name = kind.impl().default_name(source) if kind is not None else source
+    if kind is None or not generic(name):
+        return name
+    above = list(reversed(source.partition(":")[0].split("."))) if kind.name == "factory" else []
+    try:
+        where = kind.impl().directory(source)
+    except (OSError, RuntimeError):
+        where = None
+    above += [p.name for p in ([where, *where.parents] if where is not None else [])]
+    return next((part for part in above if not generic(part)), name)
 
 
 def source_directory(source: str) -> Optional[Path]:

@@ -169,10 +169,26 @@ def run(cfg, inputs: DeployInputs, repo: Path, plan: str) -> Dict:
 
 def _tune(cfg, art, pool: Feeds, cache: Cache) -> Tuning:
     """The tuned values from this machine's sweep and the recipe's ``serving`` section."""
+    from optimizer.triton.tune import open_sla
+
     s = cfg.serving
-    return tune(sweep(cfg, art, pool, cache), s.p99_ms, cfg.hardware.cores, is_cuda(cfg.hardware),
-                s.queue_delay_cap_us, s.overhead_ms, s.queue_policy, s.queue_timeout, {t.name: t.p99_ms for t in s.tiers},
-                s.default_tier)
+    curves = sweep(cfg, art, pool, cache)
+    tiers = {t.name: t.p99_ms for t in s.tiers}
+    given = s.p99_ms is not None or any(v is not None for v in tiers.values())
+    tuning = tune(curves, s.p99_ms if given else open_sla(curves, s.overhead_ms), cfg.hardware.cores,
+                  is_cuda(cfg.hardware), s.queue_delay_cap_us, s.overhead_ms, s.queue_policy, s.queue_timeout, tiers,
+                  s.default_tier)
+    return tuning if given else open_sla_reason(tuning)
+
+
+def open_sla_reason(tuning: Tuning) -> Tuning:
+    """With no SLA set: the reason says so, and what SLA each swept batch size would need."""
+    from optimizer.triton.tune import worst_case_ms
+
+    curve = tuning.curves.get(str(tuning.threads)) or []
+    needs = ", ".join(f"batch {p['batch_size']}: {worst_case_ms(p, tuning.overhead_ms):.1f} ms" for p in curve)
+    return replace(tuning, reason=f"no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, "
+                                  f"{tuning.reason}; the SLA each batch size needs (2 × (p99 + overhead)): {needs}")
 
 
 def _emit(cfg, inputs: DeployInputs, tuning: Tuning, pool: Feeds, repo: Path, plan: str, file_name: str,

@@ -61,7 +61,7 @@ def preflight(cfg, out_dir: Path) -> None:
 
 def _check_serving(s) -> None:
     """``serving``: a positive SLA, sane caps and thread options, and the QoS tiers."""
-    if s.p99_ms <= 0 or s.overhead_ms < 0:
+    if (s.p99_ms is not None and s.p99_ms <= 0) or s.overhead_ms < 0:
         raise RecipeError(f"serving.p99_ms must be positive and serving.overhead_ms ≥ 0, "
                           f"got {s.p99_ms} and {s.overhead_ms}")
     if s.max_batch_cap < 1 or s.queue_delay_cap_us < 0 or any(t < 0 for t in s.thread_options) or not s.thread_options:

@@ -125,6 +125,11 @@ def worst_case_ms(point: Dict, overhead_ms: float = 0.0, queued: bool = True) ->
     return (2 if queued else 1) * (point["p99_ms"] + overhead_ms)
 
 
+def open_sla(curves: Dict[int, Sequence[Dict]], overhead_ms: float = 0.0) -> float:
+    """The SLA under which every swept batch size fits (no SLA set: tuning for throughput alone)."""
+    return round(max(worst_case_ms(p, overhead_ms) for c in curves.values() for p in c) + 0.0005, 3)
+
+
 def max_batch(curve: Sequence[Dict], sla_p99_ms: float, overhead_ms: float = 0.0, queued: bool = False) -> int:
     """Largest batch of the SLA-fitting prefix of ``curve``; 0 when even the first misses. ``queued``: the
     worst case counts one running execution the request waits for (the rule ``tune`` uses)."""

@@ -126,7 +126,8 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         f"# {config.name}: how config.pbtxt was tuned", "",
         f"Variant `{record['variant']}` (artifact `{record['artifact_id'][:12]}`), measured on hardware "
         f"`{hw['name']}` ({hw['cores']} cores, device {hw['device']}). SLA: p99 ≤ {t['sla_p99_ms']} ms per request"
-        + (" (`serving.p99_ms`'s default: set your own SLA, e.g. `serving.p99_ms=20`)." if _default_sla(cfg) else
+        + (" (no SLA set: the one every swept batch size meets; set `serving.p99_ms` to gate on yours)."
+           if _default_sla(cfg) else
            " (`serving.tiers`' tightest tier)." if t.get("tiers") else " (`serving.p99_ms`)."),
         "", "## Tuned values", "",
         "| field | value | rule |", "|---|---|---|",

@@ -176,3 +176,17 @@ def test_tiers_become_priority_levels():
     assert t.default_priority_level == 2  # the last tier with an SLA
     assert default_level(tiers, "premium") == 1 and default_level({"a": None}) == 1
     assert tier_policies({"only": 10.0}, 12.0, 1000.0, 4)[0]["max_queue_size"] == 4  # no budget: a full batch
+
+
+def test_no_sla_set_tunes_for_throughput_and_says_what_each_batch_needs():
+    from optimizer.triton.deploy import open_sla_reason
+    from optimizer.triton.tune import open_sla
+
+    slow = curve(lambda b: 40.0 + 5.0 * b)  # a big model: 45 ms at batch 1, far past a 50 ms SLA's rule
+    assert tune({1: slow}, 50.0, 4).feasible is False  # what the old 50 ms default did: exit 3, nothing emitted
+    sla = open_sla({1: slow, 2: slow}, 0.5)
+    assert sla >= worst_case_ms(slow[-1], 0.5) and sla - worst_case_ms(slow[-1], 0.5) < 0.002
+    t = open_sla_reason(tune({1: slow}, sla, 4, overhead_ms=0.5))
+    assert t.feasible and t.max_batch_size == 64 and t.sla_p99_ms == sla
+    assert t.reason.startswith("no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, ")
+    assert "batch 1: 136.0 ms" in t.reason and f"batch 64: {worst_case_ms(slow[-1], 0.5):.1f} ms" in t.reason
