@@ -25,7 +25,7 @@ class ModelConfig:
     name: str = ""  # name in reports and of the emitted Triton model; "" names it after the source (factory function, directory, file)
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
     train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
-    task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction
+    task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction, causal_lm
     allow_factories: List[str] = field(default_factory=list)  # when given, every factory must match one ("mypkg.*")
     deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
     trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
@@ -59,7 +59,7 @@ class HardwareConfig:
 class EvaluationConfig:
     batch_size: int = 64  # batch size used to run the evaluation split
     max_samples: int = 0  # evaluate on at most this many samples; 0 means the whole split
-    task: str = "auto"  # classification (accuracy), embedding (no labels), a metric "pkg.mod:fn", or auto (by labels)
+    task: str = "auto"  # classification (accuracy), embedding (no labels), next_token (causal LMs), "pkg.mod:fn", or auto
     output: str = ""  # the output the task reads; "" means the model's first output
 
 

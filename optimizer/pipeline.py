@@ -149,7 +149,7 @@ def load_inputs(cfg) -> Inputs:
     """The cache, the data splits, the task and the source model (built or loaded), checked before any pass."""
     from optimizer import formats
     from optimizer.recipe.guards import recipe_factories
-    from optimizer.measure.evaluate import check_labels, check_outputs, resolve_task
+    from optimizer.measure.evaluate import check_labels, check_outputs, model_task, resolve_task
     from optimizer.measure.limits import check_memory
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
@@ -161,6 +161,7 @@ def load_inputs(cfg) -> Inputs:
         built = cache.built
         source = load_source(cfg.model, splits, cache, cfg.seed)
         shown["outcome"] = "built" if cache.built > built else "loaded"  # trained or converted now, or as it was
+    task = model_task(task, cfg.evaluation.task, source.meta)
     output = check_outputs(task, formats.io(source), cfg.evaluation.output)
     check_labels(task, formats.io(source), output, splits.evaluation_labels, source.meta)
     check_memory(cfg, source, splits)  # a batch that cannot fit is refused before any pass runs

@@ -195,6 +195,20 @@ def tiny_bert(directory: Path, head: bool = True, seed: int = 0) -> Path:
     return directory
 
 
+def tiny_gpt2(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer GPT-2 language model (hidden 32, 2 heads, 64 positions) with the tests' word-piece tokenizer."""
+    import torch
+    from transformers import BertTokenizer, GPT2Config, GPT2LMHeadModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(directory.parent / f"{directory.name}.vocab.txt")
+    BertTokenizer(str(vocab), do_lower_case=True).save_pretrained(str(directory))
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=5 + len(WORDS), n_positions=64,
+                               bos_token_id=2, eos_token_id=3)).save_pretrained(str(directory))
+    return directory
+
+
 def sentences(n: int, seed: int = 0):
     """``n`` (sentence, label) pairs made of WORDS; the label says whether a positive word is in it."""
     rng = random.Random(seed)

@@ -13,7 +13,7 @@ import numpy as np
 from optimizer.errors import RecipeError
 from optimizer.io import IOSpec, batches, concat
 
-CLASSIFICATION, EMBEDDING, AUTO = "classification", "embedding", "auto"
+CLASSIFICATION, EMBEDDING, NEXT_TOKEN, AUTO = "classification", "embedding", "next_token", "auto"
 
 
 def predict(session, feeds: Mapping[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
@@ -28,10 +28,16 @@ def resolve_task(task: str, has_labels: bool) -> str:
     if task == CLASSIFICATION and not has_labels:
         raise RecipeError("evaluation.task=classification needs labels in the data; give labels or set "
                           "evaluation.task=embedding")
-    if task not in (CLASSIFICATION, EMBEDDING) and ":" not in task:
-        raise RecipeError(f"evaluation.task {task!r}: expected auto, classification, embedding or a metric "
-                          f"'package.module:function'")
+    if task not in (CLASSIFICATION, EMBEDDING, NEXT_TOKEN) and ":" not in task:
+        raise RecipeError(f"evaluation.task {task!r}: expected auto, classification, embedding, next_token or a "
+                          f"metric 'package.module:function'")
     return task
+
+
+def model_task(task: str, asked: str, meta: Mapping) -> str:
+    """``auto`` on a causal LM (``hf_task`` causal_lm) is next-token agreement: its logits over the vocabulary
+    at every position are what it is for, not a class or an embedding."""
+    return NEXT_TOKEN if asked == AUTO and meta.get("hf_task") == "causal_lm" else task
 
 
 def primary(outputs: Mapping[str, np.ndarray], name: str = "") -> str:
@@ -47,6 +53,9 @@ def check_outputs(task: str, io: IOSpec, name: str) -> str:
     if name and name not in names:
         raise RecipeError(f"evaluation.output {name!r}: the model's outputs are {names}")
     spec = next(t for t in io.outputs if t.name == (name or names[0]))
+    if task == NEXT_TOKEN and len(spec.shape) != 3:
+        raise RecipeError(f"evaluation.task=next_token needs logits [batch, sequence, vocabulary]; output "
+                          f"{spec.name!r} has shape {list(spec.shape)}")
     if task in (EMBEDDING, CLASSIFICATION) and len(spec.shape) != 2:
         need = "[batch, features]" if task == EMBEDDING else "[batch, classes]"
         raise RecipeError(f"evaluation.task={task} needs a 2-D output {need}; output {spec.name!r} has shape "
@@ -147,6 +156,10 @@ def task_metrics(task: str, outputs: Mapping[str, np.ndarray], labels: Optional[
     if task == CLASSIFICATION:
         acc = float((out.argmax(1) == labels).mean() * 100.0)
         return {"metric": "accuracy", "score": acc, "accuracy": acc}
+    if task == NEXT_TOKEN:  # the token each position predicts, against the source model's
+        ref = reference[name] if reference is not None else out
+        agree = float((out.argmax(-1) == ref.argmax(-1)).mean() * 100.0)
+        return {"metric": "next_token_agreement", "score": agree, "next_token_agreement": agree}
     if task == EMBEDDING:
         ref = reference[name] if reference is not None else out
         agree = float((neighbours(out) == neighbours(ref)).mean() * 100.0)

@@ -8,24 +8,26 @@ directory with the same state dict keys. Only eager attention is used: ONNX Runt
 optimizer fuses Attention from its MatMul/Softmax pattern, not from a fused SDPA kernel."""
 
 import contextlib
-import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 from optimizer.errors import RecipeError
 from optimizer.sources.hf_weights import check_weights
+from optimizer.sources.hf_module import PROCESSOR_INPUTS, wrapper_class
 
-TASKS = ("auto", "sequence_classification", "image_classification", "feature_extraction")
+TASKS = ("auto", "sequence_classification", "image_classification", "feature_extraction", "causal_lm")
+CAUSAL_LM_NOTE = ("a causal LM is exported as one forward pass giving logits over the vocabulary at every position "
+                  "(task causal_lm, scored by next-token agreement with the source); generation and the KV cache are "
+                  "not handled yet")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
-# The processors' outputs a model may take, in no particular order (the model's forward sets it).
-PROCESSOR_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
 _AUTO = {"sequence_classification": "AutoModelForSequenceClassification",
-         "image_classification": "AutoModelForImageClassification", "feature_extraction": "AutoModel"}
+         "image_classification": "AutoModelForImageClassification", "feature_extraction": "AutoModel",
+         "causal_lm": "AutoModelForCausalLM"}
 _MAPPING = {"sequence_classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
             "image_classification": "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
-            "feature_extraction": "MODEL_MAPPING_NAMES"}
+            "feature_extraction": "MODEL_MAPPING_NAMES", "causal_lm": "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"}
 
 
 def _label(directory: str, what: str) -> str:
@@ -127,11 +129,17 @@ def resolve_task(config, task: str, label: str) -> str:
     if task not in TASKS:
         raise RecipeError(f"{label}: task {task!r} is not one of {', '.join(TASKS)}")
     architectures = config.architectures or []
+    if getattr(config, "is_encoder_decoder", False):
+        raise RecipeError(f"{label}: {config.model_type} is an encoder–decoder model, which needs decoder_input_ids "
+                          f"and a generation loop; not supported yet: export its encoder (or one decoder step) "
+                          f"through a factory you write (model.source=pkg.module:function)")
     if task == "auto":
         if any(a.endswith("ForSequenceClassification") for a in architectures):
             return "sequence_classification"
         if any(a.endswith("ForImageClassification") for a in architectures):
             return "image_classification"
+        if set(architectures) & _class_names(_mappings(label)[_MAPPING["causal_lm"]]):
+            return "causal_lm"  # never silently a pooled embedder: its LM head is what it is for
         return "feature_extraction"
     if config.model_type not in _mappings(label)[_MAPPING[task]]:
         raise RecipeError(f"{label}: model_type {config.model_type!r} has no {task} model in transformers")
@@ -165,8 +173,9 @@ def input_names(path: Path, config, task: str, label: str) -> List[str]:
     import inspect
 
     params = list(inspect.signature(_model_class(config, task, label).forward).parameters)
-    if "pixel_values" in params and "input_ids" not in params:
-        return ["pixel_values"]
+    for signal in ("pixel_values", "input_values", "input_features"):  # an image or audio model: one tensor
+        if signal in params and "input_ids" not in params:
+            return [signal]
     produced = _tokenizer_inputs(path)
     if produced is None:  # no tokenizer here: token types only when the model has more than one
         types = getattr(config, "type_vocab_size", 0) > 1
@@ -187,9 +196,10 @@ def describe(directory: str, task: str = "auto") -> Dict[str, Any]:
         "task": task,
         "input_names": input_names(path, config, task, label),
         "output_names": ["embeddings"] if task == "feature_extraction" else ["logits"],
+        "warnings": [CAUSAL_LM_NOTE] if task == "causal_lm" else [],
         "transformer": {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
                         "hidden_size": getattr(config, "hidden_size", None)},
-        "num_labels": None if task == "feature_extraction" else config.num_labels,
+        "num_labels": config.num_labels if task in ("sequence_classification", "image_classification") else None,
     }
 
 
@@ -236,51 +246,10 @@ def _load_hf(path: Path, task: str, label: str):
     return model.eval()
 
 
-@functools.lru_cache(maxsize=None)
-def _wrapper_class(names: Tuple[str, ...]):
-    """A module class whose ``forward`` has one real positional parameter per input: torch.export
-    (dynamo=True) matches ``dynamic_shapes`` to the signature, which ``*args`` would hide."""
-    import torch
-
-    assert all(name in PROCESSOR_INPUTS for name in names)  # identifiers from a fixed list only
-    params = ", ".join(names)
-    scope: Dict[str, Any] = {}
-    exec(f"def forward(self, {params}):\n    return self.run({params})", scope)  # noqa: S102
-
-    class HFWrapper(torch.nn.Module):
-        """``forward(<input_names>)`` -> logits or pooled embeddings."""
-
-        forward = scope["forward"]
-
-        def __init__(self, model, task: str, outputs: List[str]):
-            super().__init__()
-            self.model, self.task, self.input_names, self.output_names = model, task, list(names), list(outputs)
-
-        def run(self, *tensors):
-            feeds = dict(zip(self.input_names, tensors))
-            out = self.model(**feeds, return_dict=True)
-            if self.task != "feature_extraction":
-                return out.logits
-            return pool(out.last_hidden_state, feeds.get("attention_mask"))
-
-    return HFWrapper
-
-
-def pool(hidden, attention_mask=None):
-    """Mean of the tokens ([N, L, C]; masked by ``attention_mask`` when given) or of the spatial
-    positions ([N, C, H, W]): one embedding [N, C] per sample."""
-    if hidden.dim() == 4:
-        return hidden.mean(dim=(2, 3))
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
-
 def load_module(directory: str, task: str = "auto"):
     """The model as an export-ready ``nn.Module`` in eval mode: ``forward(*inputs) -> tensor``,
     with ``input_names``, ``output_names`` and ``task`` attributes."""
     info = describe(directory, task)
     label = _label(directory, "model.source")
     model = _load_hf(Path(directory).expanduser(), info["task"], label)
-    return _wrapper_class(tuple(info["input_names"]))(model, info["task"], info["output_names"]).eval()
+    return wrapper_class(tuple(info["input_names"]))(model, info["task"], info["output_names"]).eval()

@@ -32,7 +32,8 @@ def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
     directory = str(hf.check_directory(path_of(cfg.source), "model.source").resolve())
     info = hf.describe(directory, cfg.task)
     module = hf.load_module(directory, info["task"])
-    meta = {"transformer": info["transformer"], "hf_task": info["task"]}
+    meta = {"transformer": info["transformer"], "hf_task": info["task"],
+            **({"warnings": info["warnings"]} if info["warnings"] else {})}
     return module_artifact(module, HF_FACTORY, {"directory": directory, "task": info["task"]}, splits, cache, meta)
 
 

@@ -1,9 +1,10 @@
 """Models from other toolchains through the whole CLI: an opset-12 ONNX file (exported the way many published
-models were) runs the default int8 recipe to a valid INT8 variant, with the export step skipped."""
+models were) runs the default int8 recipe to a valid INT8 variant, with the export step skipped; a causal LM
+keeps its LM head and is scored by next-token agreement, with a warning about generation."""
 
 import pytest
 
-from tests.helpers import FAST, run_cli
+from tests.helpers import FAST, WORDS, run_cli, sentences, tiny_gpt2, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, used on purpose
 
@@ -26,3 +27,20 @@ def test_the_int8_recipe_on_an_opset_12_onnx_file(cache_dir, tmp_path):
     assert q["status"] == "ok" and q["precision"] == "int8" and q["meta"]["quantized_nodes"]["Conv"] == 2
     assert q["evaluation"]["mean_cosine"] > 0.99 and "evaluation" in by["fuse"]
     assert any("opset 12 was upgraded to 13" in w for w in s["warnings"]) and s["failed_steps"] == []
+
+
+def test_a_causal_lm_is_optimized_as_what_it_is(cache_dir, tmp_path):
+    model = tiny_gpt2(tmp_path / "gpt")
+    text = write_jsonl(tmp_path / "text.jsonl", sentences(80), labels=False)
+    code, out, s = run_cli(["recipe=transformer_int8", f"model.source=hf:{model}", f"data.source=text:{text}",
+                            "data.calibration_size=16", "data.max_length=16", *FAST, "triton.emit=true"],
+                           cache_dir, tmp_path / "run")
+    assert code == 0 and "Traceback" not in out, out
+    by = {v["name"]: v for v in s["variants"]}
+    assert by["reference"]["evaluation"]["metric"] == "next_token_agreement"
+    assert by["quantize"]["evaluation"]["next_token_agreement"] > 90 and by["quantize"]["precision"] == "int8-dynamic"
+    assert any("generation and the KV cache are not handled yet" in w for w in s["warnings"])
+    config = (tmp_path / "run" / "model_repository" / "gpt" / "config.pbtxt").read_text()
+    vocabulary = 5 + len(WORDS)  # the logits cover the vocabulary at every position
+    assert s["model"]["io"]["outputs"][0]["shape"][-1] == vocabulary and len(s["model"]["io"]["outputs"][0]["shape"]) == 3
+    assert 'name: "logits"' in config and f"dims: {vocabulary}" in config
