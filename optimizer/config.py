@@ -29,6 +29,7 @@ class ModelConfig:
     allow_factories: List[str] = field(default_factory=list)  # when given, every factory must match one ("mypkg.*")
     deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
     trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
+    constants: Dict[str, Any] = field(default_factory=dict)  # ONNX inputs fed unchanged ({sr: 16000}): folded into the graph
 
 
 @dataclass

@@ -90,3 +90,17 @@ def digits_like(train_size: int = 16, evaluation_size: int = 16, calibration_siz
     y = lambda n: rng.integers(0, 10, n).astype(np.int64)  # noqa: E731
     return Splits(x(train_size, train_side or side), y(train_size), x(calibration_size), x(evaluation_size),
                   y(evaluation_size))
+
+
+def audio_frames(n: int = 96):
+    """Frames of a waveform: input ``x`` [n, 64] float32, no labels (a voice-activity model's data)."""
+    import numpy as np
+
+    from optimizer.sources.data import Splits
+
+    rng = np.random.default_rng(0)
+
+    def frames(m):
+        return {"x": rng.normal(size=(m, 64)).astype(np.float32)}
+
+    return Splits(frames(n), None, frames(n // 2), frames(n), None)

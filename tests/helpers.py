@@ -260,3 +260,19 @@ def assert_recipe_error(code, out, summary, *words):
     for w in words:
         assert w in errors[0], errors[0]
     assert summary is None  # planning failed: nothing ran
+
+
+def vad_like(path):
+    """y = (x @ w) * sr / 16000 with ``sr`` a 0-d int64 input, as streaming audio models take it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["srf", "k"], ["scale"]), helper.make_node("Mul", ["h", "scale"], ["y"])]
+    graph = helper.make_graph(nodes, "vad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64]),
+                                             helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(16000.0, np.float32), "k")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path

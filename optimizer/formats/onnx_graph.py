@@ -75,3 +75,36 @@ def check_runs(path: Path) -> None:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def fold_inputs(src: Path, dst: Path, values: Dict[str, object], what: str) -> Dict[str, list]:
+    """Write ``src`` to ``dst`` with the inputs named in ``values`` turned into initializers holding those values
+    (a sample rate, a fixed flag: inputs fed unchanged every call), each cast to the input's type and checked
+    against its declared shape; RecipeError naming ``what.<input>`` otherwise. Returns the folded values."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inputs = {i.name: i for i in graph.input if i.name not in {t.name for t in graph.initializer}}
+    folded = {}
+    for name, value in values.items():
+        if name not in inputs:
+            raise RecipeError(f"{what}.{name}: the model has no input {name!r}; its inputs are {sorted(inputs)}")
+        spec = inputs[name].type.tensor_type
+        dtype = helper.tensor_dtype_to_np_dtype(spec.elem_type)
+        try:
+            array = np.asarray(value, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"{what}.{name}: {value!r} is not a {dtype.name} value ({e})") from None
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in spec.shape.dim]
+        if spec.HasField("shape") and (len(dims) != array.ndim or any(d not in (None, s) for d, s in zip(dims, array.shape))):
+            shape = [d if d is not None else "?" for d in dims]
+            raise RecipeError(f"{what}.{name}: the input has shape {shape}; the value given has {list(array.shape)}")
+        graph.initializer.append(numpy_helper.from_array(array, name))
+        graph.input.remove(inputs[name])
+        folded[name] = array.tolist()
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return folded

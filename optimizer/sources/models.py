@@ -69,6 +69,9 @@ def check_source(cfg) -> None:
     kind = kind_of(cfg.source)
     if kind is not None:
         kind.impl().check(cfg)
+    if cfg.constants and (kind is None or kind.impl().FORMAT != "onnx"):
+        raise RecipeError(f"model.constants: folds inputs of an ONNX model, and model.source {cfg.source!r} gives "
+                          f"a torch model; bind the values in the model itself (a factory's model.kwargs)")
 
 
 def source_format(source: str) -> str:

@@ -33,10 +33,30 @@ def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
 
     path = existing(cfg.source)
     check_onnx(path, f"model.source {cfg.source!r}")
-    io = read_io(path)
+    art = Artifact(path=path.resolve(), format="onnx", id=content_key("file", file_digest(path)),
+                   meta={"precision": "fp32"})
+    if cfg.constants:
+        art = with_constants(art, dict(cfg.constants), cache)
+    io = read_io(art.path)
     check_feeds(io, splits, f"model.source {cfg.source!r}")
-    return Artifact(path=path.resolve(), format="onnx", id=content_key("file", file_digest(path)),
-                    meta={"io": io.to_dict(), "precision": "fp32"})
+    return art.evolve(meta={"io": io.to_dict()})
+
+
+def with_constants(art: Artifact, constants: dict, cache: Cache) -> Artifact:
+    """The model with ``model.constants`` folded into the graph (inputs fed unchanged, e.g. a sample rate),
+    cached as its own entry: every later step, and the served model, no longer takes them."""
+    from optimizer.formats.onnx_graph import fold_inputs
+
+    key = content_key("onnx-constants", art.id, constants)
+    cached = cache.get(key, "model")
+    if cached is not None:
+        return cached
+
+    def produce(directory: Path) -> Artifact:
+        folded = fold_inputs(art.path, directory / "model.onnx", constants, "model.constants")
+        return art.evolve(path=directory / "model.onnx", meta={"constants": folded})
+
+    return cache.put(key, produce)
 
 
 def check(cfg: ModelConfig) -> None:

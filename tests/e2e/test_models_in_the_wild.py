@@ -4,7 +4,7 @@ keeps its LM head and is scored by next-token agreement, with a warning about ge
 
 import pytest
 
-from tests.helpers import FAST, WORDS, run_cli, sentences, tiny_gpt2, write_jsonl
+from tests.helpers import FAST, WORDS, error_lines, run_cli, sentences, tiny_gpt2, vad_like, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, used on purpose
 
@@ -44,3 +44,18 @@ def test_a_causal_lm_is_optimized_as_what_it_is(cache_dir, tmp_path):
     vocabulary = 5 + len(WORDS)  # the logits cover the vocabulary at every position
     assert s["model"]["io"]["outputs"][0]["shape"][-1] == vocabulary and len(s["model"]["io"]["outputs"][0]["shape"]) == 3
     assert 'name: "logits"' in config and f"dims: {vocabulary}" in config
+
+
+def test_a_scalar_sample_rate_input_is_folded_and_never_served(cache_dir, tmp_path):
+    model = vad_like(tmp_path / "vad.onnx")
+    args = ["recipe=int8", f"model.source={model}", "data.source=tests.factories:audio_frames", *FAST]
+    code, out, s = run_cli([*args, "+model.constants.rate=16000"], cache_dir, tmp_path / "bad")
+    assert code == 2 and error_lines(out) == [
+        "error: model.constants.rate: the model has no input 'rate'; its inputs are ['sr', 'x']"], out
+    code, out, s = run_cli([*args, "+model.constants.sr=16000", "triton.emit=true"], cache_dir, tmp_path / "run")
+    assert code == 0 and "Traceback" not in out, out
+    assert [i["name"] for i in s["model"]["io"]["inputs"]] == ["x"] and s["variants"][0]["meta"]["constants"] == {"sr": 16000}
+    assert {v["name"]: v["status"] for v in s["variants"]} == {"reference": "ok", "export": "skipped", "fuse": "ok",
+                                                                "quantize": "ok"}
+    config = (tmp_path / "run" / "model_repository" / "vad" / "config.pbtxt").read_text()
+    assert 'name: "x"' in config and 'name: "sr"' not in config
