@@ -49,19 +49,18 @@ INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "Dynamic
 
 
 def quantized_nodes(path: Path) -> Dict[str, int]:
-    """Nodes that run on quantized values, per op type: integer ops (``MatMulInteger``, ``QLinearConv``, ...)
-    and, in a QDQ graph, the nodes whose data input (and second input, when there is one) comes out of a
-    ``DequantizeLinear``. Empty when the quantizer found nothing to quantize."""
+    """Nodes that run on quantized weights, per op type: integer ops (``MatMulInteger``, ``QLinearConv``, ...)
+    and, in a QDQ graph, the nodes fed a weight that is stored quantized (an initializer through a
+    ``DequantizeLinear``). Empty when the quantizer found nothing to quantize."""
     import onnx
 
-    nodes = onnx.load(str(path), load_external_data=False).graph.node
-    dq = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    stored = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    weights = {o for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in stored for o in n.output}
     out: Counter = Counter()
-    for n in nodes:
-        inputs = [i for i in n.input[:2] if i]
-        if n.op_type in INTEGER_OPS or n.op_type.startswith("QLinear"):
-            out[n.op_type] += 1
-        elif n.op_type not in ("QuantizeLinear", "DequantizeLinear") and inputs and all(i in dq for i in inputs):
+    for n in graph.node:
+        if n.op_type in INTEGER_OPS or n.op_type.startswith("QLinear") or (
+                n.op_type not in ("QuantizeLinear", "DequantizeLinear") and set(n.input[:2]) & weights):
             out[n.op_type] += 1
     return dict(sorted(out.items()))
 

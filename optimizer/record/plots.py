@@ -95,7 +95,8 @@ def accuracy_view(summary: Dict) -> Dict:
     sla = (summary.get("constraints") or {}).get("max_p99_ms")
     sla_label = "max_p99_ms"
     if sla is None:
-        sla = ((summary.get("triton") or {}).get("tuning") or {}).get("sla_p99_ms")
+        tuning = (summary.get("triton") or {}).get("tuning") or {}
+        sla = tuning.get("sla_p99_ms") if tuning.get("sla_set", True) else None  # none set: no line to draw
         sla_label = "serving SLA"
     shown = scores + ([floor] if floor is not None else [])
     ylim = None

@@ -187,7 +187,7 @@ def open_sla_reason(tuning: Tuning) -> Tuning:
 
     curve = tuning.curves.get(str(tuning.threads)) or []
     needs = ", ".join(f"batch {p['batch_size']}: {worst_case_ms(p, tuning.overhead_ms):.1f} ms" for p in curve)
-    return replace(tuning, reason=f"no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, "
+    return replace(tuning, sla_set=False, reason=f"no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, "
                                   f"{tuning.reason}; the SLA each batch size needs (2 × (p99 + overhead)): {needs}")
 
 
@@ -236,7 +236,7 @@ def _smoke_test(cfg, em: _Emitted, tuning: Tuning, repo: Path, info: Dict) -> Tu
 def sla_of(tuning: Tuning, model_dir: Path) -> Sla:
     """The SLAs the smoke test holds the model to, straight from the tuning (named after the tuning.json that
     records them)."""
-    return Sla(tuning.sla_p99_ms, str(model_dir / "tuning.json"),
+    return Sla(tuning.sla_p99_ms if tuning.sla_set else None, str(model_dir / "tuning.json"),
                {t["name"]: Tier(t["level"], t["p99_ms"]) for t in tuning.tiers}, tuning.throughput)
 
 

@@ -70,6 +70,7 @@ class Tuning:
     feasible: bool  # some batch size meets the SLA
     reason: str  # one sentence: why these values, or why the SLA cannot be met
     sla_p99_ms: float
+    sla_set: bool = True  # false: no SLA was set, sla_p99_ms is the one every swept batch size meets (not a gate)
     max_batch_size: int = 0
     knee_batch_size: int = 0  # where in-process throughput stops gaining
     preferred_batch_size: int = 0  # the knee when above 1; 0: no preferred size (Triton's default)

@@ -54,8 +54,8 @@ def from_tuning(tuning: Mapping, source: str, sla_p99_ms: Optional[float] = None
     its ``sla_p99_ms``; with QoS tiers, each tier's p99 (tiers without one are not checked)."""
     tiers = {t["name"]: Tier(t["level"], t["p99_ms"]) for t in tuning.get("tiers") or []}
     estimate = tuning.get("throughput")
-    if sla_p99_ms is None and "sla_p99_ms" not in tuning:
-        return Sla(None, "none", {}, estimate)
+    if sla_p99_ms is None and ("sla_p99_ms" not in tuning or tuning.get("sla_set") is False):
+        return Sla(None, "none", tiers if "sla_p99_ms" in tuning else {}, estimate)  # no SLA set: nothing to hold
     return Sla(sla_p99_ms if sla_p99_ms is not None else tuning["sla_p99_ms"],
                "given" if sla_p99_ms is not None else source, tiers, estimate)
 

@@ -103,8 +103,7 @@ def test_model_name_must_be_one_path_component(name, tmp_path):
 
 @pytest.mark.parametrize("source, name", [
     ("builtin", "digits_resnet"), ("builtin:vit_digits", "vit_digits"), ("tests.factories:tiny_cnn", "tiny_cnn"),
-    ("hf:models/bert-tiny/", "bert-tiny"), ("exports/model v2.onnx", "model_v2"), ("../up/..weird.pt2", "weird"),
-    ("hf:.", "model")])
+    ("hf:models/bert-tiny/", "bert-tiny"), ("exports/model v2.onnx", "model_v2"), ("../up/..weird.pt2", "weird")])
 def test_a_model_without_a_name_is_named_after_its_source(source, name):
     """A user's model is never emitted or logged as the built-in 'digits_resnet': no model.name names it after
     the factory's function, the directory or the file, made safe as one path component."""
@@ -113,6 +112,14 @@ def test_a_model_without_a_name_is_named_after_its_source(source, name):
 
     assert default_model_name(source) == name
     check_name(name, "model.name")  # always a valid Triton model directory name
+
+
+def test_the_current_directory_is_named_after_the_nearest_telling_directory(tmp_path, monkeypatch):
+    from optimizer.recipe.guards import default_model_name
+
+    (tmp_path / "sentiment" / "model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "sentiment" / "model")
+    assert default_model_name("hf:.") == "sentiment" and default_model_name("hf:") == "sentiment"
 
 
 def test_explain_shows_the_name_a_factory_model_gets():

@@ -36,6 +36,7 @@ def test_parity_gate_rejects_a_broken_variant(builtin, cache_dir, tmp_path):
     summary = run(cfg, tmp_path, "baseline").to_dict()
     broken = next(v for v in summary["variants"] if v["name"] == "broken")
     assert broken["status"] == "ok" and broken["evaluation"]["mean_cosine"] < 0.9
-    (why,) = broken["violations"]
-    assert why.startswith("mean cosine to the reference ") and "< 0.99 (short by " in why
-    assert summary["chosen"] == "export" and summary["gate_failures"]["broken"] == [why]
+    cosine, relative = broken["violations"]
+    assert cosine.startswith("mean cosine to the reference ") and "< 0.99 (short by " in cosine
+    assert relative.startswith("relative error of output 'logits' to the reference ") and "> 0.2" in relative
+    assert summary["chosen"] == "export" and summary["gate_failures"]["broken"] == [cosine, relative]

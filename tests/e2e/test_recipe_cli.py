@@ -4,7 +4,7 @@ prints the composed recipe."""
 import pytest
 
 from optimizer.errors import EXIT_RECIPE
-from tests.helpers import run_cli
+from tests.helpers import error_lines, run_cli
 
 
 def _user_recipe(tmp_path, body: str):
@@ -42,17 +42,18 @@ def test_cli_bad_input(args, first_line, tmp_path, cache_dir):
         args = [f"model.source={bad}", "passes.export=null"]
     code, out, summary = run_cli(args, cache_dir, tmp_path / "run")
     lines = [line for line in out.strip().splitlines() if line.strip()]
+    (error,) = error_lines(out)  # on stderr: after the status line of the step it stopped at, if any
     assert code == EXIT_RECIPE, out
-    assert lines[0].startswith(first_line), out
+    assert error.startswith(first_line), out
     assert len(lines) <= 2 and "Traceback" not in out, out
-    if first_line.startswith("error: model.source") and "no such file" not in lines[0]:
+    if first_line.startswith("error: model.source") and "no such file" not in error:
         # found while loading the model, after planning: the summary records the failure
         assert summary["status"] == "error" and summary["exit_code"] == EXIT_RECIPE
-        assert summary["error"] == lines[0][len("error: "):]
+        assert summary["error"] == error[len("error: "):]
     else:
         assert summary is None  # planning failed: nothing ran, nothing written
     if first_line.startswith("error: model.source") and "corrupt" in str(args):
-        assert "is not a valid ONNX model" in lines[0]
+        assert "is not a valid ONNX model" in error
 
 
 def test_cli_prints_composed_recipe(cache_dir, tmp_path):

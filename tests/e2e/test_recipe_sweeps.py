@@ -83,5 +83,5 @@ def test_submitit_local_launcher_runs_a_job_and_returns_its_code(cache_dir, tmp_
     assert code == 2, output
     record = job_record(out, "0")
     assert record["exit_code"] == 2 and record["pid"] != os.getpid()
-    logs = "".join(p.read_text() for p in out.glob(".submitit/*/*_log.out"))  # the job's own stdout
+    logs = "".join(p.read_text() for p in out.glob(".submitit/*/*_log.*"))  # the job's own stdout and stderr
     assert "error: passes.quantize: calibration_samples must be at least 1, got 0" in logs

@@ -199,7 +199,8 @@ def test_dynamic_int8_quantizes_gather_of_an_unfused_graph(exported, evaluation,
 def test_static_keeps_transformer_ops_in_float(fused, evaluation, tmp_path):
     art = quantize(fused, QuantizeConfig(calibration_samples=64), ctx(tmp_path, "q"))
     ops = art.meta["op_counts"]
-    assert art.meta["quantized_ops"] == ["MatMul", "Gemm"] and ops["QuantizeLinear"] == 12
+    assert art.meta["op_types"] == ["MatMul", "Gemm"] and ops["QuantizeLinear"] == 12
+    assert art.meta["quantized_nodes"] == {"MatMul": 6}  # per layer: attention output, FFN in, FFN out
     assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] == 4 and art.meta["calibration_samples"] == 64
     cos, centered = cosines(art, evaluation)  # measured 0.99999 / 0.9998
     assert cos > 0.9995 and centered > 0.998

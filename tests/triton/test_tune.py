@@ -187,6 +187,10 @@ def test_no_sla_set_tunes_for_throughput_and_says_what_each_batch_needs():
     sla = open_sla({1: slow, 2: slow}, 0.5)
     assert sla >= worst_case_ms(slow[-1], 0.5) and sla - worst_case_ms(slow[-1], 0.5) < 0.002
     t = open_sla_reason(tune({1: slow}, sla, 4, overhead_ms=0.5))
-    assert t.feasible and t.max_batch_size == 64 and t.sla_p99_ms == sla
+    assert t.feasible and t.max_batch_size == 64 and t.sla_p99_ms == sla and t.sla_set is False
+    from optimizer.tritonserver.expected import from_tuning
+
+    assert from_tuning(t.to_dict(), "tuning.json").p99_ms is None  # a smoke test holds the server to no SLA
+    assert from_tuning(t.to_dict(), "tuning.json", 20.0).p99_ms == 20.0  # serve_check --sla-ms still does
     assert t.reason.startswith("no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, ")
     assert "batch 1: 136.0 ms" in t.reason and f"batch 64: {worst_case_ms(slow[-1], 0.5):.1f} ms" in t.reason
