@@ -21,7 +21,9 @@ def emitted(cache_dir, tmp_path_factory, builtin):
                  "triton.smoke_concurrency=[1,4]", "triton.overload_seconds=2"]
     except RecipeError:
         smoke = []
-    args = ["recipe=int8", *FAST, "triton.emit=true", "serving.target_qps=500", "hardware=aws_c7i_large", "tracking.enabled=false", *smoke]
+    # an SLA set (none by default): the smoke test measures the capacity within it and runs the overload check
+    args = ["recipe=int8", *FAST, "triton.emit=true", "serving.target_qps=500", "serving.p99_ms=50",
+            "hardware=aws_c7i_large", "tracking.enabled=false", *smoke]
     return (*run_cli(args, cache_dir, out), out, bool(smoke))
 
 
