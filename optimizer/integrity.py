@@ -25,6 +25,7 @@ from optimizer.artifact import DIGEST, SIDECAR, Artifact, record_digest
 from optimizer.errors import EXIT_FAILED, EXIT_OK, EXIT_RECIPE, RecipeError
 from optimizer.factory import check
 from optimizer.files import content_key, file_digest
+from optimizer.host import host_name, owner_gone
 
 QUARANTINE = ".quarantine"  # damaged entries moved aside, one directory each
 TMP_PREFIX = ".tmp-"  # build directories of entries not yet committed
@@ -171,32 +172,19 @@ def records(root: Path) -> List[Path]:
     return [p for p in sorted(Path(root).glob(f"*/*{RECORD}")) if not p.parent.name.startswith(".")]
 
 
-def _host() -> str:
-    import re
-    import socket
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname())[:64]
-
-
 def tmp_name(key: str) -> str:
     """The build directory's name for entry ``key``: it names the owner process and its host."""
-    return f"{TMP_PREFIX}{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}~{_host()}"
+    return f"{TMP_PREFIX}{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}~{host_name()}"
 
 
 def _owner_alive(name: str) -> Optional[bool]:
     rest, _, host = name[len(TMP_PREFIX):].partition("~")
-    if host and host != _host():
+    if host and host != host_name():
         return True  # another host's process: only that host can tell, so it counts as alive
     parts = rest.split("-")
     if len(parts) != 3 or not parts[1].isdigit():
         return None  # written by an older version: the owner is unknown
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
+    return not owner_gone(host_name(), parts[1])
 
 
 def prune(root: Path, stale_only: bool = False) -> List[Path]:

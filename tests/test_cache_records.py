@@ -29,6 +29,12 @@ def no_hang(seconds=20):
         signal.signal(signal.SIGALRM, old)
 
 
+def fifo_in_place(path):
+    """Replace the file at ``path`` by a FIFO of the same name (opening it for reading would block)."""
+    path.unlink()
+    os.mkfifo(path)
+
+
 def _produce(d):
     (d / "model.bin").write_bytes(b"weights")
     return Artifact(path=d / "model.bin", format="onnx", step="quantize",
@@ -62,8 +68,7 @@ def test_a_damaged_record_is_quarantined_and_measured_again(tmp_path, capsys, na
     elif damage == "not json":
         path.write_bytes(b"\xff\xfe garbage")
     else:
-        path.unlink()
-        os.mkfifo(path)
+        fifo_in_place(path)
     code, _, err = _verify(tmp_path, capsys)
     assert code == 1 and f"damaged record k1/{path.name}" in err
     with no_hang():
@@ -96,8 +101,7 @@ def test_an_edited_artifact_record_is_damage(tmp_path, capsys, change):
 def test_an_entry_whose_artifact_record_is_a_fifo_is_damage_and_never_opened(tmp_path, capsys):
     cache = Cache(tmp_path)
     entry = cache.put("k3", _produce).path.parent
-    (entry / "artifact.json").unlink()
-    os.mkfifo(entry / "artifact.json")
+    fifo_in_place(entry / "artifact.json")
     with no_hang():
         assert problems(entry) == ["artifact.json: not a regular file"]
         code, _, err = _verify(tmp_path, capsys)
@@ -110,8 +114,7 @@ def test_an_entry_whose_artifact_record_is_a_fifo_is_damage_and_never_opened(tmp
 def test_a_model_file_replaced_by_a_fifo_is_damage(tmp_path):
     cache = Cache(tmp_path)
     entry = cache.put("k4", _produce).path.parent
-    (entry / "model.bin").unlink()
-    os.mkfifo(entry / "model.bin")
+    fifo_in_place(entry / "model.bin")
     with no_hang():
         assert problems(entry) == ["model.bin: not a regular file"]
 

@@ -101,10 +101,7 @@ def default_name(source: str) -> str:
     if kind is None or not generic(name):
         return name
     above = list(reversed(source.partition(":")[0].split("."))) if kind.name == "factory" else []
-    try:
-        where = kind.impl().directory(source)
-    except (OSError, RuntimeError):
-        where = None
+    where = source_directory(source)
     above += [p.name for p in ([where, *where.parents] if where is not None else [])]
     return next((part for part in above if not generic(part)), name)
 
