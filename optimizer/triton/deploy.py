@@ -182,12 +182,14 @@ def _tune(cfg, art, pool: Feeds, cache: Cache) -> Tuning:
 
 
 def open_sla_reason(tuning: Tuning) -> Tuning:
-    """With no SLA set: the reason says so, and what SLA each swept batch size would need."""
+    """With no SLA set: the reason says so, and what SLA each swept batch size would need. The queue is
+    unbounded and has no timeout: with no SLA to keep, refusing a request protects nothing (a wait budget
+    derived from the fastest batch was about 1 ms, and a busy host refused requests at concurrency 4)."""
     from optimizer.triton.tune import worst_case_ms
 
     curve = tuning.curves.get(str(tuning.threads)) or []
     needs = ", ".join(f"batch {p['batch_size']}: {worst_case_ms(p, tuning.overhead_ms):.1f} ms" for p in curve)
-    return replace(tuning, sla_set=False, reason=f"no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, "
+    return replace(tuning, sla_set=False, queue_wait_budget_ms=None, max_queue_size=0, queue_timeout_us=0, reason=f"no SLA set (serving.p99_ms=null), so no SLA gate: tuned for throughput, "
                                   f"{tuning.reason}; the SLA each batch size needs (2 × (p99 + overhead)): {needs}")
 
 

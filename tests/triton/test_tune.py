@@ -188,6 +188,8 @@ def test_no_sla_set_tunes_for_throughput_and_says_what_each_batch_needs():
     assert sla >= worst_case_ms(slow[-1], 0.5) and sla - worst_case_ms(slow[-1], 0.5) < 0.002
     t = open_sla_reason(tune({1: slow}, sla, 4, overhead_ms=0.5))
     assert t.feasible and t.max_batch_size == 64 and t.sla_p99_ms == sla and t.sla_set is False
+    # nothing to protect: an unbounded queue without a timeout refuses no request
+    assert (t.max_queue_size, t.queue_timeout_us, t.queue_wait_budget_ms) == (0, 0, None)
     from optimizer.tritonserver.expected import from_tuning
 
     assert from_tuning(t.to_dict(), "tuning.json").p99_ms is None  # a smoke test holds the server to no SLA
