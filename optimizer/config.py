@@ -30,6 +30,8 @@ class ModelConfig:
     deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
     trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
     constants: Dict[str, Any] = field(default_factory=dict)  # ONNX inputs fed unchanged ({sr: 16000}): folded into the graph
+    batch_axis: Dict[str, Any] = field(default_factory=dict)  # ONNX inputs/outputs whose batch is not axis 0 ({state: 1}; null: none)
+    state: Dict[str, str] = field(default_factory=dict)  # ONNX state pairs {input: output} carried from call to call
 
 
 @dataclass

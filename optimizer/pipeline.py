@@ -161,6 +161,10 @@ def load_inputs(cfg) -> Inputs:
         built = cache.built
         source = load_source(cfg.model, splits, cache, cfg.seed)
         shown["outcome"] = "built" if cache.built > built else "loaded"  # trained or converted now, or as it was
+        if cfg.model.state:
+            from optimizer.sources.state import carried
+
+            splits = carried(source, splits, dict(cfg.model.state), cfg.hardware)
     task = model_task(task, cfg.evaluation.task, source.meta)
     output = check_outputs(task, formats.io(source), cfg.evaluation.output)
     check_labels(task, formats.io(source), output, splits.evaluation_labels, source.meta)

@@ -276,3 +276,27 @@ def vad_like(path):
                               [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(16000.0, np.float32), "k")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
+
+
+def stateful_vad(path):
+    """A streaming voice-activity model as published ones are laid out: ``x`` [batch, 64], a recurrent
+    ``state`` [2, batch, 16] (batch on axis 1) and a 0-d int64 ``sr``; outputs ``y`` [batch, 1] and the next
+    state ``stateN`` [2, batch, 16]."""
+    import torch
+
+    class Vad(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.w, self.u, self.head = torch.nn.Linear(64, 16), torch.nn.Linear(16, 16, bias=False), torch.nn.Linear(16, 1)
+
+        def forward(self, x, state, sr):
+            h = torch.tanh(self.w(x) * (sr.float() / 16000.0) + self.u(state[0]))
+            c = 0.5 * state[1] + 0.5 * h
+            return torch.sigmoid(self.head(h + c)), torch.stack([h, c])
+
+    feeds = (torch.zeros(1, 64), torch.zeros(2, 1, 16), torch.tensor(16000))
+    torch.onnx.export(Vad().eval(), feeds, str(path), input_names=["x", "state", "sr"], output_names=["y", "stateN"],
+                      dynamic_axes={"x": {0: "batch"}, "state": {1: "batch"}, "y": {0: "batch"}, "stateN": {1: "batch"}},
+                      opset_version=17, dynamo=False)
+    return path

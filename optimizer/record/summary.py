@@ -238,6 +238,8 @@ def triton_caption(tr: Dict) -> str:
     groups = " + ".join(f"{g['count']}×{g['kind']}" for g in v["instance_group"])
     batching = (f"preferred {v['preferred_batch_size']}, queue delay {v['max_queue_delay_microseconds']} µs"
                 if v["preferred_batch_size"] else "dynamic batching of what is queued (no preferred size)")
+    if v.get("batcher") == "sequence":
+        batching = f"sequence batcher keeping state {v['state']}, " + batching.replace("dynamic batching", "batching")
     line = f"Triton: {tr['config']} — max_batch_size {v['max_batch_size']}, {batching}, {groups}"
     if v.get("max_queue_size"):
         line += f", queue ≤ {v['max_queue_size']} (timeout {v['default_timeout_microseconds']} µs, REJECT)"
@@ -248,7 +250,9 @@ def triton_caption(tr: Dict) -> str:
     if tr.get("kubernetes"):
         line += f"; Kubernetes: {tr['kubernetes']['manifests']}"
     smoke = tr.get("smoke_test")
-    if smoke:
+    if smoke and smoke.get("skipped"):
+        line += "; smoke test not run (stateful: sequence batcher)"
+    elif smoke:
         line += "; smoke test " + ("passed" if smoke["passed"] else f"FAILED: {smoke['error']}")
     over = tr.get("overload")
     if over:

@@ -69,9 +69,14 @@ def check_source(cfg) -> None:
     kind = kind_of(cfg.source)
     if kind is not None:
         kind.impl().check(cfg)
-    if cfg.constants and (kind is None or kind.impl().FORMAT != "onnx"):
+    onnx = kind is not None and kind.impl().FORMAT == "onnx"
+    if cfg.constants and not onnx:
         raise RecipeError(f"model.constants: folds inputs of an ONNX model, and model.source {cfg.source!r} gives "
                           f"a torch model; bind the values in the model itself (a factory's model.kwargs)")
+    for key in ("batch_axis", "state"):
+        if getattr(cfg, key) and not onnx:
+            raise RecipeError(f"model.{key}: applies to an ONNX model, and model.source {cfg.source!r} gives a torch "
+                              f"model; export it to ONNX first (model.source=<file>.onnx)")
 
 
 def source_format(source: str) -> str:

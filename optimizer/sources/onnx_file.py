@@ -37,9 +37,22 @@ def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
                    meta={"precision": "fp32"})
     if cfg.constants:
         art = with_constants(art, dict(cfg.constants), cache)
+    if cfg.batch_axis:
+        art = with_layout(art, dict(cfg.batch_axis), cache)
+    if cfg.batch_axis:
+        from optimizer.formats.onnx_layout import check_unbatched
+
+        for split in ("train", "calibration", "evaluation"):
+            check_unbatched(getattr(splits, split), art.meta["batch_axis"], split)
     io = read_io(art.path)
-    check_feeds(io, splits, f"model.source {cfg.source!r}")
-    return art.evolve(meta={"io": io.to_dict()})
+    carried = []
+    if cfg.state:
+        from optimizer.sources.state import check_pairs, missing_states
+
+        check_pairs(io, dict(cfg.state))
+        carried = missing_states(dict(cfg.state), splits)
+    check_feeds(io, splits, f"model.source {cfg.source!r}", carried)
+    return art.evolve(meta={"io": io.to_dict(), **({"state": dict(cfg.state)} if cfg.state else {})})
 
 
 def with_constants(art: Artifact, constants: dict, cache: Cache) -> Artifact:
@@ -47,14 +60,27 @@ def with_constants(art: Artifact, constants: dict, cache: Cache) -> Artifact:
     cached as its own entry: every later step, and the served model, no longer takes them."""
     from optimizer.formats.onnx_graph import fold_inputs
 
-    key = content_key("onnx-constants", art.id, constants)
+    return _rewritten(art, cache, "onnx-constants", constants, lambda src, dst: {
+        "constants": fold_inputs(src, dst, constants, "model.constants")})
+
+
+def with_layout(art: Artifact, axes: dict, cache: Cache) -> Artifact:
+    """The model with the inputs and outputs named in ``model.batch_axis`` made batch-first (``onnx_layout``)."""
+    from optimizer.formats.onnx_layout import batch_first
+
+    return _rewritten(art, cache, "onnx-layout", axes, lambda src, dst: {"batch_axis": batch_first(src, dst, axes)})
+
+
+def _rewritten(art: Artifact, cache: Cache, kind: str, values: dict, rewrite) -> Artifact:
+    """``rewrite(src, dst) -> meta`` applied to ``art``'s graph, cached as its own entry."""
+    key = content_key(kind, art.id, values)
     cached = cache.get(key, "model")
     if cached is not None:
         return cached
 
     def produce(directory: Path) -> Artifact:
-        folded = fold_inputs(art.path, directory / "model.onnx", constants, "model.constants")
-        return art.evolve(path=directory / "model.onnx", meta={"constants": folded})
+        meta = rewrite(art.path, directory / "model.onnx")
+        return art.evolve(path=directory / "model.onnx", meta=meta)
 
     return cache.put(key, produce)
 

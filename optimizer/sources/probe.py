@@ -2,7 +2,7 @@
 feeds a model file's declared inputs, and cache a torch module built from a factory."""
 
 import hashlib
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from optimizer.artifact import Artifact
 from optimizer.cache import Cache
@@ -44,10 +44,13 @@ def module_artifact(module, factory: str, kwargs: Dict, splits: Splits, cache: C
     return cache.get(key, "source") or cache.put(key, lambda d: torch_artifact(module, d, factory, kwargs, meta))
 
 
-def check_feeds(io: IOSpec, splits: Splits, what: str) -> None:
-    """The data feeds every input the model declares, with its dtype and rank (RecipeError naming the input)."""
+def check_feeds(io: IOSpec, splits: Splits, what: str, carried: Sequence[str] = ()) -> None:
+    """The data feeds every input the model declares (but the ``carried`` state inputs, which the model's own
+    outputs feed), with its dtype and rank (RecipeError naming the input)."""
     feeds = splits.evaluation
     for t in io.inputs:
+        if t.name in carried:
+            continue
         if t.name not in feeds:
             raise RecipeError(f"{what} needs input {t.describe()}; the data has {sorted(feeds)}")
         a = feeds[t.name]

@@ -122,6 +122,10 @@ class _Emitted:
                                    cfg.triton.response_cache)
         if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
             emit.tensorrt_accelerator(config, self.io, str(art.meta.get("precision", "fp32")), self.dims)
+        if art.meta.get("state"):
+            from optimizer.triton.sequence import stateful
+
+            stateful(config, art.meta["state"])
         return config
 
     def rewrite(self, tuning: Tuning) -> None:
@@ -160,7 +164,11 @@ def run(cfg, inputs: DeployInputs, repo: Path, plan: str) -> Dict:
     em = _emit(cfg, inputs, tuning, pool, repo, plan, fmt.file_name, info["cost"])
     info.update(emitted=True, model_repository=str(repo), config=str(em.model_dir / "config.pbtxt"),
                 values=_values(em.config))
-    if cfg.triton.smoke_test:
+    if cfg.triton.smoke_test and art.meta.get("state"):
+        from optimizer.triton.sequence import note
+
+        info["smoke_test"] = note(art.meta["state"])
+    elif cfg.triton.smoke_test:
         tuning = _smoke_test(cfg, em, tuning, repo, info)
     _size(cfg, em, tuning, info, inputs.peak_memory_mb, repo)
     repository.write_docs(em.model_dir, tuning_markdown(cfg, em.record, em.config), em.record)
@@ -277,9 +285,12 @@ def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:
 
 def _values(config) -> Dict:
     """The tuned fields as written, for summary.json."""
-    return {"max_batch_size": config.max_batch_size,
-            "preferred_batch_size": list(config.dynamic_batching.preferred_batch_size),
-            "max_queue_delay_microseconds": config.dynamic_batching.max_queue_delay_microseconds,
+    seq = config.HasField("sequence_batching")
+    batcher = config.sequence_batching.oldest if seq else config.dynamic_batching
+    return {"max_batch_size": config.max_batch_size, "batcher": "sequence" if seq else "dynamic",
+            "state": [x.input_name for x in config.sequence_batching.state],
+            "preferred_batch_size": list(batcher.preferred_batch_size),
+            "max_queue_delay_microseconds": batcher.max_queue_delay_microseconds,
             "max_queue_size": config.dynamic_batching.default_queue_policy.max_queue_size,
             "default_timeout_microseconds": config.dynamic_batching.default_queue_policy.default_timeout_microseconds,
             "priority_levels": config.dynamic_batching.priority_levels,

@@ -200,8 +200,11 @@ def validate(config_path: Path, io: Dict, cores: Optional[int] = None,
                         f"({db.priority_levels})")
     if c.max_batch_size > 0 and not batchable(io):
         problems.append("max_batch_size > 0 but the model has a fixed first axis")
+    held = {s.input_name: s for s in c.sequence_batching.state}  # implicit state: declared there, not as I/O
+    held.update({s.output_name: s for s in c.sequence_batching.state})
     for field, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
         declared = {t.name: (mc.DataType.Name(t.data_type), list(t.dims)) for t in getattr(c, field)}
+        declared.update({n: (mc.DataType.Name(s.data_type), list(s.dims)) for n, s in held.items() if n not in declared})
         for t in tensors:
             want = (t["data_type"], t["dims"][1:] if c.max_batch_size > 0 else t["dims"])
             if declared.get(t["name"]) != want:

@@ -161,7 +161,9 @@ def _cost_lines(cfg, cost: Dict, hw: Dict) -> List[str]:
 
 def _value_rows(cfg, t: Dict, hw: Dict, config) -> List[str]:
     """The tuned-values table: one row per field of config.pbtxt, with the rule that set it."""
-    db = config.dynamic_batching
+    seq = config.HasField("sequence_batching")
+    db = config.sequence_batching.oldest if seq else config.dynamic_batching
+    where = "sequence_batching.oldest" if seq else "dynamic_batching"
     return [
         f"| max_batch_size | {config.max_batch_size} | largest swept batch whose queued worst case fits the SLA: a "
         f"request waits for one running execution of that size, then runs in one, 2 × (p99 + "
@@ -171,13 +173,13 @@ def _value_rows(cfg, t: Dict, hw: Dict, config) -> List[str]:
             f"; halved from {t['batch_halved_from']} by the overload check: a QoS tier missed its SLA at the "
             f"shortest wait it may have (one running execution), and a smaller batch shortens both that execution "
             f"and its own (see *Overload check*)" if t.get("batch_halved_from") else "") + " |",
-        f"| dynamic_batching.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
+        f"| {where}.preferred_batch_size | {list(db.preferred_batch_size) or 'none'} | "
         + (f"the knee: the first batch ≤ max_batch_size whose next swept size adds < 10 % in-process throughput "
            f"(p99 {t['p99_at_knee_ms']:.2f} ms) |" if db.preferred_batch_size else
            "none: batch 2 does not run ≥ 10 % faster per sample than batch 1 in-process (the knee is batch 1), so "
            "the batcher is not told to wait for a size; it sends whatever is queued (Triton's default), which "
            "already spreads the per-execution overhead when every instance is busy |"),
-        f"| dynamic_batching.max_queue_delay_microseconds | {db.max_queue_delay_microseconds} | "
+        f"| {where}.max_queue_delay_microseconds | {db.max_queue_delay_microseconds} | "
         + ("0 without a preferred size (holding a request buys nothing) |" if not db.preferred_batch_size else
            f"half the SLA budget left after the p99 at the preferred batch, at most the batch-1 p50 (a request is "
            f"not held longer than it takes to run alone) and {cfg.serving.queue_delay_cap_us} µs |"),
@@ -186,9 +188,10 @@ def _value_rows(cfg, t: Dict, hw: Dict, config) -> List[str]:
         "| parameters.inter_op_thread_count | 1 | no effect in ONNX Runtime's default sequential execution mode "
         "(inter-op threads only run independent nodes in parallel mode); 1 keeps an enabled parallel mode from "
         "adding threads beyond the instances × intra-op threads budget (template) |",
-        *_queue_rows(t, db),
+        *(_state_rows(config) if seq else _queue_rows(t, db)),
         f"| model_warmup | batch {config.model_warmup[0].batch_size}, zero data | first requests do not pay "
-        f"ONNX Runtime's lazy initialisation |",
+        f"ONNX Runtime's lazy initialisation |" if config.model_warmup else
+        "| model_warmup | none | a warm-up request has no sequence id, which the sequence batcher refuses |",
         "| response_cache | " + ("enable: true | `triton.response_cache=true`: an identical request is answered from "
                                  "the server's cache without running the model; right only for a deterministic model. "
                                  "tritonserver must run with `--cache-config local,size=<bytes>` (the Kubernetes "
@@ -196,3 +199,14 @@ def _value_rows(cfg, t: Dict, hw: Dict, config) -> List[str]:
                                  "off | the default; `triton.response_cache=true` for a deterministic model with "
                                  "repeated requests (needs `--cache-config local,size=<bytes>` on the server) |"),
     ]
+
+
+def _state_rows(config) -> List[str]:
+    """A stateful model's rows: the state the server keeps, and the queue policies it has none of."""
+    sb = config.sequence_batching
+    pairs = ", ".join(f"{x.input_name} ← {x.output_name} {list(x.dims)}" for x in sb.state)
+    return [f"| sequence_batching.state | {pairs} | `model.state`: the server keeps each sequence's state between its "
+            f"requests, starting from zeros (`initial_state`); clients send neither |",
+            f"| sequence_batching.max_sequence_idle_microseconds | {sb.max_sequence_idle_microseconds} | a sequence "
+            f"idle this long is ended and its state slot freed |",
+            "| queue policies | none | the sequence batcher keeps a sequence's requests in order and refuses none |"]

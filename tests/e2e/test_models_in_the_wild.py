@@ -59,3 +59,31 @@ def test_a_scalar_sample_rate_input_is_folded_and_never_served(cache_dir, tmp_pa
                                                                 "quantize": "ok"}
     config = (tmp_path / "run" / "model_repository" / "vad" / "config.pbtxt").read_text()
     assert 'name: "x"' in config and 'name: "sr"' not in config
+
+
+def test_a_streaming_model_with_a_state_on_axis_1_runs_without_graph_surgery(cache_dir, tmp_path):
+    from tests.helpers import stateful_vad
+
+    model = stateful_vad(tmp_path / "vad.onnx")
+    args = ["recipe=int8", f"model.source={model}", "data.source=tests.factories:audio_frames",
+            "+model.constants.sr=16000", "+model.state.state=stateN", *FAST]
+    code, out, _ = run_cli([*args, "+model.batch_axis.state=3"], cache_dir, tmp_path / "beyond")
+    assert code == 2 and error_lines(out) == [
+        "error: model.batch_axis.state: axis 3 is beyond the tensor's 3 axes (0 to 2, or null for none)"], out
+    code, out, _ = run_cli([*args, "+model.batch_axis.state=1"], cache_dir, tmp_path / "half")  # stateN left as it is
+    assert code == 2 and error_lines(out) == [
+        "error: model.state.state: input state (float32 [batch, 2, 16]) and output stateN (float32 [2, batch, 16]) "
+        "differ; a state output must have its input's type and shape (set model.batch_axis where the batch is not "
+        "axis 0)"], out
+    code, out, s = run_cli([*args, "+model.batch_axis.state=1", "+model.batch_axis.stateN=1", "triton.emit=true"],
+                           cache_dir, tmp_path / "run")
+    assert code == 0 and "Traceback" not in out, out
+    assert s["model"]["io"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["batch", 64]},
+                                          {"name": "state", "dtype": "float32", "shape": ["batch", 2, 16]}]
+    by = {v["name"]: v for v in s["variants"]}
+    assert by["quantize"]["status"] == "ok" and by["quantize"]["precision"] == "int8"
+    assert by["quantize"]["evaluation"]["relative_error"] < 0.2  # per call, on the states the source carried
+    config = (tmp_path / "run" / "model_repository" / "vad" / "config.pbtxt").read_text()
+    assert '\n  name: "x"' in config and '\n  name: "y"' in config and '\n  name: "state"' not in config
+    assert 'input_name: "state"' in config and 'output_name: "stateN"' in config and "zero_data: true" in config
+    assert "dynamic_batching" not in config and s["triton"]["values"]["batcher"] == "sequence"
