@@ -26,10 +26,12 @@ class _State:
     """What one worker holds: its session, the evaluation feeds, one batch per size, the memory baseline."""
 
     def __init__(self):
-        self.session, self.pool, self.batches, self.base, self.gpu = None, None, {}, None, False
+        self.session, self.pool, self.batches, self.base, self.gpu, self.state = None, None, {}, None, False, {}
 
     def load(self, artifact, hardware) -> Dict[str, float]:
         import time
+
+        self.state = dict(artifact.meta.get("state") or {})
 
         from optimizer.formats import load
         from optimizer.gpu import is_cuda
@@ -47,6 +49,10 @@ class _State:
     def predict(self, batch_size: int):
         from optimizer.measure.evaluate import predict
 
+        if self.state:  # a stateful model: one stream, each variant carrying its own state
+            from optimizer.sources.state import stream_predict
+
+            return stream_predict(self.session, self.pool, self.state)
         return predict(self.session, self.pool, batch_size)
 
     def block(self, batch: int, cfg) -> Dict:

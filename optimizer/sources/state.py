@@ -3,11 +3,12 @@ voice-activity detector's ``state`` -> ``stateN``, an RNN's ``h0`` -> ``hn``).
 
 Each data split is one stream, in sample order, starting from a zero state. When the data holds no values
 for a state input, they are the source model's own: the state it returned for the sample before (zeros for
-the first), computed once at load by running the stream. Every variant is then evaluated, calibrated and
-timed call by call on the states the source model carries, and Triton serves the model with the sequence
-batcher keeping the state (``triton.emit``)."""
+the first), computed once at load by running the stream: calibration and timing use them. Evaluation runs the
+evaluation split as one stream in which each variant carries its own state from zeros (``stream_predict``), so a
+state error that compounds from call to call shows in its parity. Triton serves the model with the sequence
+batcher keeping the state (``triton.sequence``)."""
 
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -72,18 +73,33 @@ def carried(art, splits, state: Mapping[str, str], hardware) -> "object":
 
 def _stream(session, feeds: Mapping[str, np.ndarray], io: IOSpec, state: Mapping[str, str]) -> Dict[str, np.ndarray]:
     """``feeds`` plus each state input's value at every sample: the output of the call before, zeros first."""
-    from optimizer.io import count, take
-
     specs = {t.name: t for t in io.inputs}
-    n = count(feeds)
-    current = {}
-    for name in state:
-        dims = [d if isinstance(d, int) else 1 for d in specs[name].shape[1:]]
-        current[name] = np.zeros([1, *dims], dtype=specs[name].dtype)
-    held = {name: [] for name in state}
-    for i in range(n):
+    zeros = {name: np.zeros([1, *[d if isinstance(d, int) else 1 for d in specs[name].shape[1:]]], specs[name].dtype)
+             for name in state}
+    _, held = stream(session, feeds, state, zeros)
+    return {**feeds, **held}
+
+
+def stream(session, feeds: Mapping[str, np.ndarray], state: Mapping[str, str],
+           zeros: Mapping[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """Run ``feeds`` as one stream, one sample per call, each state input fed the output of the call before
+    (``zeros`` first), whatever ``feeds`` holds for it: ``(outputs, the states fed)``, batch-first."""
+    from optimizer.io import concat, count, take
+
+    current = {name: np.asarray(z) for name, z in zeros.items()}
+    held: Dict[str, List[np.ndarray]] = {name: [] for name in state}
+    outputs = []
+    for i in range(count(feeds)):
         for name in state:
             held[name].append(current[name])
         out = session({**take(feeds, slice(i, i + 1)), **current})
-        current = {name: np.asarray(out[o], dtype=specs[name].dtype) for name, o in state.items()}
-    return {**feeds, **{name: np.concatenate(values) for name, values in held.items()}}
+        outputs.append(out)
+        current = {name: np.asarray(out[o], dtype=current[name].dtype) for name, o in state.items()}
+    return concat(outputs), {name: np.concatenate(values) for name, values in held.items()}
+
+
+def stream_predict(session, feeds: Mapping[str, np.ndarray], state: Mapping[str, str]) -> Dict[str, np.ndarray]:
+    """A stateful variant's evaluation outputs: the evaluation split as one stream, the variant carrying its own
+    state from zeros (so a state error that compounds from call to call shows in its parity)."""
+    zeros = {name: np.zeros_like(feeds[name][:1]) for name in state}
+    return stream(session, feeds, state, zeros)[0]

@@ -62,3 +62,21 @@ def test_state_and_batch_axes_on_a_torch_source_are_refused_at_plan_time():
         with pytest.raises(RecipeError, match=rf"^model.{key}: applies to an ONNX model, and model.source "
                                               r"'tests.factories:tiny_cnn' gives a torch model"):
             check_source(ModelConfig(source="tests.factories:tiny_cnn", **{key: {"state": 1}}))
+
+
+def test_a_variant_is_evaluated_carrying_its_own_state(tmp_path):
+    from optimizer import formats
+    from optimizer.sources.state import stream_predict
+
+    src = stateful_vad(tmp_path / "vad.onnx")
+    splits = _splits()
+    art = load(_config(src), splits, Cache(tmp_path / "c"), 0)
+    feeds = carried(art, splits, {"state": "stateN"}, HardwareConfig()).evaluation
+    session = formats.load(art, HardwareConfig())
+    own = stream_predict(session, feeds, {"state": "stateN"})
+    forced = session(feeds)  # every call fed the source's carried states: the same numbers for the source itself
+    np.testing.assert_allclose(own["y"], forced["y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(own["stateN"][:-1], feeds["state"][1:], rtol=1e-5, atol=1e-6)
+    wrong = {**feeds, "state": np.ones_like(feeds["state"])}  # what the data holds for a state input is not fed
+    np.testing.assert_allclose(stream_predict(session, wrong, {"state": "stateN"})["y"], own["y"], rtol=1e-6)
+    session.close()
