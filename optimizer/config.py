@@ -80,6 +80,7 @@ class BenchmarkConfig:
     max_foreign_cores: float = 0.5  # other processes' average CPU use while timing above this flags the set contended; 0: off
     memory_budget_mb: float = 0  # memory the worker processes may use at once; 0: 80 % of MemAvailable
     reuse: bool = True  # reuse the whole measurement set of the same variants, settings and host
+    profile_batch_size: int = 8  # batch at which each variant's time breakdown is profiled, after its timing; 0: off
 
 
 @dataclass

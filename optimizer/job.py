@@ -66,6 +66,9 @@ def run_job(dcfg: DictConfig) -> int:
     for r in summary["variants"]:
         if r["status"] == "failed":
             console.print(f"[bold red]error:[/bold red] {escape(r['error'])}", highlight=False, soft_wrap=True)
+    told = summary.get("story") or {}
+    for line in [*told.get("verdict", []), *([told["time"]] if told.get("time") else [])]:
+        console.print(f"[green]verdict:[/green] {escape(line)}", highlight=False, soft_wrap=True)
     chosen = summary["chosen"] or "none"
     if any(v["name"] == chosen and not v["chain"] for v in summary.get("variants", [])):
         chosen += " (the source model, unoptimized)"

@@ -189,6 +189,8 @@ def _run_workers(group: List, order: List, x, cfg, session: Dict, outputs: Dict,
         for name, w in workers.items():
             for key, value in w.call("memory").items():  # peak_memory_mb, and gpu_memory_mb on a GPU
                 memory.setdefault(name, {})[key] = max(memory.get(name, {}).get(key, 0.0), value)
+            if cfg.benchmark.profile_batch_size and "profile" not in memory[name]:  # once, after its first timing
+                memory[name]["profile"] = w.call("profile", cfg.benchmark.profile_batch_size)
     except BaseException:  # interrupted (SIGTERM, Ctrl-C) or failed: stop the workers now, not after their block
         for w in workers.values():
             w.kill()

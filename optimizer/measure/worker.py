@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from optimizer.errors import OptimizerError, VariantFailed
 
@@ -32,6 +32,7 @@ class _State:
         import time
 
         self.state = dict(artifact.meta.get("state") or {})
+        self.artifact, self.hardware = artifact, hardware
 
         from optimizer.formats import load
         from optimizer.gpu import is_cuda
@@ -54,6 +55,16 @@ class _State:
 
             return stream_predict(self.session, self.pool, self.state)
         return predict(self.session, self.pool, batch_size)
+
+    def profile(self, batch: int) -> Optional[Dict]:
+        """The time breakdown at ``batch`` (``measure.profile``), or the reason there is none."""
+        from optimizer.io import batch_of
+        from optimizer.measure.profile import profile
+
+        try:
+            return profile(self.artifact, self.hardware, batch_of(self.pool, batch), batch)
+        except Exception as e:  # noqa: BLE001 - a profiler failure costs the breakdown, not the variant
+            return {"error": f"{type(e).__name__}: {e}"[:300]}
 
     def block(self, batch: int, cfg) -> Dict:
         from optimizer.io import batch_of

@@ -101,6 +101,7 @@ def check_settings(cfg) -> None:
             ("benchmark.warmup_seconds", b.warmup_seconds, b.warmup_seconds >= 0, "≥ 0"),
             ("benchmark.memory_budget_mb", b.memory_budget_mb, b.memory_budget_mb >= 0, "≥ 0 (0: 80 % of MemAvailable)"),
             ("benchmark.max_foreign_cores", b.max_foreign_cores, b.max_foreign_cores >= 0, "≥ 0 (0: not checked)"),
+            ("benchmark.profile_batch_size", b.profile_batch_size, b.profile_batch_size >= 0, "≥ 0 (0: off)"),
             ("evaluation.batch_size", e.batch_size, e.batch_size > 0, "positive"),
             ("evaluation.max_samples", e.max_samples, e.max_samples >= 0, "≥ 0 (0: the whole split)"),
             ("model.train_epochs", cfg.model.train_epochs, cfg.model.train_epochs >= 1, "at least 1")):

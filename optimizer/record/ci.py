@@ -49,6 +49,7 @@ def _gate_rows(summary: Dict) -> List[str]:
 
 def markdown(summary: Dict) -> str:
     """``report.md``: status, the chosen variant, the full table, gate results, warnings, plots."""
+    from optimizer.record import story
     from optimizer.record.summary import triton_caption, markdown_table
 
     hw = summary.get("hardware", {}).get("name", "?")
@@ -66,6 +67,7 @@ def markdown(summary: Dict) -> str:
         lines += ["### Gate failures", ""]
         lines += [f"- **{name}**: {'; '.join(why)}" for name, why in failures.items()] + [""]
     lines += _gate_rows(summary)
+    lines += story.markdown(summary.get("story"), summary.get("variants") or [])
     if summary.get("warnings"):
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     if summary.get("plots"):

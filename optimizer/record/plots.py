@@ -12,6 +12,7 @@ from optimizer.files import write_atomic
 LATENCY = "latency_vs_batch.png"
 THROUGHPUT = "throughput_vs_batch.png"
 ACCURACY = "accuracy_vs_p99.png"
+DASHBOARD = "cumulative.png"
 
 
 def _measured(summary: Dict) -> List[Dict]:
@@ -140,10 +141,35 @@ def accuracy_plot(summary: Dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def dashboard_plot(board: Dict, path: Path) -> Path:
+    """The cumulative dashboard (``record.story``): throughput, lower p99 and lower cost as factors of the
+    baseline, one group of bars per step in chain order, on a log scale."""
+    import numpy as np
+
+    fig, ax = _figure(f"Cumulative improvements (× {board['baseline']})", "", "factor (log scale)")
+    rows = board["rows"]
+    x = np.arange(len(rows))
+    for i, (key, label) in enumerate((("throughput_x", "throughput"), ("p99_x", "lower p99 (batch 1)"),
+                                      ("cost_x", "lower cost per 1M"))):
+        values = [r[key] or float("nan") for r in rows]
+        bars = ax.bar(x + (i - 1) * 0.27, values, 0.27, label=label)
+        ax.bar_label(bars, [f"{v:.1f}×" if v == v else "" for v in values], fontsize=7)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xticks(x, [r["step"] if "(batch" in r["step"] else f"{r['step']} (batch {r['batch']})" for r in rows],
+                  rotation=15, ha="right", fontsize=8)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def write_plots(summary: Dict, out_dir: Path) -> List[str]:
-    """Write the three PNGs into ``out_dir``; return their file names (none when nothing was measured)."""
+    """Write the PNGs into ``out_dir``; return their file names (none when nothing was measured)."""
     if not _measured(summary):
         return []
     out_dir = Path(out_dir)
-    return [p.name for p in (latency_plot(summary, out_dir / LATENCY), throughput_plot(summary, out_dir / THROUGHPUT),
-                             accuracy_plot(summary, out_dir / ACCURACY))]
+    paths = [latency_plot(summary, out_dir / LATENCY), throughput_plot(summary, out_dir / THROUGHPUT),
+             accuracy_plot(summary, out_dir / ACCURACY)]
+    board = (summary.get("story") or {}).get("dashboard")
+    if board:
+        paths.append(dashboard_plot(board, out_dir / DASHBOARD))
+    return [p.name for p in paths]

@@ -10,9 +10,9 @@ from typing import Dict, Iterable, List
 from optimizer.errors import RecipeError
 
 from optimizer.record.ci import JUNIT, REPORT
-from optimizer.record.plots import ACCURACY, LATENCY, THROUGHPUT
+from optimizer.record.plots import ACCURACY, DASHBOARD, LATENCY, THROUGHPUT
 
-OWN_FILES = ("summary.json", "error.txt", LATENCY, THROUGHPUT, ACCURACY, REPORT, JUNIT)
+OWN_FILES = ("summary.json", "error.txt", LATENCY, THROUGHPUT, ACCURACY, DASHBOARD, REPORT, JUNIT)
 
 
 def _hydra_log() -> str:

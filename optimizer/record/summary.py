@@ -26,7 +26,7 @@ def variant_record(v, m: Optional[Mapping]) -> VariantRecord:
         facts.update(evaluation=m["evaluation"], benchmark=m["benchmark"], measurements_reused=m["reused"],
                      speedup=m.get("speedup"), speedup_interval=m.get("speedup_interval"), verdict=m.get("verdict"),
                      unstable=tuple(m["unstable"]) if "unstable" in m else None,
-                     extras={k: m[k] for k in ("group", "peak_memory_mb", "gpu_memory_mb") if k in m})
+                     extras={k: m[k] for k in ("group", "peak_memory_mb", "gpu_memory_mb", "profile") if k in m})
     return VariantRecord(v.name, tuple(v.chain), v.status, v.ran, round(v.seconds, 3), v.error, **facts)
 
 

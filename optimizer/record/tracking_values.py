@@ -3,6 +3,7 @@ metrics (flat per batch size and as ``*_by_batch`` series), tags, the chosen var
 the gate results. No mlflow import; ``tracking.py`` sends them."""
 
 import json
+import re
 from dataclasses import asdict, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -60,6 +61,10 @@ def variant_metrics(rec: Dict) -> Tuple[Dict[str, float], List[Tuple[str, float,
     if "size_bytes" in rec:
         flat["size_mb"] = rec["size_bytes"] / 1e6
     flat.update({k: float(v) for k, v in (rec.get("cost") or {}).items()})
+    prof = rec.get("profile") or {}
+    if prof.get("op_types"):  # where the time goes: the top op types' shares of a call, and what they cover
+        flat["profile_covered"] = float(prof["covered"])
+        flat.update({"time_share." + re.sub(r"[^\w.\- /]", "_", t): float(v) for t, v in list(prof["op_types"].items())[:5]})
     return flat, series
 
 
@@ -99,6 +104,9 @@ def gate_tags(summary: Dict) -> Dict[str, str]:
             tags[f"gate.{name}"] = "; ".join(why)[:MAX_PARAM]
     for g in regression:
         tags[f"gate.regression.{g['variant']}.{g['name']}"] = "passed" if g["passed"] else g["message"][:MAX_PARAM]
+    told = summary.get("story") or {}
+    if told.get("verdict"):  # the verdict in words, as the terminal and report.md give it
+        tags["verdict"] = ". ".join(told["verdict"])[:MAX_PARAM]
     return tags
 
 

@@ -26,7 +26,17 @@ def test_report_and_junit_of_a_passing_run(first_run):
     assert md.startswith("## optimizer: recipe `baseline` on local-cpu — ✅ passed")
     assert f"**Chosen: `{summary['chosen']}`**" in md
     assert "| variant | precision | status | acc % |" in md and "| export ★ |" in md
-    assert "- [latency_vs_batch.png](latency_vs_batch.png)" in md
+    assert "- [latency_vs_batch.png](latency_vs_batch.png)" in md and "- [cumulative.png](cumulative.png)" in md
+    # the story: verdict in words, cumulative factors of the reference at batch 1, where the time goes
+    board = summary["story"]["dashboard"]
+    ref, export = summary["variants"]
+    assert board["rows"][0]["throughput"] == round(ref["benchmark"]["1"]["throughput"], 1)
+    best = max(export["benchmark"].values(), key=lambda b: b["throughput"])
+    assert board["rows"][-1]["throughput_x"] == round(best["throughput"] / ref["benchmark"]["1"]["throughput"], 2)
+    assert summary["story"]["verdict"][0].startswith("export (fp32) ") and "### Verdict" in md
+    assert "### Cumulative improvements (factors of reference at batch 1, one replica)" in md
+    assert export["profile"]["op_types"] and 0.0 < export["profile"]["covered"] <= 1.0 + 1e-6
+    assert "| export | 8 | Conv " in md and "aten::" in ref["profile"]["top_nodes"][0]["name"]
     suite = junit_suite(out / "junit.xml")
     names = [case.name for case in suite]
     assert names == ["variant reference", "variant export", "constraints"]
