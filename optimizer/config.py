@@ -26,6 +26,7 @@ class ModelConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
     train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
     task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction, causal_lm
+    component: str = "auto"  # hf encoder–decoder (T5, Whisper): the piece to export: auto (= encoder), encoder, decoder_step
     allow_factories: List[str] = field(default_factory=list)  # when given, every factory must match one ("mypkg.*")
     deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
     trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
