@@ -1,10 +1,11 @@
 """An encoder–decoder through the command line: a tiny T5 (from config classes, the tests' own tokenizer) runs
 the transformer INT8 recipe as its encoder and, in a separate run, as one decoder step whose data is made by
-running the encoder on the text; a wrong model.component is refused in one line."""
+running the encoder on the text; a tiny Whisper's decoder step on log-mel features from a data factory is emitted
+to Triton with its dynamic axes; a wrong model.component is refused in one line."""
 
 import pytest
 
-from tests.helpers import FAST, WORDS, assert_recipe_error, run_cli, sentences, tiny_t5, write_jsonl
+from tests.helpers import FAST, WORDS, assert_recipe_error, run_cli, sentences, tiny_t5, tiny_whisper, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, used on purpose
 CHEAP = [*FAST, "benchmark.batch_sizes=[1]", "benchmark.rounds=1", "benchmark.min_repeats=5",
@@ -42,6 +43,19 @@ def test_each_piece_of_a_t5_runs_the_transformer_recipe(component, t5, cache_dir
         assert by["export"]["evaluation"]["metric"] == "next_token_agreement"
         assert by["export"]["evaluation"]["score"] == 100.0
         assert any("generation and the KV cache are not handled yet" in w for w in s["warnings"])
+
+
+def test_a_whisper_decoder_step_is_emitted_to_triton(cache_dir, tmp_path):
+    model = tiny_whisper(tmp_path / "whisper")
+    code, out, s = run_cli(["recipe=transformer_int8", f"model.source=hf:{model}", "model.component=decoder_step",
+                            "data.source=tests.factories:mel_features", *CHEAP, "triton.emit=true",
+                            "serving.max_batch_cap=8"], cache_dir, tmp_path / "run")
+    assert code == 0 and "Traceback" not in out, out
+    assert [t["name"] for t in s["model"]["io"]["inputs"]] == ["decoder_input_ids", "encoder_hidden_states"]
+    config = (tmp_path / "run" / "model_repository" / "whisper" / "config.pbtxt").read_text()
+    hidden = config[config.index('name: "encoder_hidden_states"'):]
+    assert "dims: -1\n  dims: 32" in hidden  # [batch,] encoder positions (dynamic), hidden size
+    assert 'name: "logits"' in config and "dims: 50" in config
 
 
 def test_a_wrong_component_is_named(t5, cache_dir, tmp_path):
