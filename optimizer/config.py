@@ -63,7 +63,7 @@ class HardwareConfig:
 class EvaluationConfig:
     batch_size: int = 64  # batch size used to run the evaluation split
     max_samples: int = 0  # evaluate on at most this many samples; 0 means the whole split
-    task: str = "auto"  # classification (accuracy), embedding (no labels), next_token (causal LMs), "pkg.mod:fn", or auto
+    task: str = "auto"  # classification (accuracy), embedding (no labels), next_token (causal LMs, decoder steps), hidden_states (encoder–decoder encoders: cosine), "pkg.mod:fn", or auto
     output: str = ""  # the output the task reads; "" means the model's first output
 
 

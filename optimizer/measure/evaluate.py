@@ -1,7 +1,9 @@
 """Task metrics on the evaluation split and numerical parity against the reference variant.
 
 ``evaluation.task`` decides what the headline figure is: ``classification`` (accuracy, labels
-required), ``embedding`` (no labels: nearest-neighbour agreement with the reference's embeddings), or a
+required), ``embedding`` (no labels: nearest-neighbour agreement with the reference's embeddings),
+``next_token`` (the token each position predicts, against the reference's), ``hidden_states`` (an
+encoder's [batch, sequence, hidden]: mean per-sample cosine to the reference's, in percent), or a
 user metric ``pkg.mod:fn(outputs, labels) -> {name: value}`` whose first entry is the headline. Parity is
 measured for every variant and every output, labels or not: relative L2 error (whole and worst slice), max
 |diff|, cosine where a sample holds enough values, top-1 / top-5 agreement for logits."""

@@ -10,9 +10,10 @@ import torch
 from optimizer.cache import Cache
 from optimizer.config import DataConfig, ModelConfig
 from optimizer.errors import RecipeError
-from optimizer.measure.evaluate import HIDDEN, NEXT_TOKEN, model_task, task_metrics
+from optimizer.measure.evaluate import HIDDEN, NEXT_TOKEN, model_task, resolve_task, task_metrics
 from optimizer.sources import hf, hf_dir
 from optimizer.sources.data import load_splits
+from optimizer.sources.hf_module import ENCODER as ENC
 from optimizer.sources.hf_decoder_data import decoder_parts
 from optimizer.sources.models import check_source
 from tests.factories import mel_features
@@ -59,6 +60,7 @@ def test_the_pieces_named_from_the_config(t5, whisper):
     assert audio["input_names"] == ["decoder_input_ids", "encoder_hidden_states"]  # no mask: Whisper has none
     assert model_task("embedding", "auto", {"hf_task": "seq2seq_encoder"}) == HIDDEN
     assert model_task("embedding", "auto", {"hf_task": "seq2seq_decoder_step"}) == NEXT_TOKEN
+    assert resolve_task(HIDDEN, False) == HIDDEN and model_task("embedding", "embedding", {"hf_task": ENC}) == "embedding"
 
 
 def test_the_decoder_steps_data_runs_the_encoder(t5):
