@@ -147,7 +147,7 @@ def text(cfg: DataConfig, seed: int, model) -> Splits:
                           f"'hf:<directory>' (got {source!r})")
     directory = str(hf.check_directory(kind.impl().path_of(source), "model.source"))
     names = hf.describe(directory, getattr(model, "task", "auto"), getattr(model, "component", "auto"))
-    names = names["data_input_names"]  # a decoder step's data is made from its encoder's (``decoder_data``)
+    names = names["data_input_names"]  # a decoder step's data is made from its encoder's (hf_decoder_data)
     parts = text_splits(cfg.source[5:], directory, text_column=cfg.text_column, label_column=cfg.label_column,
                         max_length=cfg.max_length, evaluation_fraction=cfg.evaluation_fraction,
                         calibration_size=cfg.calibration_size, seed=seed, input_names=names)
