@@ -26,6 +26,7 @@ class ModelConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # keyword arguments passed to a factory
     train_epochs: int = 12  # epochs used to train a built-in model (once, then cached)
     task: str = "auto"  # hf: head to load: auto, sequence_classification, image_classification, feature_extraction, causal_lm
+    component: str = "auto"  # hf encoder–decoder (T5, Whisper): the piece to export: auto (= encoder), encoder, decoder_step
     allow_factories: List[str] = field(default_factory=list)  # when given, every factory must match one ("mypkg.*")
     deny_factories: List[str] = field(default_factory=list)  # factories refused on top of the standard library
     trust_pickle: bool = False  # allow a .pt2 source, which torch.export.load unpickles (can run code)
@@ -62,7 +63,7 @@ class HardwareConfig:
 class EvaluationConfig:
     batch_size: int = 64  # batch size used to run the evaluation split
     max_samples: int = 0  # evaluate on at most this many samples; 0 means the whole split
-    task: str = "auto"  # classification (accuracy), embedding (no labels), next_token (causal LMs), "pkg.mod:fn", or auto
+    task: str = "auto"  # classification (accuracy), embedding (no labels), next_token (causal LMs, decoder steps), hidden_states (encoder–decoder encoders: cosine), "pkg.mod:fn", or auto
     output: str = ""  # the output the task reads; "" means the model's first output
 
 

@@ -104,3 +104,17 @@ def audio_frames(n: int = 96):
         return {"x": rng.normal(size=(m, 64)).astype(np.float32)}
 
     return Splits(frames(n), None, frames(n // 2), frames(n), None)
+
+
+def mel_features(n: int = 48, bins: int = 8, frames: int = 32):
+    """Log-mel-like ``input_features`` [n, bins, frames] float32, no labels (a tiny Whisper's data)."""
+    import numpy as np
+
+    from optimizer.sources.data import Splits
+
+    rng = np.random.default_rng(0)
+
+    def features(m):
+        return {"input_features": rng.normal(size=(m, bins, frames)).astype(np.float32)}
+
+    return Splits(features(n), None, features(n // 2), features(n // 2), None)

@@ -209,6 +209,35 @@ def tiny_gpt2(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+def tiny_t5(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer T5 (d_model 32, 2 heads) with its LM head and the tests' word-piece tokenizer."""
+    import torch
+    from transformers import BertTokenizer, T5Config, T5ForConditionalGeneration
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(directory.parent / f"{directory.name}.vocab.txt")
+    BertTokenizer(str(vocab), do_lower_case=True).save_pretrained(str(directory))
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(T5Config(d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16,
+                                        vocab_size=5 + len(WORDS), pad_token_id=0, eos_token_id=3,
+                                        decoder_start_token_id=0)).save_pretrained(str(directory))
+    return directory
+
+
+def tiny_whisper(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer Whisper (d_model 32, 8 mel bins, 32 frames in, 16 decoder positions), no tokenizer."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(WhisperConfig(
+        d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8, vocab_size=50, max_source_positions=16,
+        max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )).save_pretrained(str(directory))
+    return directory
+
+
 def sentences(n: int, seed: int = 0):
     """``n`` (sentence, label) pairs made of WORDS; the label says whether a positive word is in it."""
     rng = random.Random(seed)

@@ -1,7 +1,9 @@
 """Task metrics on the evaluation split and numerical parity against the reference variant.
 
 ``evaluation.task`` decides what the headline figure is: ``classification`` (accuracy, labels
-required), ``embedding`` (no labels: nearest-neighbour agreement with the reference's embeddings), or a
+required), ``embedding`` (no labels: nearest-neighbour agreement with the reference's embeddings),
+``next_token`` (the token each position predicts, against the reference's), ``hidden_states`` (an
+encoder's [batch, sequence, hidden]: mean per-sample cosine to the reference's, in percent), or a
 user metric ``pkg.mod:fn(outputs, labels) -> {name: value}`` whose first entry is the headline. Parity is
 measured for every variant and every output, labels or not: relative L2 error (whole and worst slice), max
 |diff|, cosine where a sample holds enough values, top-1 / top-5 agreement for logits."""
@@ -14,6 +16,7 @@ from optimizer.errors import RecipeError
 from optimizer.io import IOSpec, batches, concat
 
 CLASSIFICATION, EMBEDDING, NEXT_TOKEN, AUTO = "classification", "embedding", "next_token", "auto"
+HIDDEN = "hidden_states"  # an encoder's hidden states [batch, sequence, hidden]: cosine to the source's, per sample
 
 
 def predict(session, feeds: Mapping[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
@@ -28,16 +31,18 @@ def resolve_task(task: str, has_labels: bool) -> str:
     if task == CLASSIFICATION and not has_labels:
         raise RecipeError("evaluation.task=classification needs labels in the data; give labels or set "
                           "evaluation.task=embedding")
-    if task not in (CLASSIFICATION, EMBEDDING, NEXT_TOKEN) and ":" not in task:
-        raise RecipeError(f"evaluation.task {task!r}: expected auto, classification, embedding, next_token or a "
-                          f"metric 'package.module:function'")
+    if task not in (CLASSIFICATION, EMBEDDING, NEXT_TOKEN, HIDDEN) and ":" not in task:
+        raise RecipeError(f"evaluation.task {task!r}: expected auto, classification, embedding, next_token, "
+                          f"hidden_states or a metric 'package.module:function'")
     return task
 
 
 def model_task(task: str, asked: str, meta: Mapping) -> str:
-    """``auto`` on a causal LM (``hf_task`` causal_lm) is next-token agreement: its logits over the vocabulary
-    at every position are what it is for, not a class or an embedding."""
-    return NEXT_TOKEN if asked == AUTO and meta.get("hf_task") == "causal_lm" else task
+    """``auto`` on a causal LM (``hf_task`` causal_lm) or an encoder–decoder's decoder step is next-token
+    agreement: its logits over the vocabulary at every position are what it is for, not a class or an
+    embedding; on an encoder–decoder's encoder it is the cosine of its hidden states to the source's."""
+    by_hf = {"causal_lm": NEXT_TOKEN, "seq2seq_decoder_step": NEXT_TOKEN, "seq2seq_encoder": HIDDEN}
+    return by_hf.get(meta.get("hf_task"), task) if asked == AUTO else task
 
 
 def primary(outputs: Mapping[str, np.ndarray], name: str = "") -> str:
@@ -160,6 +165,10 @@ def task_metrics(task: str, outputs: Mapping[str, np.ndarray], labels: Optional[
         ref = reference[name] if reference is not None else out
         agree = float((out.argmax(-1) == ref.argmax(-1)).mean() * 100.0)
         return {"metric": "next_token_agreement", "score": agree, "next_token_agreement": agree}
+    if task == HIDDEN:  # every position's vector, as one vector per sample
+        ref = reference[name] if reference is not None else out
+        cosine = float(cosines(out, ref).mean() * 100.0)
+        return {"metric": "cosine_similarity", "score": cosine, "cosine_similarity": cosine}
     if task == EMBEDDING:
         ref = reference[name] if reference is not None else out
         agree = float((neighbours(out) == neighbours(ref)).mean() * 100.0)

@@ -31,12 +31,13 @@ class Transformer(str, Enum):
     vit = "vit"
 
 
-# Hugging Face config.model_type -> onnxruntime.transformers model_type.
+# Hugging Face config.model_type -> onnxruntime.transformers model_type. Not T5: its fusion (written for ONNX
+# Runtime's own T5 exports) fuses no attention in an hf: encoder or decoder step, and writes RMSNorm as an op in
+# the ONNX domain that onnx.checker and the quantizer refuse.
 HF_TYPES = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert", "distilbert": "bert",
     "albert": "bert", "electra": "bert", "vit": "vit", "deit": "vit", "gpt2": "gpt2", "bart": "bart",
-    "mbart": "bart", "t5": "t5", "mt5": "t5", "swin": "swin", "clip": "clip", "gpt_neox": "gpt_neox",
-    "phi": "phi",
+    "mbart": "bart", "swin": "swin", "clip": "clip", "gpt_neox": "gpt_neox", "phi": "phi",
 }
 ATTENTION_OPS = ("Attention", "MultiHeadAttention", "GroupQueryAttention", "PackedAttention")
 SDPA_HINT = ("it was likely exported with SDPA attention or dynamo=True; export with dynamo: false and the "

@@ -129,7 +129,8 @@ def write_summary(summary: Dict, out_dir: Path) -> Path:
     return path
 
 
-_SHORT = {"accuracy": "acc %", "nn_agreement": "NN agree %", "next_token_agreement": "next-token %"}  # headline metric -> column title
+_SHORT = {"accuracy": "acc %", "nn_agreement": "NN agree %", "next_token_agreement": "next-token %",
+          "cosine_similarity": "cosine %"}  # headline metric -> column title
 
 
 def _fmt(x, spec=".2f", none="-"):

@@ -146,7 +146,8 @@ def text(cfg: DataConfig, seed: int, model) -> Splits:
         raise RecipeError(f"data.source {cfg.source!r} is tokenized with the model's tokenizer: set model.source to "
                           f"'hf:<directory>' (got {source!r})")
     directory = str(hf.check_directory(kind.impl().path_of(source), "model.source"))
-    names = hf.describe(directory, getattr(model, "task", "auto"))["input_names"]
+    names = hf.describe(directory, getattr(model, "task", "auto"), getattr(model, "component", "auto"))
+    names = names["data_input_names"]  # a decoder step's data is made from its encoder's (hf_decoder_data)
     parts = text_splits(cfg.source[5:], directory, text_column=cfg.text_column, label_column=cfg.label_column,
                         max_length=cfg.max_length, evaluation_fraction=cfg.evaluation_fraction,
                         calibration_size=cfg.calibration_size, seed=seed, input_names=names)
@@ -169,7 +170,20 @@ def check_text(cfg: DataConfig, model) -> None:
 
 
 def load_splits(cfg: DataConfig, seed: int = 0, model=None) -> Splits:
-    """The splits named by ``data.source`` (``text:`` data needs the model's config for its tokenizer)."""
+    """The splits named by ``data.source`` (``text:`` data needs the model's config for its tokenizer); for the
+    decoder step of an ``hf:`` encoder–decoder, made into its inputs by running the encoder on them."""
+    splits = _splits(cfg, seed, model)
+    if getattr(model, "component", "auto") != "decoder_step" or not str(model.source).startswith("hf:"):
+        return splits
+    from optimizer.sources import hf
+    from optimizer.sources.hf_decoder_data import decoder_parts
+
+    directory = str(hf.check_directory(str(model.source)[3:], "model.source").resolve())
+    hf.describe(directory, model.task, model.component)  # a model that has no decoder step says so first
+    return Splits(**decoder_parts(directory, splits, seed))
+
+
+def _splits(cfg: DataConfig, seed: int, model) -> Splits:
     if cfg.source == "digits":
         return digits(cfg, seed)
     if cfg.source.startswith("text:"):

@@ -15,7 +15,8 @@ from typing import Any, Dict, List
 
 from optimizer.errors import RecipeError
 from optimizer.sources.hf_weights import check_weights
-from optimizer.sources.hf_module import PROCESSOR_INPUTS, wrapper_class
+from optimizer.sources import hf_seq2seq
+from optimizer.sources.hf_module import DECODER_STEP, ENCODER, PROCESSOR_INPUTS, wrapper_class
 
 TASKS = ("auto", "sequence_classification", "image_classification", "feature_extraction", "causal_lm")
 CAUSAL_LM_NOTE = ("a causal LM is exported as one forward pass giving logits over the vocabulary at every position "
@@ -129,10 +130,6 @@ def resolve_task(config, task: str, label: str) -> str:
     if task not in TASKS:
         raise RecipeError(f"{label}: task {task!r} is not one of {', '.join(TASKS)}")
     architectures = config.architectures or []
-    if getattr(config, "is_encoder_decoder", False):
-        raise RecipeError(f"{label}: {config.model_type} is an encoder–decoder model, which needs decoder_input_ids "
-                          f"and a generation loop; not supported yet: export its encoder (or one decoder step) "
-                          f"through a factory you write (model.source=pkg.module:function)")
     if task == "auto":
         if any(a.endswith("ForSequenceClassification") for a in architectures):
             return "sequence_classification"
@@ -154,7 +151,7 @@ def _model_class(config, task: str, label: str):
     return getattr(transformers, name)
 
 
-def _tokenizer_inputs(path: Path):
+def tokenizer_inputs(path: Path):
     """The tokenizer's model_input_names from tokenizer_config.json, or None when unknown."""
     file = path / "tokenizer_config.json"
     if not file.is_file():
@@ -176,7 +173,7 @@ def input_names(path: Path, config, task: str, label: str) -> List[str]:
     for signal in ("pixel_values", "input_values", "input_features"):  # an image or audio model: one tensor
         if signal in params and "input_ids" not in params:
             return [signal]
-    produced = _tokenizer_inputs(path)
+    produced = tokenizer_inputs(path)
     if produced is None:  # no tokenizer here: token types only when the model has more than one
         types = getattr(config, "type_vocab_size", 0) > 1
         produced = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
@@ -186,15 +183,22 @@ def input_names(path: Path, config, task: str, label: str) -> List[str]:
     return names
 
 
-def describe(directory: str, task: str = "auto") -> Dict[str, Any]:
-    """Task, input and output names, transformer shape and labels, from the config alone."""
+def describe(directory: str, task: str = "auto", component: str = "auto") -> Dict[str, Any]:
+    """Task, input and output names (and the inputs the data must hold), transformer shape and labels, from the
+    config alone. An encoder–decoder gives the piece ``component`` names (``hf_seq2seq``)."""
     label = _label(directory, "model.source")
     config = read_config(directory)
-    task = resolve_task(config, task, label)
     path = Path(directory).expanduser()
+    if hf_seq2seq.is_seq2seq(config):
+        return hf_seq2seq.describe(config, tokenizer_inputs(path), task, component, label)
+    if component != "auto":
+        raise RecipeError(f"{label}: model.component={component!r} picks a piece of an encoder–decoder model; "
+                          f"{config.model_type} is not one: leave model.component=auto")
+    task = resolve_task(config, task, label)
+    names = input_names(path, config, task, label)
     return {
         "task": task,
-        "input_names": input_names(path, config, task, label),
+        "input_names": names, "data_input_names": names,
         "output_names": ["embeddings"] if task == "feature_extraction" else ["logits"],
         "warnings": [CAUSAL_LM_NOTE] if task == "causal_lm" else [],
         "transformer": {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
@@ -218,9 +222,10 @@ def offline():
                 os.environ[k] = v
 
 
-def _load_hf(path: Path, task: str, label: str):
-    """The transformers model, eager attention, eval mode; a missing trained head is an error. The weight
-    files are checked first (``hf_weights``): a pickled one is only ever read with ``weights_only=True``."""
+def _load_hf(path: Path, task: str, label: str, auto: str = ""):
+    """The transformers model (``auto`` names its auto class, else the task's), eager attention, eval mode; a
+    missing trained head is an error. The weight files are checked first (``hf_weights``): a pickled one is only
+    ever read with ``weights_only=True``."""
     import transformers
 
     check_weights(path, label)
@@ -230,7 +235,7 @@ def _load_hf(path: Path, task: str, label: str):
     transformers.logging.disable_progress_bar()
     try:
         with offline():
-            model, info = getattr(transformers, _AUTO[task]).from_pretrained(
+            model, info = getattr(transformers, auto or _AUTO[task]).from_pretrained(
                 str(path), local_files_only=True, attn_implementation="eager", output_loading_info=True,
                 trust_remote_code=False, weights_only=True)
     except (OSError, ValueError) as e:
@@ -239,17 +244,21 @@ def _load_hf(path: Path, task: str, label: str):
         transformers.logging.set_verbosity(level)
         if bars:
             transformers.logging.enable_progress_bar()
-    if task != "feature_extraction" and info.get("missing_keys"):
+    if task not in ("feature_extraction", ENCODER) and info.get("missing_keys"):
         missing = ", ".join(sorted(info["missing_keys"])[:3])
-        raise RecipeError(f"{label}: no trained {task} head in the weights (missing {missing}); "
-                          f"use task feature_extraction")
+        other = "model.component=encoder" if task == DECODER_STEP else "task feature_extraction"
+        raise RecipeError(f"{label}: no trained {task} head in the weights (missing {missing}); use {other}")
     return model.eval()
 
 
-def load_module(directory: str, task: str = "auto"):
+def load_module(directory: str, task: str = "auto", component: str = "auto"):
     """The model as an export-ready ``nn.Module`` in eval mode: ``forward(*inputs) -> tensor``,
-    with ``input_names``, ``output_names`` and ``task`` attributes."""
-    info = describe(directory, task)
+    with ``input_names``, ``output_names``, ``task`` and ``dynamic_axes`` (beyond batch) attributes."""
+    info = describe(directory, task, component)
     label = _label(directory, "model.source")
-    model = _load_hf(Path(directory).expanduser(), info["task"], label)
-    return wrapper_class(tuple(info["input_names"]))(model, info["task"], info["output_names"]).eval()
+    seq2seq = info["task"] in (ENCODER, DECODER_STEP)
+    auto = hf_seq2seq.auto_class(read_config(directory), label) if seq2seq else ""
+    model = _load_hf(Path(directory).expanduser(), info["task"], label, auto)
+    module = wrapper_class(tuple(info["input_names"]))(model, info["task"], info["output_names"]).eval()
+    module.dynamic_axes = hf_seq2seq.dynamic_axes(info["input_names"])
+    return module

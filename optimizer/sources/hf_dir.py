@@ -30,7 +30,7 @@ def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
     from optimizer.sources.probe import module_artifact
 
     directory = str(hf.check_directory(path_of(cfg.source), "model.source").resolve())
-    info = hf.describe(directory, cfg.task)
+    info = hf.describe(directory, cfg.task, cfg.component)
     module = hf.load_module(directory, info["task"])
     meta = {"transformer": info["transformer"], "hf_task": info["task"],
             **({"warnings": info["warnings"]} if info["warnings"] else {})}
@@ -39,8 +39,13 @@ def load(cfg: ModelConfig, splits: Splits, cache: Cache, seed: int) -> Artifact:
 
 def check(cfg: ModelConfig) -> None:
     """An empty ``hf:`` is refused (it would read the current directory); the directory is read when loaded."""
+    from optimizer.sources.hf_seq2seq import COMPONENTS
+
     if not path_of(str(cfg.source)).strip():
         raise RecipeError("model.source 'hf:' names no directory; give hf:<directory of a save_pretrained model>")
+    if getattr(cfg, "component", "auto") not in COMPONENTS:
+        raise RecipeError(f"model.component={cfg.component!r} is not one of {', '.join(COMPONENTS)} (the piece of "
+                          f"an encoder–decoder model to export)")
 
 
 def default_name(source: str) -> str:

@@ -69,6 +69,9 @@ def check_source(cfg) -> None:
     kind = kind_of(cfg.source)
     if kind is not None:
         kind.impl().check(cfg)
+    if getattr(cfg, "component", "auto") != "auto" and (kind is None or kind.name != "hf"):
+        raise RecipeError(f"model.component={cfg.component!r} picks a piece of an hf: encoder–decoder model; "
+                          f"model.source {cfg.source!r} is not an hf: directory")
     onnx = kind is not None and kind.impl().FORMAT == "onnx"
     if cfg.constants and not onnx:
         raise RecipeError(f"model.constants: folds inputs of an ONNX model, and model.source {cfg.source!r} gives "

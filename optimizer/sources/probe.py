@@ -24,7 +24,7 @@ def probe_meta(module, splits: Splits) -> Dict[str, Any]:
     except Exception as e:
         raise RecipeError(f"model.source: the model fails on the data's inputs "
                           f"{[t.describe() for t in splits.inputs()]}: {type(e).__name__}: {one_line(e)}") from e
-    specs = {t.name: t for t in splits.inputs()}
+    specs = {t.name: t for t in splits.inputs(getattr(module, "dynamic_axes", None) or {})}
     io = IOSpec(tuple(specs[n] for n in order),
                 tuple(TensorSpec(k, str(v.dtype).replace("torch.", ""), ("batch", *v.shape[1:]))
                       for k, v in outputs.items()))

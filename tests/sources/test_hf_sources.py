@@ -48,8 +48,8 @@ def test_import_stays_light():
 
 def test_describe_both_heads(dirs):
     cls, base = hf.describe(str(dirs["cls"])), hf.describe(str(dirs["base"]))
-    assert cls == {"task": "sequence_classification", "input_names": INPUTS, "output_names": ["logits"],
-                   "transformer": {"model_type": "bert", "num_heads": 2, "hidden_size": 32}, "num_labels": 2, "warnings": []}
+    assert cls == {"task": "sequence_classification", "input_names": INPUTS, "data_input_names": INPUTS,
+                   "output_names": ["logits"], "transformer": {"model_type": "bert", "num_heads": 2, "hidden_size": 32}, "num_labels": 2, "warnings": []}
     assert base["task"] == "feature_extraction" and base["output_names"] == ["embeddings"]
     assert base["input_names"] == INPUTS and base["num_labels"] is None
     assert hf.describe(str(dirs["cls"]), task="feature_extraction")["output_names"] == ["embeddings"]
