@@ -27,6 +27,7 @@ FAST = [
     "benchmark.rounds=2",
     "benchmark.max_cv=1000",  # a busy test machine must not decide whether measurements are reused
     "benchmark.max_foreign_cores=0",  # nor whether they are flagged contended
+    "benchmark.profile_batch_size=0",  # the report tests turn the time breakdown back on
     "tracking.enabled=false",  # the tracking tests turn it back on
     "triton.emit=false",  # the Triton tests turn it back on
 ]

@@ -9,12 +9,13 @@ from optimizer.errors import EXIT_GATE, EXIT_RECIPE
 from tests.helpers import FAST, junit_suite, run_cli
 
 junitparser = pytest.importorskip("junitparser")
+BASELINE = ["recipe=baseline", *FAST, "benchmark.profile_batch_size=8"]  # with the time breakdown
 
 
 @pytest.fixture(scope="module")
 def first_run(cache_dir, builtin, tmp_path_factory):
     out = tmp_path_factory.mktemp("ci") / "first"
-    code, log, summary = run_cli(["recipe=baseline", *FAST], cache_dir, out)
+    code, log, summary = run_cli([*BASELINE], cache_dir, out)
     assert code == 0, log
     return out, summary
 
@@ -56,7 +57,7 @@ def test_summary_records_provenance_and_relative_paths(first_run):
 
 def test_same_measurements_pass_against_themselves(first_run, cache_dir, tmp_path):
     out, _ = first_run
-    code, log, s = run_cli(["recipe=baseline", *FAST, f"gates.baseline={out / 'summary.json'}"], cache_dir, tmp_path)
+    code, log, s = run_cli([*BASELINE, f"gates.baseline={out / 'summary.json'}"], cache_dir, tmp_path)
     assert code == 0, log
     reg = s["regression"]
     assert reg["same_host"] and reg["passed"] and reg["baseline_chosen"] == "export"
@@ -77,7 +78,7 @@ def test_faster_baseline_fails_the_gate(first_run, cache_dir, tmp_path):
                 b["throughput"] *= 10
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps(fast))
-    code, log, s = run_cli(["recipe=baseline", *FAST, f"gates.baseline={baseline}"], cache_dir, tmp_path / "run")
+    code, log, s = run_cli([*BASELINE, f"gates.baseline={baseline}"], cache_dir, tmp_path / "run")
     assert code == EXIT_GATE, log
     assert s["status"] == "gate_failed" and s["exit_code"] == EXIT_GATE
     failed = [g for g in s["regression"]["gates"] if not g["passed"]]
@@ -94,7 +95,7 @@ def test_faster_baseline_fails_the_gate(first_run, cache_dir, tmp_path):
 
 
 def test_missing_baseline_is_a_recipe_error(cache_dir, tmp_path):
-    code, log, s = run_cli(["recipe=baseline", *FAST, f"gates.baseline={tmp_path / 'nope.json'}"], cache_dir, tmp_path)
+    code, log, s = run_cli([*BASELINE, f"gates.baseline={tmp_path / 'nope.json'}"], cache_dir, tmp_path)
     assert code == EXIT_RECIPE, log
     assert "gates.baseline" in log and "no such file" in log and "Traceback" not in log
     assert s["status"] == "error" and s["exit_code"] == EXIT_RECIPE
