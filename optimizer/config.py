@@ -166,6 +166,22 @@ class TritonConfig:
     model_store: str = "/models"  # --model-repository in the pod: a mounted path (PVC) or s3:// gs:// as:// URL
 
 
+class Sampler(str, Enum):
+    grid = "grid"  # every combination, in order, up to max_trials
+    random = "random"  # combinations drawn at random (seeded), without repeats
+    tpe = "tpe"  # Optuna's TPE: later trials drawn where earlier ones did well
+
+
+@dataclass
+class SearchConfig:
+    space: Dict[str, Any] = field(default_factory=dict)  # passes.<label>[.<field>] -> list of values to try; empty: no search
+    sampler: Sampler = Sampler.grid  # how trials are drawn from the space (Optuna's samplers)
+    max_trials: int = 20  # trials at most (the recipe's own chain is trial 0)
+    max_minutes: float = 15.0  # no new trial starts after this many minutes
+    finalists: int = 6  # trials on the screening Pareto front (best first) measured together with the reference
+    target_speedup: Optional[float] = None  # stop early once a trial within the constraints reaches this screening speed-up
+
+
 @dataclass
 class OptimizerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -180,6 +196,7 @@ class OptimizerConfig:
     serving: ServingConfig = field(default_factory=ServingConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)  # recipe=auto: trials over the passes' options
     objective: Objective = Objective.throughput  # how the emitted variant is chosen among those that pass
     cache_dir: str = "${oc.env:OPTIMIZER_CACHE_DIR,'~/.cache/optimizer'}"  # shared by all runs
     seed: int = 0  # seeds training, sampling and calibration draws

@@ -192,8 +192,14 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     if cfg.gates.baseline:
         gates.load_baseline(cfg.gates.baseline)  # a missing or unreadable baseline is a recipe error, before any work
     inputs = load_inputs(cfg)
-    variants = run_chain(steps, inputs.source, inputs.cache,
-                         dict(data=inputs.splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
+    searched = None
+    if cfg.search.space:  # recipe=auto: the finalists of the trials, measured together below
+        from optimizer.search.run import search
+
+        variants, searched = search(cfg, inputs, out_dir)
+    else:
+        variants = run_chain(steps, inputs.source, inputs.cache,
+                             dict(data=inputs.splits, hardware=cfg.hardware, seed=cfg.seed), out_dir)
     check_produced(variants)
     measured = measure_all(variants, inputs, cfg)
     records, warnings = judge_all(variants, measured, cfg.hardware.price_per_hour, cfg.serving, cfg.constraints)
@@ -202,7 +208,8 @@ def _execute(cfg, steps: List[Step], out_dir: Path, recipe: str) -> RunSummary:
     warnings = (inputs.cache.warnings + source_note(records, chosen, cfg.objective.value) + warnings
                 + reference_note(records, chosen) + contention_note(measured.session))
     summary = replace(_summary(cfg, recipe, variants, records, chosen, deployed, inputs, measured, out_dir),
-                      warnings=tuple(warnings), provenance=provenance.record(cfg.model.source, out_dir, started))
+                      warnings=tuple(warnings), provenance=provenance.record(cfg.model.source, out_dir, started),
+                      search=searched)
     summary = gates.apply(cfg.gates, summary)  # regression against gates.baseline: may turn a pass into a gate failure
     return publish(summary, cfg, out_dir)
 

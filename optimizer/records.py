@@ -144,7 +144,7 @@ class MeasuredSet:
         return bool(self.session.get("reused"))
 
 
-_LATE = ("regression", "story", "summary_path", "plots", "reports", "tracking", "finished")  # set as the run's edge is written
+_LATE = ("search", "regression", "story", "summary_path", "plots", "reports", "tracking", "finished")  # set as the run's edge is written
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,7 @@ class RunSummary:
     variants: Tuple[VariantRecord, ...] = ()
     cache_dir: Optional[str] = None
     regression: Optional[Mapping[str, Any]] = None
+    search: Optional[Mapping[str, Any]] = None  # recipe=auto: the space, every trial and its screening figures
     story: Optional[Mapping[str, Any]] = None  # verdict, cumulative dashboard, where the time goes (record.story)
     summary_path: Optional[str] = None
     plots: Optional[List[str]] = None

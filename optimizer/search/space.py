@@ -1,0 +1,65 @@
+"""The search space: ``search.space`` maps ``<label>`` (a whole step: null drops it, true keeps it as the recipe has
+it, a mapping replaces its options) or ``<label>.<option>`` to the values to try. A trial is one value per key
+applied to the recipe's ``passes``; the recipe's own chain is trial 0 (the incumbent). Every key and value is
+planned at plan time, so a mistake is exit 2 naming ``search.space.<key>`` before anything runs."""
+
+import copy
+from dataclasses import replace
+from typing import Any, Dict, List, Mapping, Tuple
+
+from optimizer.errors import RecipeError
+
+
+def apply(passes: Mapping[str, Any], params: Mapping[str, Any]) -> Dict[str, Any]:
+    """``passes`` with a trial's ``params`` applied (an option of a dropped step does not apply)."""
+    out = copy.deepcopy(dict(passes))
+    for key, value in params.items():
+        label, _, option = key.partition(".")
+        if not option:
+            if value is None or value is False:
+                out[label] = None
+            elif isinstance(value, Mapping):
+                out[label] = {"type": (out.get(label) or passes[label])["type"], **copy.deepcopy(dict(value))}
+        elif out.get(label) is not None:
+            out[label] = {**out[label], option: copy.deepcopy(value)}
+    return out
+
+
+def _container(value):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def check(cfg) -> Dict[str, List[Any]]:
+    """The space as plain lists, every key and value checked against the recipe (RecipeError naming the key)."""
+    from optimizer.recipe.plan import plan
+
+    s = cfg.search
+    for key, value, ok, need in (("max_trials", s.max_trials, s.max_trials >= 1, "at least 1"),
+                                 ("max_minutes", s.max_minutes, s.max_minutes > 0, "positive"),
+                                 ("finalists", s.finalists, s.finalists >= 1, "at least 1")):
+        if not ok:
+            raise RecipeError(f"search.{key}={value}: must be {need}")
+    passes = {k: _container(v) for k, v in (cfg.passes or {}).items()}
+    space = {str(k): _container(v) for k, v in s.space.items()}
+    for key, values in space.items():
+        label = key.partition(".")[0]
+        if label not in passes or passes[label] is None:
+            raise RecipeError(f"search.space.{key}: the recipe has no step {label!r}; its steps are "
+                              f"{[k for k, v in passes.items() if v is not None]}")
+        if not isinstance(values, list) or not values:
+            raise RecipeError(f"search.space.{key}: give a non-empty list of values to try, got {values!r}")
+        for value in values:
+            try:
+                plan(replace(cfg, passes=apply(passes, {key: value})))
+            except RecipeError as e:
+                raise RecipeError(f"search.space.{key}: {value!r} does not plan: {e}") from None
+    return space
+
+
+def signature(steps) -> Tuple:
+    """What makes two trials the same chain: their steps' labels, passes and options."""
+    from dataclasses import asdict
+
+    return tuple((s.label, s.spec.name, repr(sorted(asdict(s.config).items()))) for s in steps)
