@@ -2,11 +2,12 @@
 model misses ``target_cosine``, the quantized nodes are ranked by a sensitivity proxy and the smallest k such that
 keeping the k most sensitive in float meets the bound is found by bisection over that ranking.
 
-The proxy costs one run of each model on a few calibration samples, every quantized node's input and output
-exposed as graph outputs: a node's score is the relative error its output has against the float model's minus the
-error its input already carried, i.e. what quantizing that node added (a node downstream of a fragile one inherits
-its error but adds little). The bound is measured with ONNX Runtime on the evaluation split against the pass's
-input model, so no timing is involved; one evaluation is one quantization plus one run. The bisection assumes that
+The proxy costs one run of the quantized model on a few calibration samples, every quantized tensor exposed on both
+sides of its quantize-dequantize pair: a pair's error is the mean over channels of each channel's relative error
+(so a few outlier channels cannot hide the rest rounded to nothing), and a node's score is the largest error among
+the pairs that belong to it (see ``Pairs``). Keeping a node in float re-quantizes with it in ``nodes_to_exclude``
+and drops its pairs. The bound is measured with ONNX Runtime on the evaluation split against the pass's input
+model, so no timing is involved; one evaluation is one quantization plus one run. The bisection assumes that
 keeping more of the ranking in float never hurts: with ``n`` quantized nodes it takes at most
 ``2 + floor(log2(n))`` evaluations, the plain quantization included."""
 
@@ -71,92 +72,101 @@ def mean_cosine(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
     return min(means)
 
 
-def _tensors(graph) -> set:
-    return {*(i.name for i in graph.input), *(o for n in graph.node for o in n.output)}
+class Pairs:
+    """The QDQ graph's activation quantize-dequantize pairs and who they belong to. A pair on tensor ``T`` belongs to
+    the candidates that read it; read by none (a bias Add, a GELU), to the candidate that wrote ``T``. Candidates are
+    the nodes fed a weight stored quantized that the float model has by name (the names ``nodes_to_exclude`` takes);
+    keeping one in float drops the pairs that belong to it, which ONNX Runtime's quantizer leaves in place when
+    only ``nodes_to_exclude`` names it (a quantized MatMul's output keeps its pair)."""
+
+    def __init__(self, graph, names=None, known=()):
+        self.graph = graph
+        producer = {o: n for n in graph.node for o in n.output}
+        self.readers: Dict[str, list] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.readers.setdefault(i, []).append(n)
+        stored = {i.name for i in graph.initializer}
+        weights = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in stored}
+        if names is None:
+            names = [n.name for n in graph.node if n.name in known and n.op_type not in QDQ and set(n.input) & weights]
+        self.names = list(names)
+        self.pairs = []  # (float tensor, dequantized tensor, owners)
+        for q in graph.node:
+            if q.op_type != "QuantizeLinear" or q.input[0] in stored:
+                continue
+            for dq in [d for d in self.readers.get(q.output[0], []) if d.op_type == "DequantizeLinear"]:
+                readers = [r.name for r in self.readers.get(dq.output[0], []) if r.op_type not in QDQ]
+                writer = producer[q.input[0]].name if q.input[0] in producer else ""
+                owners = [r for r in readers if r in self.names] or [writer]
+                self.pairs.append((q.input[0], dq.output[0], owners))
+
+    def scores(self, tensors: Mapping[str, np.ndarray]) -> List[Tuple[str, float]]:
+        """Every candidate with its score (the largest error among its pairs), highest first."""
+        score = dict.fromkeys(self.names, 0.0)
+        for t, dq, owners in self.pairs:
+            for owner in set(owners) & set(score):
+                score[owner] = max(score[owner], channel_error(tensors[dq], tensors[t]))
+        return sorted(score.items(), key=lambda s: -s[1])
+
+    def keep_float(self, keep) -> None:
+        """Readers of a pair that belongs to a kept node read the float tensor; pairs no node reads any more, and
+        their scales, are removed."""
+        graph = self.graph
+        for t, dq, owners in self.pairs:
+            if set(owners) & set(keep):
+                for r in self.readers.get(dq, []):
+                    for j, i in enumerate(r.input):
+                        r.input[j] = t if i == dq else i
+        while True:
+            read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+            unread = [n for n in graph.node if n.op_type in QDQ and not set(n.output) & read]
+            if not unread:
+                break
+            for n in unread:
+                graph.node.remove(n)
+        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        for init in [i for i in graph.initializer if i.name not in read]:
+            graph.initializer.remove(init)
 
 
-def candidates(qdq: Path, float_model: str) -> List[Tuple[str, List[str], str]]:
-    """``(node name, activation inputs, output)`` of every quantized node of the QDQ model (a node fed by a
-    ``DequantizeLinear``) that the float model has by name: the names ``nodes_to_exclude`` takes. Activation inputs
-    are the float tensors behind its quantize-dequantize pairs (weights stored quantized have none); an output the
-    quantizer renamed (a graph output with its own pair) is read after its pair, under the float model's name."""
+def candidates(qdq: Path, float_model: str) -> List[str]:
+    """The quantized nodes of the QDQ model the search may keep in float, in graph order."""
     import onnx
 
-    graph = onnx.load(str(qdq), load_external_data=False).graph
-    reference = onnx.load(float_model, load_external_data=False).graph
-    known, tensors = {n.name for n in reference.node}, _tensors(reference)
-    producer = {o: n for n in graph.node for o in n.output}
-    readers: Dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-    out = []
-    for node in graph.node:
-        dq = [producer[i] for i in node.input if i in producer and producer[i].op_type == "DequantizeLinear"]
-        if node.op_type in QDQ or node.name not in known or not dq:
-            continue
-        q = [producer[d.input[0]] for d in dq if d.input[0] in producer]
-        acts = [n.input[0] for n in q if n.op_type == "QuantizeLinear"]
-        result = node.output[0]
-        if result not in tensors:  # its pair's dequantized output carries the float model's name
-            after = [d.output[0] for r in readers.get(result, []) if r.op_type == "QuantizeLinear"
-                     for d in readers.get(r.output[0], []) if d.op_type == "DequantizeLinear"]
-            result = next((t for t in after if t in tensors), result)
-        out.append((node.name, acts, result))
-    return out
+    known = {n.name for n in onnx.load(float_model, load_external_data=False).graph.node}
+    return Pairs(onnx.load(str(qdq), load_external_data=False).graph, known=known).names
 
 
-def keep_float(path: Path, keep) -> None:
-    """Rewrite the QDQ model at ``path`` so that the nodes named in ``keep`` read the float tensors behind their
-    quantize-dequantize pairs. ONNX Runtime's quantizer leaves the pair on a kept node's input when the producer's
-    output is quantized, and that pair alone destroys an outlier-ranged tensor; pairs no node reads any more, and
-    their scales, are removed."""
+def keep_float(path: Path, keep, names: List[str]) -> None:
+    """Rewrite the QDQ model at ``path`` so that the pairs of the nodes in ``keep`` (among candidates ``names``)
+    are gone."""
     import onnx
 
     model = onnx.load(str(path))
-    graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    for node in graph.node:
-        for i, t in enumerate(node.input if node.name in keep else []):
-            dq = producer.get(t)
-            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[i] = q.input[0]
-    while True:
-        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        unread = [n for n in graph.node if n.op_type in QDQ and not set(n.output) & read]
-        if not unread:
-            break
-        for n in unread:
-            graph.node.remove(n)
-    read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    for init in [i for i in graph.initializer if i.name not in read]:
-        graph.initializer.remove(init)
+    Pairs(model.graph, names).keep_float(keep)
     onnx.save(model, str(path))
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
+def channel_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over the last axis's channels of each channel's relative L2 error of ``a`` against ``b`` (floored at
+    0.01 % of the mean channel's size): a few huge channels do not hide the rest rounded to nothing."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
+    width = b.shape[-1] if b.ndim else 1
+    err, ref = (a - b).reshape(-1, width), b.reshape(-1, width)
+    norms = np.linalg.norm(ref, axis=0)
+    return float(np.mean(np.linalg.norm(err, axis=0) / np.maximum(norms, max(1e-4 * float(norms.mean()), 1e-12))))
 
 
 def rank(qdq: Path, float_model: str, feeds: Mapping[str, np.ndarray]) -> List[Tuple[str, float]]:
-    """The quantized nodes, most sensitive first, with their score: the relative error of the node's output
-    against the float model's minus the largest relative error among its activation inputs (one run of each
-    model, on fake-quantized arithmetic)."""
+    """The candidates, most sensitive first, with their score: the largest error that one of their pairs adds to
+    its tensor (one run of the QDQ model, fake-quantized arithmetic, every paired tensor exposed)."""
     import onnx
 
-    nodes = candidates(qdq, float_model)
-    shared = set.intersection(*(_tensors(onnx.load(str(p), load_external_data=False).graph) for p in (qdq, float_model)))
-    tensors = sorted({t for _, acts, out in nodes for t in (*acts, out)} & shared)
-    quantized = run(str(qdq), feeds, tensors, optimize=False)
-    reference = run(float_model, feeds, tensors, optimize=False)
-
-    def error(t):
-        return _relative(quantized[t], reference[t]) if t in quantized and t in reference else 0.0
-
-    scores = [(name, error(out) - max([error(t) for t in acts], default=0.0)) for name, acts, out in nodes]
-    return sorted(scores, key=lambda s: -s[1])
+    known = {n.name for n in onnx.load(float_model, load_external_data=False).graph.node}
+    pairs = Pairs(onnx.load(str(qdq), load_external_data=False).graph, known=known)
+    tensors = run(str(qdq), feeds, sorted({t for p in pairs.pairs for t in p[:2]}), optimize=False)
+    return pairs.scores(tensors)
 
 
 class Search:
@@ -177,7 +187,7 @@ class Search:
     def evaluate(self, k: int) -> float:
         path = self.out_dir / f"search-{k}.onnx"
         meta = self.requantize(self.ranking[:k], path)
-        keep_float(path, set(self.ranking[:k]))
+        keep_float(path, set(self.ranking[:k]), self.ranking)
         return self.measure(k, path, meta)
 
     def bisect(self, target: float, n: int) -> int:
