@@ -18,9 +18,11 @@ from tests.helpers import run_pass
 LAYERS, WIDTH, FRAGILE = 8, 32, "layer4"
 
 
-def chain(path, outlier: float) -> Artifact:
+def chain(path, outlier: float, squash: bool = False) -> Artifact:
     """x -> layer0 -> ... -> layer7 (MatMuls). layer3 writes one channel ``outlier`` times larger than the others,
-    which layer4 barely reads: INT8 over that range rounds layer4's real input to nothing."""
+    which layer4 barely reads: INT8 over that range rounds layer4's real input to nothing. ``squash``: a Tanh
+    between layer3 and layer4 reads layer3's outlier-ranged output instead (as a GELU reads a transformer's first
+    feed-forward projection)."""
     rng = np.random.default_rng(0)
     weights, nodes, x = [], [], "x"
     for i in range(LAYERS):
@@ -32,6 +34,9 @@ def chain(path, outlier: float) -> Artifact:
         weights.append(numpy_helper.from_array(w, f"w{i}"))
         nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [f"h{i}"], name=f"layer{i}"))
         x = f"h{i}"
+        if squash and i == 3:
+            nodes.append(helper.make_node("Tanh", [x], ["t3"], name="squash"))
+            x = "t3"
     graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", WIDTH])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", WIDTH])], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -74,6 +79,19 @@ def test_the_search_keeps_the_fragile_layer_in_float_and_meets_the_bound(fragile
     assert art.meta["quantized_nodes"] == {"MatMul": LAYERS - 1} and art.meta["precision"] == "int8"
     assert art.meta["nodes_excluded"] == 1
     assert sorted(p.name for p in (tmp_path / "quantize").iterdir()) == ["model.onnx"]  # tried models removed
+
+
+def test_a_kept_node_reads_and_writes_float_where_no_other_quantized_node_reads_its_output(data, tmp_path):
+    src = chain(tmp_path / "squash.onnx", outlier=3000.0, squash=True)
+    art = run_pass("quantize", src, data, tmp_path, calibration_samples=64, op_types=["MatMul"], accuracy_aware=True,
+                   target_cosine=0.99)
+    record = art.meta["accuracy_aware"]
+    assert record["cosine_before"] < 0.9 and record["cosine_after"] >= 0.99
+    assert record["kept_fp32"] == ["layer3"]  # its output's pair, read only by the Tanh, was the fragile one
+    graph = onnx.load(str(art.path)).graph
+    assert [n.input[0] for n in graph.node if n.op_type == "Tanh"] == ["h3"]  # no pair left on the kept output
+    assert not [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "h3"]
+    assert [list(n.input) for n in graph.node if n.name == "layer3"] == [["h2", "w3"]]  # float input and weight
 
 
 def test_a_bound_plain_int8_meets_keeps_nothing_in_float(data, tmp_path):
