@@ -3,7 +3,6 @@ cosine bound, the search keeps the fragile layer (and only it) in float within 2
 unreachable bound fails the step in one line naming the best cosine, and bad options are refused at plan time."""
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -130,11 +129,16 @@ def test_bad_options_are_refused(params, fault):
     assert str(e.value) == f"passes.int8: {fault}"
 
 
-def test_the_bound_defaults_to_the_recipes_min_cosine():
-    from optimizer.config import HardwareConfig
-    from optimizer.passes.quantize import QuantizeConfig, prepare
+def test_the_bound_defaults_to_the_recipes_min_cosine_at_plan_time():
+    from optimizer.recipe.compose import compose
+    from optimizer.recipe.plan import plan
 
-    recipe = SimpleNamespace(hardware=HardwareConfig(), constraints=SimpleNamespace(min_cosine=0.995))
-    assert prepare(QuantizeConfig(accuracy_aware=True), recipe).target_cosine == 0.995
-    assert prepare(QuantizeConfig(accuracy_aware=True, target_cosine=0.9), recipe).target_cosine == 0.9
-    assert prepare(QuantizeConfig(), recipe).target_cosine is None  # plain INT8: the cache key is unchanged
+    def quantize_step(*overrides):
+        return {s.label: s for s in plan(compose("int8", overrides))}["quantize"].config
+
+    aware = "+passes.quantize.accuracy_aware=true"
+    assert quantize_step(aware, "constraints.min_cosine=0.995").target_cosine == 0.995
+    assert quantize_step(aware, "+passes.quantize.target_cosine=0.9").target_cosine == 0.9
+    assert quantize_step("constraints.min_cosine=0.995").target_cosine is None  # plain INT8: its cache key unchanged
+    with pytest.raises(RecipeError, match=r"^passes.quantize: target_cosine must be within \(0, 1\], got 2.0$"):
+        quantize_step(aware, "+passes.quantize.target_cosine=2")
