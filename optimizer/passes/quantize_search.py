@@ -236,7 +236,7 @@ def search(requantize: Callable[[List[str], Path], dict], out: Path, meta: dict,
             s.finish(-1, out)
             raise PassError(ctx.step, f"accuracy_aware: no quantization meets mean cosine >= {target} on "
                                       f"{record['samples']} evaluation samples; the best reached "
-                                      f"{s.tried[best][0]:.5f}, keeping {best} of {n} quantized nodes in float "
+                                      f"{s.tried[best][0]:.8g}, keeping {best} of {n} quantized nodes in float "
                                       f"({len(s.tried)} evaluations)")
         record["scores"] = {name: round(score, 6) for name, score in scores[:k]}
     cosine, _, chosen = s.tried[k]
