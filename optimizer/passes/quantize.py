@@ -45,12 +45,21 @@ class QuantizeConfig:
     quantize_embeddings: bool = True  # dynamic: int8 embedding tables too (Gather, EmbedLayerNormalization)
     pre_process: bool = True  # run quant_pre_process (shape inference, graph cleanup) first
     keep_io_types: bool = True  # fp16: keep float32 inputs and outputs
+    accuracy_aware: bool = False  # static: keep the most sensitive nodes in float until target_cosine is met
+    target_cosine: Optional[float] = None  # accuracy_aware's bound (mean cosine to the input model); null: constraints.min_cosine, else 0.99
+    search_samples: int = 64  # evaluation samples accuracy_aware measures the bound on
 
     def __post_init__(self):
         if self.calibration_samples < 1:
             raise ValueError(f"calibration_samples must be at least 1, got {self.calibration_samples}")
         if not 90.0 <= self.percentile <= 100.0:
             raise ValueError(f"percentile must be within [90, 100], got {self.percentile}")
+        if self.target_cosine is not None and not 0.0 < self.target_cosine <= 1.0:
+            raise ValueError(f"target_cosine must be within (0, 1], got {self.target_cosine}")
+        if self.search_samples < 1:
+            raise ValueError(f"search_samples must be at least 1, got {self.search_samples}")
+        if self.accuracy_aware and self.mode != Mode.static:
+            raise ValueError(f"accuracy_aware searches static int8 only; mode is {Mode(self.mode).value}")
 
 
 def _types(cfg: QuantizeConfig, hardware):
@@ -226,10 +235,12 @@ def _pre_process(src: str, dst: Path) -> None:
 
 
 def prepare(cfg: QuantizeConfig, recipe) -> QuantizeConfig:
-    """``reduce_range: null`` decided at plan time (so it enters the cache key): on for CPU inference on an x86
+    """``reduce_range: null`` (and accuracy_aware's ``target_cosine: null``: the recipe's ``constraints.min_cosine``)
+    decided at plan time (so they enter the cache key). reduce_range is on for CPU inference on an x86
     CPU without VNNI, where ONNX Runtime's u8*s8 kernels saturate and 8-bit weights cost accuracy (the built-in
     model: 99.3 % in float, 84.4 % with 8-bit weights, 99.3 % with 7-bit ones on an AVX2-only EPYC)."""
-    return replace(cfg, reduce_range=reduce_range(cfg, recipe.hardware))
+    aim = cfg.target_cosine if cfg.target_cosine is not None or not cfg.accuracy_aware else recipe.constraints.min_cosine
+    return replace(cfg, reduce_range=reduce_range(cfg, recipe.hardware), target_cosine=aim)
 
 
 def reduce_range(cfg: QuantizeConfig, hardware) -> bool:
@@ -259,6 +270,11 @@ def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
             _pre_process(src, pre)
             src = str(pre)
         meta = _MODES[cfg.mode](src, out, cfg, ctx, transformer)
+        if cfg.accuracy_aware:  # the search re-quantizes with nodes kept in float (quantize_search)
+            from optimizer.passes.quantize_search import search
+
+            meta = search(lambda keep, dst: _static(src, dst, replace(cfg, nodes_to_exclude=[*cfg.nodes_to_exclude, *keep]),
+                                                    ctx, transformer), out, meta, src, str(art.path), cfg, ctx)
     except PassError:
         raise
     except Exception as e:
