@@ -27,6 +27,7 @@ FLOORS: List[Tuple[str, ...]] = [
     ("optimizer.record",),
     ("optimizer.tritonserver",),
     ("optimizer.triton",),
+    ("optimizer.chain", "optimizer.search"),
     ("optimizer.pipeline", "optimizer.job", "optimizer.__main__"),
 ]
 EXCEPTIONS = {("optimizer.registry", "optimizer.passes")}  # load_passes imports every pass module

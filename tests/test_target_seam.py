@@ -4,7 +4,8 @@ from the test, is checked at plan time and deployed by the pipeline's own stages
 from types import SimpleNamespace
 
 from optimizer.artifact import Artifact
-from optimizer.pipeline import Inputs, Variant, deploy_all, preflight_all
+from optimizer.chain import Variant
+from optimizer.pipeline import Inputs, deploy_all, preflight_all
 from optimizer.records import TargetRecord, VariantRecord
 from optimizer.targets import TARGETS, DeployInputs, Target
 

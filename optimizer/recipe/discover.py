@@ -134,6 +134,18 @@ def explain_text(recipe: str, overrides: Sequence[str] = (), dirs: Sequence[Path
         lines += _option_lines(options(s.spec.config_cls, s.config), "       ", with_value=True)
     if not steps:
         lines.append("  (no steps: only the reference is measured)")
+    if cfg.search.space:
+        from optimizer.search.space import check
+
+        space, s = check(cfg), cfg.search
+        n = 1
+        for values in space.values():
+            n *= len(values)
+        lines += ["", f"Search ({s.sampler.value}, {n} combinations, at most {s.max_trials} trials and {s.max_minutes:g} "
+                      f"minutes; trial 0 is the chain above; {s.finalists} finalists measured together):"]
+        whole = {None: "drop the step", True: "as above"}
+        lines += [f"  {key}: {', '.join(whole[v] if '.' not in key and v in (None, True) else repr(v) for v in values)}"
+                  for key, values in space.items()]
     for section in ("constraints", "gates", "benchmark", "evaluation", "serving", "triton", "tracking"):
         value = getattr(cfg, section, None)
         if is_dataclass(value):

@@ -71,7 +71,7 @@ def write(cfg, recipe: str, out_dir: Path, e: OptimizerError) -> None:
     from optimizer.record import ci, provenance
     from optimizer.record.summary import write_summary
 
-    variants = getattr(e, "variants", None) or []  # pipeline.NothingProduced: what each step did
+    variants = getattr(e, "variants", None) or []  # chain.NothingProduced: what each step did
     status = "interrupted" if isinstance(e, Interrupted) else "failed" if variants else "error"
     summary = RunSummary(recipe, cfg.description, status, e.exit_code, error=str(e),
                          variants=tuple(VariantRecord(v.name, tuple(v.chain), v.status, v.ran, v.seconds, v.error)

@@ -13,7 +13,7 @@ from optimizer.records import VariantRecord
 
 
 def variant_record(v, m: Optional[Mapping]) -> VariantRecord:
-    """Everything known about one variant before the decision: ``v`` (a ``pipeline.Variant``: name, chain,
+    """Everything known about one variant before the decision: ``v`` (a ``chain.Variant``: name, chain,
     status, artifact) and ``m``, its figures from the measurement set (None: not measured)."""
     facts: Dict = {}
     if v.artifact is not None:

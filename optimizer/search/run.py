@@ -62,7 +62,7 @@ def _screen_cfg(cfg):
 
 def _screen(variant, inputs, cfg, screen_cfg) -> Dict:
     """The trial's figures against the reference, from a short measurement set of the two."""
-    from optimizer.pipeline import Variant, judge_all
+    from optimizer.chain import Variant, judge_all
     from optimizer.measure.run import measure
     from optimizer.records import MeasuredSet
 
@@ -84,14 +84,14 @@ def _figure(screen: Dict, objective: str) -> float:
 
 def _trial(i: int, params: Dict, steps, inputs, cfg, out_dir, screen_cfg) -> Tuple[Dict, Optional[object]]:
     """Run and screen one trial: its record and its final variant (None when it produced nothing)."""
-    from optimizer.pipeline import run_chain
+    from optimizer.chain import run_chain
 
     variants = run_chain(steps, inputs.source, inputs.cache, dict(data=inputs.splits, hardware=cfg.hardware,
                                                                   seed=cfg.seed), out_dir)
     last = variants[-1]
     final = replace(last, name=f"trial{i}")
     record = {"trial": i, "params": params, "chain": list(last.chain),
-              "ran": sum(v.ran for v in variants), "cached": sum(v.status == "ok" and not v.ran for v in variants[1:])}
+              "steps": {v.name: "ran" if v.ran else v.status if v.status != "ok" else "cached" for v in variants[1:]}}
     failed = next((v for v in variants if v.status == "failed"), None)
     if failed is not None or final.artifact is None:
         return {**record, "status": "failed", "error": failed.error if failed else "no model"}, None
@@ -105,7 +105,7 @@ def _trial(i: int, params: Dict, steps, inputs, cfg, out_dir, screen_cfg) -> Tup
 def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
     """The reference and the finalists' variants, and the search record for summary.json."""
     from optimizer.console import console
-    from optimizer.pipeline import Variant
+    from optimizer.chain import Variant
     from optimizer.recipe.plan import plan
     from optimizer.search.space import apply, check, signature
 

@@ -31,6 +31,16 @@ def _container(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def _flat(space: Mapping, prefix: str = ""):
+    """``(key, values)`` pairs, nested mappings joined with dots (``search.space.quantize.mode=[...]`` on the command
+    line nests ``mode`` under ``quantize``)."""
+    for key, value in space.items():
+        if isinstance(value, Mapping):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def check(cfg) -> Dict[str, List[Any]]:
     """The space as plain lists, every key and value checked against the recipe (RecipeError naming the key)."""
     from optimizer.recipe.plan import plan
@@ -42,7 +52,7 @@ def check(cfg) -> Dict[str, List[Any]]:
         if not ok:
             raise RecipeError(f"search.{key}={value}: must be {need}")
     passes = {k: _container(v) for k, v in (cfg.passes or {}).items()}
-    space = {str(k): _container(v) for k, v in s.space.items()}
+    space = dict(_flat(_container(s.space)))
     for key, values in space.items():
         label = key.partition(".")[0]
         if label not in passes or passes[label] is None:

@@ -111,7 +111,7 @@ TINY = '''
 import numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 from optimizer.artifact import Artifact
-from optimizer.pipeline import Variant
+from optimizer.chain import Variant
 
 
 def tiny_variants(directory, names, seed=0):

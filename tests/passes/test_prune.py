@@ -51,7 +51,8 @@ def test_pruned_model_exports_fuses_and_quantizes(pruned, splits, cache_dir, tmp
     from optimizer.cache import Cache
     from optimizer.config import HardwareConfig
     from optimizer.measure.evaluate import predict
-    from optimizer.pipeline import plan, run_chain
+    from optimizer.chain import run_chain
+    from optimizer.recipe.plan import plan
     from optimizer.recipe.compose import compose
     from optimizer.formats import load
 

@@ -1,0 +1,48 @@
+"""``recipe=auto`` through the command line, on a 4-trial grid over the built-in model: the shared prefix runs
+once, every trial is screened against the reference, and the finalists are measured together in the run's one
+measurement set, from which the chosen variant is emitted; a bad space exits 2 naming the key."""
+
+from tests.helpers import FAST, error_lines, run_cli
+
+GRID = """# @package _global_
+description: a 4-trial grid
+passes:
+  export: {type: onnx_export, opset: 18}
+  fuse: {type: fuse, ort_level: basic}
+  quantize: {type: quantize, mode: static}
+search:
+  space:
+    quantize.mode: [static, dynamic]
+    fuse: [true, null]
+constraints:
+  max_accuracy_drop: 1.0
+"""
+
+
+def test_a_four_trial_grid(cache_dir, builtin, tmp_path):
+    recipes = tmp_path / "recipes" / "recipe"
+    recipes.mkdir(parents=True)
+    (recipes / "grid.yaml").write_text(GRID)
+    args = ["--config-dir", str(tmp_path / "recipes"), "recipe=grid", *FAST]
+    code, out, _ = run_cli([*args, "+search.space.quantize.bogus=[1]"], cache_dir, tmp_path / "bad")
+    assert code == 2 and len(error_lines(out)) == 1 and error_lines(out)[0].startswith(
+        "error: search.space.quantize.bogus: 1 does not plan: passes.quantize.bogus: unknown key"), out
+    code, out, s = run_cli(args, cache_dir, tmp_path / "run")
+    assert code == 0 and "Traceback" not in out, out
+    search = s["search"]
+    assert search["sampler"] == "grid" and search["stopped"] == "space exhausted"
+    trials = {t["trial"]: t for t in search["trials"]}
+    # trial 1 (static, with fuse) is the recipe's own chain again: not run twice
+    assert sorted(trials) == [0, 2, 3, 4] and trials[0]["params"] == {}
+    assert trials[3]["params"] == {"quantize.mode": "dynamic", "fuse": True}
+    assert trials[2]["chain"] == ["export", "quantize"] and trials[0]["chain"] == ["export", "fuse", "quantize"]
+    exports = [t["steps"]["export"] for t in trials.values()]
+    assert exports.count("ran") <= 1 and all(e in ("ran", "cached") for e in exports)  # the shared prefix, once
+    assert trials[4]["steps"]["quantize"] in ("ran", "cached") and all(t["status"] == "ok" for t in trials.values())
+    assert all(t["speedup"] > 0 and t["measurement"] for t in trials.values())
+    # the finalists and the reference are the run's variants, measured together in one set
+    finalists = search["finalists"]
+    assert "trial0" in finalists and [v["name"] for v in s["variants"]] == ["reference", *finalists]
+    assert all(t["finalist"] == (f"trial{i}" in finalists) for i, t in trials.items())
+    assert s["chosen"] in finalists and s["measurement"]["id"] not in {t["measurement"] for t in trials.values()}
+    assert "trial 3: quantize.mode=dynamic, fuse=True: screening speed-up" in out
