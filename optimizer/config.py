@@ -180,6 +180,7 @@ class SearchConfig:
     max_minutes: float = 15.0  # no new trial starts after this many minutes
     finalists: int = 6  # trials on the screening Pareto front (best first) measured together with the reference
     target_speedup: Optional[float] = None  # stop early once a trial within the constraints reaches this screening speed-up
+    incumbents: List[Dict[str, Any]] = field(default_factory=list)  # trials run first and always finalists (hand recipes: {prune: null})
 
 
 @dataclass

@@ -107,36 +107,37 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
     from optimizer.console import console
     from optimizer.chain import Variant
     from optimizer.recipe.plan import plan
-    from optimizer.search.space import apply, check, signature
+    from optimizer.search.space import apply, check, incumbents, signature
 
     space, s = check(cfg), cfg.search
-    draws = Draws(s.sampler.value, space, cfg.seed)
+    draws, fixed = Draws(s.sampler.value, space, cfg.seed), [{}, *incumbents(cfg)]  # trial 0: the recipe's own chain
     started, seen, trials, finals, stopped = time.monotonic(), {}, [], {}, "max_trials"
     for i in range(s.max_trials):
         if time.monotonic() - started > s.max_minutes * 60:
             stopped = "max_minutes"
             break
-        params = draws.next() if i else {}  # trial 0: the recipe's own chain, the incumbent
+        drawn = i >= len(fixed)
+        params = draws.next() if drawn else fixed[i]
         if params is None:
             stopped = "space exhausted"
             break
         steps = plan(replace(cfg, passes=apply(cfg.passes, params)))
         if signature(steps) in seen:  # the same chain as an earlier trial: its figures stand
-            draws.tell(trials[seen[signature(steps)]].get("objective_figure")) if i else None
+            draws.tell(trials[seen[signature(steps)]].get("objective_figure")) if drawn else None
             continue
         seen[signature(steps)] = len(trials)
         record, final = _trial(i, params, steps, inputs, cfg, out_dir, _screen_cfg(cfg))
         ok = record["status"] == "ok" and not record["violations"]
         if record["status"] == "ok":
             record["objective_figure"] = _figure(record, cfg.objective.value)
-        draws.tell(record["objective_figure"] if ok else None) if i else None
+        draws.tell(record["objective_figure"] if ok else None) if drawn else None
         trials.append(record)
         finals.update({final.name: final} if final is not None else {})
         console.print(_line(record), highlight=False, soft_wrap=True)
         if ok and s.target_speedup and record["speedup"] >= s.target_speedup:
             stopped = "target_speedup"
             break
-    chosen = _finalists(trials, s.finalists)
+    chosen = _finalists(trials, s.finalists, len(fixed))
     for t in trials:
         t["finalist"] = f"trial{t['trial']}" in chosen
     variants = [Variant("reference", [], inputs.source)] + [finals[n] for n in chosen]
@@ -144,16 +145,15 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
                       "seconds": round(time.monotonic() - started, 1), "finalists": chosen}
 
 
-def _finalists(trials: List[Dict], limit: int) -> List[str]:
-    """The screening Pareto front among the trials within the constraints, best by the objective first, and the
-    recipe's own chain (trial 0) when it ran; at most ``limit``."""
+def _finalists(trials: List[Dict], limit: int, fixed: int = 1) -> List[str]:
+    """The screening Pareto front among the trials within the constraints, best by the objective first, then the
+    recipe's own chain and the incumbents (the first ``fixed`` trials) that ran within them; the front is cut so
+    that at most ``limit`` are measured, the incumbents always are."""
     ok = {f"trial{t['trial']}": t for t in trials if t["status"] == "ok" and not t["violations"]}
     points = {n: (t["score"], t["p99_ratio"], t["speedup"]) for n, t in ok.items()}
-    best = sorted(front(points), key=lambda n: -ok[n]["objective_figure"])
-    picked = best[: limit - 1] if "trial0" in ok and "trial0" not in best[: limit] else best[:limit]
-    if "trial0" in ok and "trial0" not in picked:
-        picked.append("trial0")
-    return picked
+    kept = [f"trial{i}" for i in range(fixed) if f"trial{i}" in ok]
+    best = [n for n in sorted(front(points), key=lambda n: -ok[n]["objective_figure"]) if n not in kept]
+    return best[: max(0, limit - len(kept))] + kept
 
 
 def _line(t: Dict) -> str:

@@ -65,7 +65,18 @@ def check(cfg) -> Dict[str, List[Any]]:
                 plan(replace(cfg, passes=apply(passes, {key: value})))
             except RecipeError as e:
                 raise RecipeError(f"search.space.{key}: {value!r} does not plan: {e}") from None
+    for n, params in enumerate(s.incumbents):
+        flat = dict(_flat(_container(params)))
+        try:
+            plan(replace(cfg, passes=apply(passes, flat)))
+        except (RecipeError, KeyError, TypeError) as e:
+            raise RecipeError(f"search.incumbents[{n}]: {flat!r} does not plan: {e}") from None
     return space
+
+
+def incumbents(cfg) -> List[Dict[str, Any]]:
+    """The hand recipes run first, as flat ``{key: value}`` trials."""
+    return [dict(_flat(_container(p))) for p in cfg.search.incumbents]
 
 
 def signature(steps) -> Tuple:

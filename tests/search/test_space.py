@@ -37,6 +37,8 @@ def test_the_space_is_checked_before_anything_runs():
                                            "['export', 'fuse', 'quantize']"),
     ("+search.space={quantize.mode: [fast]}", "search.space.quantize.mode: 'fast' does not plan: passes.quantize.mode"),
     ("search.max_trials=0", "search.max_trials=0: must be at least 1"),
+    ("+search.incumbents=[{fuse.level: 3}]", "search.incumbents[0]: {'fuse.level': 3} does not plan: passes.fuse.level: "
+                                             "unknown key"),
     ("search.max_minutes=0", "search.max_minutes=0.0: must be positive"),
 ])
 def test_bad_search_spaces_name_the_key(override, message):
@@ -60,4 +62,5 @@ def test_finalists_are_the_front_best_first_with_the_recipes_own_chain():
     trials = [_trial(0, 2.0, p99=1.0), _trial(1, 5.0), _trial(2, 9.0, violations=["accuracy drop 3 > 1"]),
               _trial(3, 4.0, score=99.5), _trial(4, 1.0, status="failed"), _trial(5, 3.0, score=98.0)]
     assert _finalists(trials, 6) == ["trial1", "trial3", "trial0"]  # 2: outside the constraints; 5: dominated by 1
-    assert _finalists(trials, 2) == ["trial1", "trial0"]  # the incumbent stays, the front is cut
+    assert _finalists(trials, 2) == ["trial1", "trial0"]  # the recipe's own chain stays, the front is cut
+    assert _finalists(trials, 2, fixed=2) == ["trial0", "trial1"]  # trial 1 an incumbent: both kept, no room left
