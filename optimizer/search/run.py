@@ -4,7 +4,7 @@ screened in a short measurement set with the reference, then the finalists hande
 Screening figures are ratios against the reference timed in the same short set (speed-up at the largest batch,
 p99 ratio at the smallest), because figures from different sets are not comparable on a shared machine; they only
 rank trials. The finalists, the screening Pareto front over the task's score, the p99 ratio and the speed-up (best
-by the objective first) and the recipe's own chain, are measured again together in the run's one measurement set,
+by the objective first), the recipe's own chain and the incumbents, are measured again together in the run's one set,
 which alone decides. Trials are drawn by an Optuna sampler (grid, random, TPE) from the space's combinations; a
 trial whose chain is one an earlier trial ran is not run again."""
 
@@ -123,14 +123,16 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
             break
         steps = plan(replace(cfg, passes=apply(cfg.passes, params)))
         if signature(steps) in seen:  # the same chain as an earlier trial: its figures stand
-            draws.tell(trials[seen[signature(steps)]].get("objective_figure")) if drawn else None
+            if drawn:
+                draws.tell(trials[seen[signature(steps)]].get("objective_figure"))
             continue
         seen[signature(steps)] = len(trials)
         record, final = _trial(i, params, steps, inputs, cfg, out_dir, _screen_cfg(cfg))
         ok = record["status"] == "ok" and not record["violations"]
         if record["status"] == "ok":
             record["objective_figure"] = _figure(record, cfg.objective.value)
-        draws.tell(record["objective_figure"] if ok else None) if drawn else None
+        if drawn:
+            draws.tell(record["objective_figure"] if ok else None)
         trials.append(record)
         finals.update({final.name: final} if final is not None else {})
         console.print(_line(record), highlight=False, soft_wrap=True)
