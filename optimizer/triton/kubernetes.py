@@ -1,5 +1,6 @@
 """Kubernetes manifests beside the model repository: a Deployment running tritonserver on it, a Service,
-and a HorizontalPodAutoscaler (``autoscaling/v2``) sized from the replica recommendation.
+a HorizontalPodAutoscaler (``autoscaling/v2``) sized from the replica recommendation, and a PodDisruptionBudget
+(one replica stays through a node drain). The YAML is plain (no anchors).
 
 - CPU request (and limit) = the hardware entry's cores: the tuning gave instances × intra-op threads
   of exactly those cores, so a pod with fewer would oversubscribe them.
@@ -78,7 +79,9 @@ def manifests(name: str, image: str, model_store: str, cores: int, memory: int, 
                     "minReplicas": min_replicas, "maxReplicas": max_replicas,
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                         "type": "Utilization", "averageUtilization": cpu_target}}}]}}
-    return [deployment, service, hpa]
+    budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": app, "labels": labels},
+              "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}}}  # a node drain keeps one replica serving
+    return [deployment, service, hpa, budget]
 
 
 def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
@@ -107,10 +110,14 @@ def write(directory: Path, docs: List[Dict]) -> Path:
 
     from optimizer.files import write_atomic
 
+    class Plain(yaml.SafeDumper):  # no &id001 anchors for shared label dicts: plain YAML, as Kubernetes examples are
+        def ignore_aliases(self, data):
+            return True
+
     directory.mkdir(parents=True, exist_ok=True)
     for doc in docs:
-        write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
-    write_atomic(directory / "all.yaml", yaml.safe_dump_all(docs, sort_keys=False).encode())
+        write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.dump(doc, Dumper=Plain, sort_keys=False).encode())
+    write_atomic(directory / "all.yaml", yaml.dump_all(docs, Dumper=Plain, sort_keys=False).encode())
     return directory / "all.yaml"
 
 

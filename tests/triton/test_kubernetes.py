@@ -18,9 +18,11 @@ def docs(**kw):
 
 
 def test_manifests_validate_and_carry_the_recommendation(tmp_path):
-    deployment, service, hpa = docs()
-    assert k8s.validate([deployment, service, hpa]) == []
-    assert [d["kind"] for d in (deployment, service, hpa)] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
+    deployment, service, hpa, budget = docs()
+    assert k8s.validate([deployment, service, hpa, budget]) == []
+    assert [d["kind"] for d in (deployment, service, hpa, budget)] == ["Deployment", "Service", "HorizontalPodAutoscaler",
+                                                                       "PodDisruptionBudget"]
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
     assert deployment["metadata"]["name"] == "digits-resnet-triton"  # RFC 1123: no '_'
     assert deployment["spec"]["replicas"] == 3
     assert hpa["apiVersion"] == "autoscaling/v2"
@@ -31,11 +33,12 @@ def test_manifests_validate_and_carry_the_recommendation(tmp_path):
     assert c["resources"]["requests"] == {"cpu": "2", "memory": "640Mi"}  # 512 + 2 × 37.5, rounded up to 64 MiB
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert "--model-repository=/models" in c["args"] and c["volumeMounts"][0]["mountPath"] == "/models"
-    path = k8s.write(tmp_path / "kubernetes", [deployment, service, hpa])
+    path = k8s.write(tmp_path / "kubernetes", [deployment, service, hpa, budget])
     loaded = list(yaml.safe_load_all(path.read_text()))
-    assert loaded == [deployment, service, hpa] and k8s.validate(loaded) == []
-    assert sorted(p.name for p in path.parent.iterdir()) == ["all.yaml", "deployment.yaml",
-                                                             "horizontalpodautoscaler.yaml", "service.yaml"]
+    assert loaded == [deployment, service, hpa, budget] and k8s.validate(loaded) == []
+    assert "&id" not in path.read_text() and "*id" not in path.read_text()  # plain YAML: no anchors or aliases
+    assert sorted(p.name for p in path.parent.iterdir()) == ["all.yaml", "deployment.yaml", "horizontalpodautoscaler.yaml",
+                                                             "poddisruptionbudget.yaml", "service.yaml"]
 
 
 def test_remote_model_store_and_server_flags():
