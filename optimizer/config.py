@@ -164,6 +164,7 @@ class TritonConfig:
     kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository
     image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"  # the tritonserver image the Deployment runs (24.10 = Triton 2.51)
     model_store: str = "/models"  # --model-repository in the pod: a mounted path (PVC) or s3:// gs:// as:// URL
+    repository_image: str = ""  # an image holding the repository at /models (kubernetes/Dockerfile.repository builds it): copied by an init container; empty: a PersistentVolumeClaim
 
 
 class Sampler(str, Enum):

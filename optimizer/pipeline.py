@@ -30,7 +30,7 @@ def run(cfg, out_dir: Path, recipe: str) -> RunSummary:
 
     steps = plan(cfg)
     if cfg.search.space:  # every trial's values planned too, before anything runs
-        from optimizer.search.space import check
+        from optimizer.recipe.space import check
 
         check(cfg)
     out_dir = Path(out_dir)

@@ -135,7 +135,7 @@ def explain_text(recipe: str, overrides: Sequence[str] = (), dirs: Sequence[Path
     if not steps:
         lines.append("  (no steps: only the reference is measured)")
     if cfg.search.space:
-        from optimizer.search.space import check
+        from optimizer.recipe.space import check
 
         space, s = check(cfg), cfg.search
         n = 1

@@ -107,7 +107,7 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
     from optimizer.console import console
     from optimizer.chain import Variant
     from optimizer.recipe.plan import plan
-    from optimizer.search.space import apply, check, incumbents, signature
+    from optimizer.recipe.space import apply, check, incumbents, signature
 
     space, s = check(cfg), cfg.search
     draws, fixed = Draws(s.sampler.value, space, cfg.seed), [{}, *incumbents(cfg)]  # trial 0: the recipe's own chain
@@ -139,7 +139,7 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
         if ok and s.target_speedup and record["speedup"] >= s.target_speedup:
             stopped = "target_speedup"
             break
-    chosen = _finalists(trials, s.finalists, len(fixed))
+    chosen = finalists(trials, s.finalists, len(fixed))
     for t in trials:
         t["finalist"] = f"trial{t['trial']}" in chosen
     variants = [Variant("reference", [], inputs.source)] + [finals[n] for n in chosen]
@@ -147,7 +147,7 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
                       "seconds": round(time.monotonic() - started, 1), "finalists": chosen}
 
 
-def _finalists(trials: List[Dict], limit: int, fixed: int = 1) -> List[str]:
+def finalists(trials: List[Dict], limit: int, fixed: int = 1) -> List[str]:
     """The screening Pareto front among the trials within the constraints, best by the objective first, then the
     recipe's own chain and the incumbents (the first ``fixed`` trials) that ran within them; the front is cut so
     that at most ``limit`` are measured, the incumbents always are."""

@@ -10,9 +10,10 @@ a HorizontalPodAutoscaler (``autoscaling/v2``) sized from the replica recommenda
 - the HPA keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``)
   at ``serving.utilization`` (70 %) average CPU, the utilisation the replica count assumed.
 
-The model store is ``triton.model_store``: a path inside the pod (mounted read-only from the
-PersistentVolumeClaim ``<name>-model-repository`` (``_`` becomes ``-``), into which the emitted repository is copied) or a
-URL tritonserver reads itself (``s3://…``, ``gs://…``, ``as://…``; no volume then)."""
+The model store is ``triton.model_store``: a path inside the pod, filled by an init container from
+``triton.repository_image`` (``kubernetes/Dockerfile.repository`` builds it from the run directory) or mounted read-only
+from the emitted PersistentVolumeClaim ``<name>-model-repository`` (``_`` becomes ``-``; twice the repository's size,
+the repository copied in once), or a URL tritonserver reads itself (``s3://…``, ``gs://…``, ``as://…``; no volume)."""
 
 import math
 from pathlib import Path
@@ -42,9 +43,9 @@ def memory_mb(peak_mb: Optional[float], instances: int) -> int:
 
 def manifests(name: str, image: str, model_store: str, cores: int, memory: int, min_replicas: int,
               max_replicas: int, cpu_target: int = 70, server_args: Optional[List[str]] = None,
-              gpus: int = 0) -> List[Dict]:
-    """Deployment, Service and HorizontalPodAutoscaler for one model repository (``gpus``: ``nvidia.com/gpu``
-    per pod, for GPU hardware entries)."""
+              gpus: int = 0, repository_image: str = "", storage_gi: int = 1) -> List[Dict]:
+    """Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for one model repository (``gpus``:
+    ``nvidia.com/gpu`` per pod, for GPU hardware entries), and where the repository comes from (``_store``)."""
     app = f"{dns_name(name)}-triton"
     labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": "inference"}
     remote = "://" in model_store
@@ -64,10 +65,7 @@ def manifests(name: str, image: str, model_store: str, cores: int, memory: int, 
     if gpus:
         container["resources"]["limits"]["nvidia.com/gpu"] = gpus
     pod: Dict = {"containers": [container]}
-    if not remote:
-        container["volumeMounts"] = [{"name": "model-repository", "mountPath": model_store, "readOnly": True}]
-        pod["volumes"] = [{"name": "model-repository",
-                           "persistentVolumeClaim": {"claimName": f"{dns_name(name)}-model-repository", "readOnly": True}}]
+    claim = None if remote else _store(pod, container, name, model_store, repository_image, storage_gi, labels)
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "labels": labels},
                   "spec": {"replicas": min_replicas, "selector": {"matchLabels": labels},
                            "template": {"metadata": {"labels": labels}, "spec": pod}}}
@@ -81,7 +79,32 @@ def manifests(name: str, image: str, model_store: str, cores: int, memory: int, 
                         "type": "Utilization", "averageUtilization": cpu_target}}}]}}
     budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": app, "labels": labels},
               "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}}}  # a node drain keeps one replica serving
-    return [deployment, service, hpa, budget]
+    return [deployment, service, hpa, budget, *([claim] if claim else [])]
+
+
+def _store(pod: Dict, container: Dict, name: str, model_store: str, repository_image: str, storage_gi: int,
+           labels: Dict) -> Optional[Dict]:
+    """Mount the repository at ``model_store``: copied from ``repository_image`` by an init container into an
+    ``emptyDir`` (the pod then needs nothing else), or read from a PersistentVolumeClaim, returned to be emitted
+    too (the repository is copied into it once: see the README)."""
+    container["volumeMounts"] = [{"name": "model-repository", "mountPath": model_store, "readOnly": True}]
+    if repository_image:
+        pod["initContainers"] = [{"name": "model-repository", "image": repository_image,  # its /models stays visible
+                                  "command": ["sh", "-c", "cp -R /models/. /repository/"],
+                                  "volumeMounts": [{"name": "model-repository", "mountPath": "/repository"}]}]
+        pod["volumes"] = [{"name": "model-repository", "emptyDir": {}}]
+        return None
+    claim_name = f"{dns_name(name)}-model-repository"
+    pod["volumes"] = [{"name": "model-repository", "persistentVolumeClaim": {"claimName": claim_name, "readOnly": True}}]
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim_name, "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{storage_gi}Gi"}}}}
+
+
+DOCKERFILE = """# The model repository as an image: docker build -f kubernetes/Dockerfile.repository -t <registry>/<name>-models .
+# (from the run directory), then triton.repository_image=<registry>/<name>-models: an init container copies it.
+FROM busybox:1.36
+COPY model_repository /models
+"""
 
 
 def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
@@ -118,6 +141,7 @@ def write(directory: Path, docs: List[Dict]) -> Path:
     for doc in docs:
         write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.dump(doc, Dumper=Plain, sort_keys=False).encode())
     write_atomic(directory / "all.yaml", yaml.dump_all(docs, Dumper=Plain, sort_keys=False).encode())
+    write_atomic(directory / "Dockerfile.repository", DOCKERFILE.encode())
     return directory / "all.yaml"
 
 
@@ -131,9 +155,10 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
     memory = memory_mb(peak_memory_mb, instances)
     flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
+    size = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file()) if repo.is_dir() else 0
     docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
-                     high, round(cfg.serving.utilization * 100), flags,
-                     gpus=1 if is_cuda(cfg.hardware) else 0)
+                     high, round(cfg.serving.utilization * 100), flags, gpus=1 if is_cuda(cfg.hardware) else 0,
+                     repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)))
     try:
         problems = validate(docs)
         validated = f"against the Kubernetes {K8S_VERSION} schemas"

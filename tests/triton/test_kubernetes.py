@@ -18,8 +18,8 @@ def docs(**kw):
 
 
 def test_manifests_validate_and_carry_the_recommendation(tmp_path):
-    deployment, service, hpa, budget = docs()
-    assert k8s.validate([deployment, service, hpa, budget]) == []
+    deployment, service, hpa, budget, claim = docs()
+    assert k8s.validate([deployment, service, hpa, budget, claim]) == []
     assert [d["kind"] for d in (deployment, service, hpa, budget)] == ["Deployment", "Service", "HorizontalPodAutoscaler",
                                                                        "PodDisruptionBudget"]
     assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
@@ -33,16 +33,34 @@ def test_manifests_validate_and_carry_the_recommendation(tmp_path):
     assert c["resources"]["requests"] == {"cpu": "2", "memory": "640Mi"}  # 512 + 2 × 37.5, rounded up to 64 MiB
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert "--model-repository=/models" in c["args"] and c["volumeMounts"][0]["mountPath"] == "/models"
-    path = k8s.write(tmp_path / "kubernetes", [deployment, service, hpa, budget])
+    # the claim the Deployment mounts is emitted too: kubectl apply leaves no pod Pending on a missing claim
+    volume = deployment["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]
+    assert claim["kind"] == "PersistentVolumeClaim" and claim["metadata"]["name"] == volume["claimName"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    path = k8s.write(tmp_path / "kubernetes", [deployment, service, hpa, budget, claim])
     loaded = list(yaml.safe_load_all(path.read_text()))
-    assert loaded == [deployment, service, hpa, budget] and k8s.validate(loaded) == []
+    assert loaded == [deployment, service, hpa, budget, claim] and k8s.validate(loaded) == []
     assert "&id" not in path.read_text() and "*id" not in path.read_text()  # plain YAML: no anchors or aliases
-    assert sorted(p.name for p in path.parent.iterdir()) == ["all.yaml", "deployment.yaml", "horizontalpodautoscaler.yaml",
-                                                             "poddisruptionbudget.yaml", "service.yaml"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "Dockerfile.repository", "all.yaml", "deployment.yaml", "horizontalpodautoscaler.yaml",
+        "persistentvolumeclaim.yaml", "poddisruptionbudget.yaml", "service.yaml"]
+    assert "COPY model_repository /models" in (path.parent / "Dockerfile.repository").read_text()
+
+
+def test_a_repository_image_fills_the_pod_by_an_init_container():
+    emitted = docs(repository_image="registry.example/digits-models:1")
+    assert [d["kind"] for d in emitted] == ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+    pod = emitted[0]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == "registry.example/digits-models:1" and init["command"][-1] == "cp -R /models/. /repository/"
+    assert init["volumeMounts"] == [{"name": "model-repository", "mountPath": "/repository"}]  # not over its /models
+    assert pod["volumes"] == [{"name": "model-repository", "emptyDir": {}}] and k8s.validate(emitted) == []
 
 
 def test_remote_model_store_and_server_flags():
-    deployment = docs(model_store="s3://bucket/models", server_args=["--cache-config=local,size=1024"])[0]
+    remote = docs(model_store="s3://bucket/models", server_args=["--cache-config=local,size=1024"])
+    assert "PersistentVolumeClaim" not in [d["kind"] for d in remote]  # tritonserver reads the store itself
+    deployment = remote[0]
     pod = deployment["spec"]["template"]["spec"]
     assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0]
     assert pod["containers"][0]["args"][-1] == "--cache-config=local,size=1024"
