@@ -6,53 +6,16 @@ classifier with labels, and the errors raised before any work."""
 import numpy as np
 import pytest
 
-from tests.helpers import run_pass
+from tests.helpers import bert_encoder, hf_artifact, run_pass, token_data
 
 pytest.importorskip("transformers")
-
-
-def encoder(directory, head: bool = False, layers: int = 4):
-    """A BERT encoder (or 2-label classifier) with random weights, vocabulary 64, saved to ``directory``."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=256, max_position_embeddings=64, num_labels=2)
-    model = BertForSequenceClassification(config) if head else BertModel(config, add_pooling_layer=False)
-    model.save_pretrained(str(directory))
-    return directory
-
-
-def token_data(train: int = 192, labels: bool = False, seed: int = 0):
-    """Random token ids with padded tails; labels (when asked) say whether token 7 occurs."""
-    from optimizer.sources.data import Splits
-
-    rng = np.random.default_rng(seed)
-
-    def feeds(n, length=16):
-        ids = rng.integers(5, 64, (n, length))
-        mask = (np.arange(length)[None] < rng.integers(length // 2, length + 1, (n, 1))).astype(np.int64)
-        return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": np.zeros((n, length), np.int64)}
-
-    tr, ev = feeds(train), feeds(48)
-    y = (lambda f: (f["input_ids"] == 7).any(1).astype(np.int64)) if labels else (lambda f: None)
-    return Splits(tr, y(tr), feeds(8), ev, y(ev))
-
-
-def hf_artifact(directory, splits, cache_dir, task="feature_extraction"):
-    from optimizer.cache import Cache
-    from optimizer.config import ModelConfig
-    from optimizer.sources import hf_dir
-
-    return hf_dir.load(ModelConfig(source=f"hf:{directory}", task=task), splits, Cache(cache_dir), 0)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("bert")
     splits = token_data()
-    teacher = hf_artifact(encoder(root / "enc"), splits, root / "cache")
+    teacher = hf_artifact(bert_encoder(root / "enc"), splits, root / "cache")
     pruned = run_pass("prune", teacher, splits, root, ratio=0.5, finetune_epochs=8, lr=1e-3)
     return teacher, pruned, splits
 
@@ -111,7 +74,7 @@ def test_classifier_with_labels_keeps_its_head(tmp_path):
     from optimizer.formats.torch import load_module
 
     splits = token_data(train=96, labels=True)
-    teacher = hf_artifact(encoder(tmp_path / "cls", head=True, layers=2), splits, tmp_path / "cache", "auto")
+    teacher = hf_artifact(bert_encoder(tmp_path / "cls", head=True, layers=2), splits, tmp_path / "cache", "auto")
     art = run_pass("prune", teacher, splits, tmp_path, ratio=0.5, finetune_epochs=2, lr=1e-3, round_to=16,
                    ignored_layers=["model.bert.encoder.layer.1"])
     assert art.meta["heads_after"] == [2, 4] and art.meta["mlp_after"] == [128, 256]
