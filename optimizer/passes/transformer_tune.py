@@ -63,8 +63,8 @@ def layers_or_error(module, what: str):
     if found is None:
         kind = type(getattr(module, "model", module)).__name__
         raise RecipeError(f"{what}: {kind} has no encoder layers of a known layout (BERT-family encoders such as "
-                          f"BERT, RoBERTa, ELECTRA, XLM-R, or ViT/DeiT); prune or distill it through a factory "
-                          f"(model.source=pkg.module:function) and a student factory instead")
+                          f"BERT, RoBERTa, ELECTRA, XLM-R, or ViT/DeiT); load it through a factory "
+                          f"(model.source=pkg.module:function) and name a student factory for distill")
     return found
 
 
