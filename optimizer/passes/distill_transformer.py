@@ -46,9 +46,6 @@ def distill_transformer(art: Artifact, cfg, ctx) -> Artifact:
     """Train a shallower copy of the incoming encoder against its outputs; the student is the output."""
     from optimizer.formats.torch import load_module, save_module
 
-    if cfg.student:
-        raise PassError(ctx.step, "a transformer's student is the teacher with fewer layers: remove student "
-                                  "(and student_kwargs) and set layers (a share such as 0.5, or a count)")
     what = f"step '{ctx.step}'"
     teacher = load_module(art)
     for p in teacher.parameters():

@@ -9,7 +9,7 @@ dropout is off while training: the student copies a fixed function of its teache
 
 from typing import Dict, List, Optional
 
-from optimizer.errors import PassError, RecipeError
+from optimizer.errors import RecipeError
 from optimizer.factory import HF_FACTORY
 
 # Where the parts of one encoder layer live, relative to the layer: (self-attention with query/key/value,
@@ -68,12 +68,11 @@ def layers_or_error(module, what: str):
     return found
 
 
-def check_source(recipe, where: str, program_ok: bool = False) -> None:
-    """Plan time, before anything is loaded or timed: a ``.pt2`` program cannot be cut or shortened (unless
-    ``program_ok``: it only teaches), and an ``hf:`` model must have encoder layers of a known layout
-    (checked on an empty meta-device copy)."""
+def check_source(recipe, where: str) -> None:
+    """Plan time, before anything is loaded or timed: a ``.pt2`` program cannot be cut or shortened, and an
+    ``hf:`` model must have encoder layers of a known layout (checked on an empty meta-device copy)."""
     source = str(recipe.model.source)
-    if source.endswith(".pt2") and not program_ok:
+    if source.endswith(".pt2"):
         raise RecipeError(f"{where}: model.source {source!r} is a fixed program without its factory; prune and "
                           f"distill retrain the model: give its factory (pkg.module:function) or an hf:<dir>")
     if not source.startswith("hf:"):
@@ -197,6 +196,3 @@ def labels_of(splits):
 def params(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
-
-def wrap(step: str, e: Exception) -> PassError:
-    return PassError(step, str(e))
