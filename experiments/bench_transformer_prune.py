@@ -14,7 +14,7 @@ same embedding, so the plain cosine is high from the start; the centered one sho
 Speed: each export timed in its own process (ONNX Runtime, 2 intra-op threads), interleaved rounds with
 the order rotated every round; a round's ratio is the unpruned export's latency over the variant's.
 
-Usage: python experiments/bench_transformer_prune.py [--rounds 3] [--epochs 8] [--train 384]
+Usage: python experiments/bench_transformer_prune.py [--rounds 3] [--epochs 8] [--train 384] [--work DIR [--reuse]]
 """
 
 import argparse
@@ -164,6 +164,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--wait", type=float, default=10, help="max seconds to wait for idle CPUs before a variant")
+    parser.add_argument("--work", help="keep the models in this directory (variants.json lists them)")
+    parser.add_argument("--reuse", action="store_true", help="time the models --work already holds; build nothing")
     parser.add_argument("--time", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time:
@@ -175,12 +177,22 @@ def main():
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}; batch {args.batch}, sequence {args.seq}, {args.threads} threads, "
           f"{args.rounds} rounds; {args.train} training sequences, {args.epochs} epochs")
-    with tempfile.TemporaryDirectory() as tmp:
-        logging.disable(logging.WARNING)
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            paths, metas, splits = make_variants(Path(tmp), args)
-            par = parity(paths, Path(tmp), splits)
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        record = work / "variants.json"
+        if args.reuse:
+            saved = json.loads(record.read_text())
+            paths, metas, par = saved["paths"], saved["metas"], saved["parity"]
+        else:
+            work.mkdir(parents=True, exist_ok=True)
+            logging.disable(logging.WARNING)
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore")
+                paths, metas, splits = make_variants(work, args)
+                par = parity(paths, work, splits)
+            metas = {k: {n: v for n, v in m.items() if n != "io"} for k, m in metas.items()}
+            paths = {k: str(v) for k, v in paths.items()}
+            record.write_text(json.dumps({"paths": paths, "metas": metas, "parity": par}, default=str))
         ms, busy = rounds(paths, args)
     report(ms, par, metas)
     print(f"other jobs' CPU share per round: {', '.join(f'{b:.0%}' for b in busy)}")
