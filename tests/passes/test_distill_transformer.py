@@ -79,5 +79,8 @@ def test_unknown_layout_is_refused_at_plan_time(tmp_path):
         check_source(SimpleNamespace(model=SimpleNamespace(source=f"hf:{gpt2}", task="auto")), "passes.distill")
     with pytest.raises(RecipeError, match=r"is a fixed program without its factory"):
         check_source(SimpleNamespace(model=SimpleNamespace(source="model.pt2", task="auto")), "passes.prune")
+    searched = SimpleNamespace(model=SimpleNamespace(source=f"hf:{gpt2}", task="auto"),
+                               search=SimpleNamespace(space={"prune": [None, True]}))
+    check_source(searched, "passes.prune")  # recipe=auto may drop the step: a failed trial, not a refused recipe
     bert = bert_encoder(tmp_path / "bert", layers=1)
     check_source(SimpleNamespace(model=SimpleNamespace(source=f"hf:{bert}", task="auto")), "passes.prune")
