@@ -107,3 +107,16 @@ def test_text_data_without_an_input_the_model_takes_fails(setup, tmp_path):
     splits = Splits(drop(s.train), None, drop(s.calibration), drop(s.evaluation), None)
     with pytest.raises(PassError, match=r"the train split lacks \['token_type_ids'\]"):
         run_pass("prune", teacher, splits, tmp_path)
+
+
+def test_pruned_model_fuses_into_attention_with_its_head_count(setup, tmp_path):
+    import onnxruntime as ort
+
+    _, pruned, splits = setup
+    exported = run_pass("onnx_export", pruned, splits, tmp_path, opset=17, dynamo=False)
+    fused = run_pass("fuse", exported, splits, tmp_path)
+    assert fused.meta["fused_ops"]["Attention"] == 4  # ORT told 2 heads of 16: every layer's attention fused
+    assert fused.meta["transformer_fusion"] == {"model_type": "bert", "num_heads": 2, "hidden_size": 32}
+    run = [ort.InferenceSession(str(a.path), providers=["CPUExecutionProvider"]).run(None, splits.evaluation)[0]
+           for a in (exported, fused)]
+    assert np.abs(run[0] - run[1]).max() < 1e-4
