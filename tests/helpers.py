@@ -330,3 +330,40 @@ def stateful_vad(path):
                       dynamic_axes={"x": {0: "batch"}, "state": {1: "batch"}, "y": {0: "batch"}, "stateN": {1: "batch"}},
                       opset_version=17, dynamo=False)
     return path
+
+
+def bert_encoder(directory, head: bool = False, layers: int = 4):
+    """A BERT encoder (or 2-label classifier) with random weights, vocabulary 64, saved to ``directory``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=64, num_labels=2)
+    model = BertForSequenceClassification(config) if head else BertModel(config, add_pooling_layer=False)
+    model.save_pretrained(str(directory))
+    return directory
+
+
+def token_data(train: int = 192, labels: bool = False, seed: int = 0):
+    """Random token ids with padded tails; labels (when asked) say whether token 7 occurs."""
+    from optimizer.sources.data import Splits
+
+    rng = np.random.default_rng(seed)
+
+    def feeds(n, length=16):
+        ids = rng.integers(5, 64, (n, length))
+        mask = (np.arange(length)[None] < rng.integers(length // 2, length + 1, (n, 1))).astype(np.int64)
+        return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": np.zeros((n, length), np.int64)}
+
+    tr, ev = feeds(train), feeds(48)
+    y = (lambda f: (f["input_ids"] == 7).any(1).astype(np.int64)) if labels else (lambda f: None)
+    return Splits(tr, y(tr), feeds(8), ev, y(ev))
+
+
+def hf_artifact(directory, splits, cache_dir, task="feature_extraction"):
+    from optimizer.cache import Cache
+    from optimizer.config import ModelConfig
+    from optimizer.sources import hf_dir
+
+    return hf_dir.load(ModelConfig(source=f"hf:{directory}", task=task), splits, Cache(cache_dir), 0)

@@ -94,7 +94,8 @@ def torch_artifact(module, directory: Path, factory: str, kwargs: Dict[str, Any]
 
 def save_module(module, path: Path, pruned: bool = False) -> None:
     """Save ``module``'s state dict; a pruned module also saves its layers' plain attributes
-    (``out_channels``, ``num_features``, ...), so its factory's module can be reshaped to it.
+    (``out_channels``, ``num_features``, ``num_attention_heads``, ...) and the length of each ModuleList (a
+    student keeps fewer layers), so its factory's module can be reshaped to it.
 
     torch-pruning's own ``tp.state_dict`` pickles whole submodules (``_modules``), which
     ``torch.load(weights_only=True)`` refuses; tensors, numbers and strings load safely."""
@@ -102,7 +103,8 @@ def save_module(module, path: Path, pruned: bool = False) -> None:
 
     state = module.state_dict()
     if pruned:
-        state = {"state_dict": state, "attributes": _plain_attributes(module)}
+        lengths = {name: len(sub) for name, sub in module.named_modules() if isinstance(sub, torch.nn.ModuleList)}
+        state = {"state_dict": state, "attributes": _plain_attributes(module), "lengths": lengths}
     torch.save(state, path)
 
 
@@ -121,6 +123,10 @@ def _reshape(module, payload: Dict[str, Any]):
     import torch
 
     state, attributes = payload["state_dict"], payload["attributes"]
+    for name, sub in list(module.named_modules()):
+        kept = payload.get("lengths", {}).get(name)
+        if isinstance(sub, torch.nn.ModuleList) and kept is not None and kept < len(sub):
+            del sub[kept:]  # the layers left are renumbered 0..kept-1, as the state dict has them
     for name, sub in module.named_modules():
         for attr, value in attributes.get(name, {}).items():
             setattr(sub, attr, value)

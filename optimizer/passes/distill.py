@@ -21,6 +21,8 @@ class DistillConfig:
     alpha: float = 0.7  # weight of the soft (teacher) term; 1 - alpha weighs the cross-entropy on labels
     epochs: int = 12  # training epochs of the student on the train split
     lr: float = 3e-3  # peak learning rate of the student's training
+    layers: float = 0.5  # transformers (hf: sources): the student's encoder layers, a share (< 1) or a count
+    batch_size: int = 32  # transformers (hf: sources): samples per training step
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -31,6 +33,9 @@ class DistillConfig:
             raise ValueError(f"width_multiplier must be within (0, 1], got {self.width_multiplier}")
         if self.epochs < 1 or self.lr <= 0:
             raise ValueError("epochs must be at least 1 and lr positive")
+        if self.layers <= 0 or (self.layers > 1 and self.layers != int(self.layers)) or self.batch_size < 1:
+            raise ValueError(f"layers must be a share in (0, 1] or a whole count, got {self.layers}; "
+                             f"batch_size at least 1, got {self.batch_size}")
         if self.student:  # a factory that does not import fails here, at plan time
             from optimizer.factory import resolve
 
@@ -101,10 +106,27 @@ def _profile(module, ctx) -> Dict[str, float]:
     return {"accuracy": float(accuracy), "params": int(params), "macs": int(macs)}
 
 
-@register("distill", DistillConfig, takes="torch", makes="torch")
+def requires(cfg: DistillConfig, recipe, where: str) -> None:
+    """Before anything is loaded or timed: without a student factory, the source must be one distill can
+    rebuild and shorten (a teacher of a named student only has to run)."""
+    from optimizer.passes.transformer_tune import check_source
+
+    if not cfg.student:
+        check_source(recipe, where)
+
+
+@register("distill", DistillConfig, takes="torch", makes="torch", requires=requires)
 def distill(art: Artifact, cfg: DistillConfig, ctx) -> Artifact:
-    """Train a student against the incoming model's softened logits; the student is the output."""
+    """Train a student against the incoming model's softened logits (a transformer: a shallower copy of it
+    against its outputs); the student is the output."""
     import torch
+
+    from optimizer.passes.transformer_tune import is_transformer
+
+    if is_transformer(art) and not cfg.student:  # a named student trains as for any other teacher
+        from optimizer.passes.distill_transformer import distill_transformer
+
+        return distill_transformer(art, cfg, ctx)
 
     from optimizer.sources.builtin import image_inputs, train
     from optimizer.formats.torch import load_module, save_module

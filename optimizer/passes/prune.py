@@ -40,6 +40,7 @@ class PruneConfig:
     sparsity: float = 0.0  # then zero this share of each remaining layer's smallest weights (no speed-up)
     finetune_epochs: int = 3  # epochs of fine-tuning on the train split after pruning; 0 skips it
     lr: float = 1e-3  # peak learning rate of the fine-tuning
+    batch_size: int = 32  # transformers (hf: sources): samples per fine-tuning step
 
     def __post_init__(self):
         if not 0.0 < self.ratio < 1.0:
@@ -50,8 +51,15 @@ class PruneConfig:
             raise ValueError(f"sparsity must be within [0, 1), got {self.sparsity}")
         if self.round_to < 1 or self.taylor_batches < 1 or self.recalibration_batches < 0:
             raise ValueError("round_to and taylor_batches must be at least 1, recalibration_batches non-negative")
-        if self.finetune_epochs < 0 or self.lr <= 0:
-            raise ValueError("finetune_epochs must be non-negative and lr positive")
+        if self.finetune_epochs < 0 or self.lr <= 0 or self.batch_size < 1:
+            raise ValueError("finetune_epochs must be non-negative, lr positive and batch_size at least 1")
+
+
+def requires(cfg: PruneConfig, recipe, where: str) -> None:
+    """Before anything is loaded or timed: the source must be one prune can rebuild and cut."""
+    from optimizer.passes.transformer_tune import check_source
+
+    check_source(recipe, where)
 
 
 def output_layer(module, example):
@@ -150,9 +158,24 @@ def _accuracy(module, ctx) -> float:
     return float((logits(module.eval(), ctx.data.evaluation).argmax(1) == ctx.data.evaluation_labels).mean() * 100.0)
 
 
-@register("prune", PruneConfig, takes="torch", makes="torch")
+@register("prune", PruneConfig, takes="torch", makes="torch", requires=requires)
 def prune(art: Artifact, cfg: PruneConfig, ctx) -> Artifact:
-    """Remove ``ratio`` of the channels, optionally mask weights, fine-tune, save the reshaped module."""
+    """Remove ``ratio`` of the channels (a transformer: of its heads and MLP channels), optionally mask
+    weights, fine-tune, save the reshaped module."""
+    from optimizer.passes.transformer_tune import is_transformer
+
+    if is_transformer(art):
+        from optimizer.passes.prune_transformer import prune_transformer
+
+        out = prune_transformer(art, cfg, ctx)
+        if cfg.sparsity > 0:
+            warning = SPARSITY_WARNING.format(pct=100 * cfg.sparsity)
+            out = out.evolve(meta={"sparsity": cfg.sparsity, "warnings": [*art.meta.get("warnings", []), warning]})
+        return out
+    return _prune_channels(art, cfg, ctx)
+
+
+def _prune_channels(art: Artifact, cfg: PruneConfig, ctx) -> Artifact:
     import torch_pruning as tp
     from torch.nn.utils import prune as tprune
 
