@@ -41,9 +41,28 @@ def memory_mb(peak_mb: Optional[float], instances: int) -> int:
     return int(math.ceil(need / 64.0) * 64)
 
 
+def startup_probe(cold_start_s: Optional[float]) -> Dict:
+    """Liveness and readiness wait for this probe: it allows three times the measured cold start (the smoke test's
+    process start to model ready), at least a minute; an image pull is on top and not measured."""
+    allow = max(60.0, 3.0 * (cold_start_s or 0.0))
+    return {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
+            "failureThreshold": int(math.ceil(allow / 5.0))}
+
+
+def behavior(cold_start_s: Optional[float]) -> Dict:
+    """Scale up at once (a replica only serves after its cold start, so waiting adds to it), two pods at a time;
+    scale down only after ten cold starts of steady lower load (at least 5 minutes), one pod a minute, so a dip
+    does not cost a cold start when the load comes back."""
+    down = int(max(300, math.ceil(10 * (cold_start_s or 0.0))))
+    return {"scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]},
+            "scaleDown": {"stabilizationWindowSeconds": down,
+                          "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+
+
 def manifests(name: str, image: str, model_store: str, cores: int, memory: int, min_replicas: int,
               max_replicas: int, cpu_target: int = 70, server_args: Optional[List[str]] = None,
-              gpus: int = 0, repository_image: str = "", storage_gi: int = 1) -> List[Dict]:
+              gpus: int = 0, repository_image: str = "", storage_gi: int = 1,
+              cold_start_s: Optional[float] = None) -> List[Dict]:
     """Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for one model repository (``gpus``:
     ``nvidia.com/gpu`` per pod, for GPU hardware entries), and where the repository comes from (``_store``)."""
     app = f"{dns_name(name)}-triton"
@@ -57,10 +76,11 @@ def manifests(name: str, image: str, model_store: str, cores: int, memory: int, 
                   {"name": "metrics", "containerPort": METRICS}],
         "resources": {"requests": {"cpu": str(cores), "memory": f"{memory}Mi"},
                       "limits": {"cpu": str(cores), "memory": f"{2 * memory}Mi"}},
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                           "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                          "initialDelaySeconds": 15, "periodSeconds": 10, "failureThreshold": 6},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 6},
+        "startupProbe": startup_probe(cold_start_s),
     }
     if gpus:
         container["resources"]["limits"]["nvidia.com/gpu"] = gpus
@@ -76,7 +96,8 @@ def manifests(name: str, image: str, model_store: str, cores: int, memory: int, 
            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
                     "minReplicas": min_replicas, "maxReplicas": max_replicas,
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                        "type": "Utilization", "averageUtilization": cpu_target}}}]}}
+                        "type": "Utilization", "averageUtilization": cpu_target}}}],
+                    "behavior": behavior(cold_start_s)}}
     budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": app, "labels": labels},
               "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}}}  # a node drain keeps one replica serving
     return [deployment, service, hpa, budget, *([claim] if claim else [])]
@@ -145,7 +166,8 @@ def write(directory: Path, docs: List[Dict]) -> Path:
     return directory / "all.yaml"
 
 
-def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, repo: Path) -> Dict:
+def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, repo: Path,
+            cold_start_s: Optional[float] = None) -> Dict:
     """The run's manifests in ``<repository>/../kubernetes/``, validated offline (RecipeError if not): the
     recipe's image, model store and hardware, the chosen variant's measured peak memory, the tuned
     ``instances`` and the replicas of ``cost``; the summary's ``kubernetes`` block."""
@@ -158,7 +180,8 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     size = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file()) if repo.is_dir() else 0
     docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
                      high, round(cfg.serving.utilization * 100), flags, gpus=1 if is_cuda(cfg.hardware) else 0,
-                     repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)))
+                     repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)),
+                     cold_start_s=cold_start_s)
     try:
         problems = validate(docs)
         validated = f"against the Kubernetes {K8S_VERSION} schemas"
@@ -170,5 +193,7 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
             "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
             "model_store": cfg.triton.model_store,
+            "cold_start_seconds": cold_start_s, "cold_start_from": "the smoke test: tritonserver start to model ready"
+            if cold_start_s is not None else "not measured (triton.smoke_test=false): probes and scaling use defaults",
             "replicas_from": "serving.target_qps" if "min_replicas" in cost else
             "no serving.target_qps: 1 replica, up to serving.burst_factor"}

@@ -120,6 +120,9 @@ def _check_kubernetes(run_dir: Path, t: dict) -> None:
     hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (t["cost"]["min_replicas"], t["cost"]["max_replicas"])
+    ready = ((t.get("smoke_test") or {}).get("models", {}).get("digits_resnet") or {}).get("ready_seconds")
+    assert k["cold_start_seconds"] == ready  # measured by the smoke test when it ran, else None
+    assert {d["kind"] for d in docs} >= {"PodDisruptionBudget", "PersistentVolumeClaim"}
     pytest.importorskip("kubernetes_validate")
     from optimizer.triton.kubernetes import validate
 

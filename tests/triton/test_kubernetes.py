@@ -83,3 +83,17 @@ def test_memory_request():
     assert k8s.memory_mb(None, 2) == 512
     assert k8s.memory_mb(100.0, 2) == 768  # 712 rounded up
     assert k8s.dns_name("My_Model.v2") == "my-model-v2"
+
+
+def test_the_measured_cold_start_sets_the_startup_probe_and_the_scaling_pace():
+    measured = docs(cold_start_s=38.0)
+    deployment, hpa = measured[0], measured[2]
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 3 * 38.0  # 3 × the start
+    assert c["startupProbe"]["failureThreshold"] == 23  # ceil(114 / 5)
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 380  # ten cold starts
+    assert hpa["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert k8s.validate(measured) == []
+    unmeasured = docs()
+    assert unmeasured[0]["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] == 12  # 60 s
+    assert unmeasured[2]["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
