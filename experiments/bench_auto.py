@@ -33,6 +33,9 @@ def main() -> int:
                           capture_output=True)
     seconds = time.time() - t0
     s = json.loads((Path(args.out) / "summary.json").read_text())
+    if "search" not in s:
+        print(json.dumps({"command": " ".join(cmd), "exit_code": proc.returncode, "error": s.get("error")}, indent=2))
+        return proc.returncode or 1
     by = {v["name"]: v for v in s["variants"]}
     trials = {f"trial{t['trial']}": t for t in s["search"]["trials"]}
     int8 = next(n for n, t in trials.items() if t["params"] == {"prune": None})
