@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, Optional
 
 from optimizer.artifact import SIDECAR
 from optimizer.record.tracking_owner import end_orphans, owner_tags
+from optimizer.record.tracking_runs import epoch_ms, log_batch
 from optimizer.record.tracking_store import store_lock
 from optimizer.record.tracking_values import (chosen_metrics, flatten, gate_tags, repository_files, run_params,
                                        variant_metrics, variant_params, variant_tags)
@@ -140,15 +141,6 @@ def _experiment(client, name: str, uri: str) -> str:
     return exp.experiment_id
 
 
-def _batch(client, run_id: str, metrics: Optional[Dict[str, float]] = None, series=(),
-           params: Optional[Dict[str, str]] = None) -> None:
-    from mlflow.entities import Metric, Param
-
-    now = int(time.time() * 1000)
-    ms = [Metric(k, v, now, 0) for k, v in (metrics or {}).items()] + [Metric(k, v, now, s) for k, v, s in series]
-    client.log_batch(run_id, metrics=ms, params=[Param(k, v) for k, v in (params or {}).items()])
-
-
 def _log_model_files(client, run_id: str, rec: Dict) -> None:
     """The model file, its ``artifact.json`` and any external-data files beside it, under ``model/``."""
     path = Path(rec["path"])
@@ -165,9 +157,9 @@ def _log_child(client, exp_id: str, parent_id: str, rec: Dict, summary: Dict, pa
 
     tags = {MLFLOW_PARENT_RUN_ID: parent_id, **variant_tags(rec, summary), **owner_tags()}
     run_id = client.create_run(exp_id, run_name=f"{summary['recipe']}/{rec['name']}", tags=tags,
-                               start_time=_ms(summary.get("started"))).info.run_id
+                               start_time=epoch_ms(summary.get("started"))).info.run_id
     flat, series = variant_metrics(rec)
-    _batch(client, run_id, flat, series, params)
+    log_batch(client, run_id, flat, series, params)
     if log_models and rec.get("path") and Path(rec["path"]).is_file():
         uploader = _uploaded(client, exp_id, rec.get("artifact_id"))
         if uploader is None:
@@ -177,7 +169,7 @@ def _log_child(client, exp_id: str, parent_id: str, rec: Dict, summary: Dict, pa
         # where this artifact id's files are: uploaded once per experiment, referenced by later runs
         client.log_batch(run_id, tags=[RunTag("model_uri", f"{uploader.info.artifact_uri}/model"),
                                        RunTag("model_run_id", uploader.info.run_id)])
-    client.set_terminated(run_id, _STATUS.get(rec["status"], "FAILED"), end_time=_ms())
+    client.set_terminated(run_id, _STATUS.get(rec["status"], "FAILED"), end_time=epoch_ms())
     return run_id
 
 
@@ -188,13 +180,6 @@ def _uploaded(client, exp_id: str, artifact_id: Optional[str]):
     runs = client.search_runs([exp_id], f"tags.artifact_id = '{artifact_id}' and tags.model_uploaded = 'true'",
                               max_results=1)
     return runs[0] if runs else None
-
-
-def _ms(iso: Optional[str] = None) -> int:
-    """Milliseconds since the epoch of an ISO time (``summary["started"]``), or of now."""
-    from datetime import datetime
-
-    return int((datetime.fromisoformat(iso).timestamp() if iso else time.time()) * 1000)
 
 
 def log_once(client, exp_id: str, run_id: str, path: Path, where: Optional[str] = None) -> None:
@@ -261,16 +246,25 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
                    "objective": summary["objective"], "mlflow.note.content": summary.get("description") or "",
                    **owner_tags()}
     parent_id = client.create_run(exp_id, run_name=summary["recipe"], tags=parent_tags,
-                                  start_time=_ms(summary.get("started"))).info.run_id
+                                  start_time=epoch_ms(summary.get("started"))).info.run_id
     record: Dict[str, Any] = {"uri": uri, "experiment": name, "experiment_id": exp_id, "parent_run_id": parent_id}
     if uri.startswith(("http://", "https://")):
         record["ui"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs"  # the runs table, this run at the top
+    from optimizer.record.tracking_runs import log_trial, trial_steps
+    from optimizer.record.tracking_values import trial_params
+
     try:
         steps = {s.label: s for s in plan(cfg)}
+        trials = {f"trial{t['trial']}": t for t in (summary.get("search") or {}).get("trials", [])}
         children = {}
         for rec in summary["variants"]:
-            params = variant_params(cfg, steps, rec["chain"])
+            trial = trials.get(rec["name"])  # a search's finalist: its own trial's options, not the recipe's
+            params = variant_params(cfg, trial_steps(cfg, trial) if trial else steps, rec["chain"])
+            params.update(trial_params(trial) if trial else {})
             children[rec["name"]] = _log_child(client, exp_id, parent_id, rec, summary, params, cfg.tracking.log_models)
+        for name, trial in trials.items():  # every other trial: its options and screening figures
+            if name not in children:
+                children[name] = log_trial(client, exp_id, parent_id, trial, summary)
         record["child_run_ids"] = children
         params = run_params(cfg)
         for step in steps.values():
@@ -278,7 +272,7 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
             params.update(flatten(f"pass.{step.label}", step.config))
         metrics = {k: float(summary[k]) for k in ("passes_run", "passes_cached", "exit_code")}
         metrics.update(chosen_metrics(summary))
-        _batch(client, parent_id, metrics, params=params)
+        log_batch(client, parent_id, metrics, params=params)
         client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in gate_tags(summary).items()])
         _log_parent_files(client, exp_id, parent_id, summary, out_dir)
         if cfg.tracking.register and summary.get("chosen"):
@@ -291,7 +285,7 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
         logged = portable({**summary, "tracking": record})  # as written next to the run
         client.log_text(parent_id, json.dumps(logged, indent=2, default=str), "summary.json")
     except BaseException:
-        client.set_terminated(parent_id, "FAILED", end_time=_ms())
+        client.set_terminated(parent_id, "FAILED", end_time=epoch_ms())
         raise
-    client.set_terminated(parent_id, "FAILED" if summary["status"] == "failed" else "FINISHED", end_time=_ms())
+    client.set_terminated(parent_id, "FAILED" if summary["status"] == "failed" else "FINISHED", end_time=epoch_ms())
     return record

@@ -68,6 +68,17 @@ def variant_metrics(rec: Dict) -> Tuple[Dict[str, float], List[Tuple[str, float,
     return flat, series
 
 
+def trial_params(trial: Dict) -> Dict[str, str]:
+    """A search trial's options as params (``trial.<key>``; none: the recipe's own chain)."""
+    params = {f"trial.{k}": json.dumps(v)[:MAX_PARAM] for k, v in trial["params"].items()}
+    return {"trial": str(trial["trial"]), **params}
+
+
+def trial_metrics(trial: Dict) -> Dict[str, float]:
+    """A search trial's screening figures (against the reference, in its own short measurement set)."""
+    return {f"screening_{k}": float(trial[k]) for k in ("speedup", "p99_ratio", "score") if trial.get(k) is not None}
+
+
 def variant_tags(rec: Dict, summary: Dict) -> Dict[str, str]:
     tags = {
         "recipe": summary["recipe"], "variant": rec["name"], "chain": ">".join(rec["chain"]) or "source",

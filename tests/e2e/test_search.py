@@ -27,7 +27,7 @@ def test_a_four_trial_grid(cache_dir, builtin, tmp_path):
     code, out, _ = run_cli([*args, "+search.space.quantize.bogus=[1]"], cache_dir, tmp_path / "bad")
     assert code == 2 and len(error_lines(out)) == 1 and error_lines(out)[0].startswith(
         "error: search.space.quantize.bogus: 1 does not plan: passes.quantize.bogus: unknown key"), out
-    code, out, s = run_cli(args, cache_dir, tmp_path / "run")
+    code, out, s = run_cli([*args, "tracking.enabled=true", "tracking.experiment=search"], cache_dir, tmp_path / "run")
     assert code == 0 and "Traceback" not in out, out
     search = s["search"]
     assert search["sampler"] == "grid" and search["stopped"] == "space exhausted"
@@ -46,3 +46,14 @@ def test_a_four_trial_grid(cache_dir, builtin, tmp_path):
     assert all(t["finalist"] == (f"trial{i}" in finalists) for i, t in trials.items())
     assert s["chosen"] in finalists and s["measurement"]["id"] not in {t["measurement"] for t in trials.values()}
     assert "trial 3: quantize.mode=dynamic, fuse=True: screening speed-up" in out
+    # MLflow: every trial a child run with its options; a finalist's params are its own trial's, not the recipe's
+    from mlflow import MlflowClient
+
+    client, children = MlflowClient(tracking_uri=s["tracking"]["uri"]), s["tracking"]["child_run_ids"]
+    assert set(children) == {"reference", *(f"trial{i}" for i in trials)}
+    three = client.get_run(children["trial3"]).data
+    assert three.params["trial.quantize.mode"] == '"dynamic"' and three.params["trial.fuse"] == "true"
+    if "trial3" in finalists:
+        assert three.params["pass.quantize.mode"] == "dynamic"
+    else:
+        assert three.tags["finalist"] == "false" and three.metrics["screening_speedup"] == trials[3]["speedup"]
