@@ -217,12 +217,20 @@ def _assemble(ok: List, plan: List[List[str]], pooled: Dict, outputs: Dict, memo
         is_ref = v.name == ref_name
         ev = metrics(task, outputs[v.name], y, name, None if is_ref else outputs.get(base))
         if not is_ref:
-            ev.update(parity_base=base, parity_gated=v.artifact.meta.get("retrained") != v.name)
+            ev.update(parity_base=base, parity_gated=gated(v, base))
         records[v.name] = {"evaluation": ev, "benchmark": bench, "group": gi,
                            **stats.compare(bench, pooled[gi][ref_name], is_ref),
                            "unstable": [bs for bs, b in bench.items() if b["unstable"]]}
         records[v.name].update(memory.get(v.name, {}))
     return records
+
+
+def gated(v, base: str) -> bool:
+    """Whether parity against ``base`` gates the variant: not for a retrained model compared with the reference (the
+    retraining step itself, or a later one whose retrained model was not measured, as in a search's trial): a model
+    trained anew is judged by its task metric."""
+    retrained = v.artifact.meta.get("retrained")
+    return not retrained or (retrained != v.name and base != "reference")
 
 
 def parity_base(v, outputs: Dict) -> str:

@@ -254,3 +254,20 @@ def test_the_host_lock_keeps_two_runs_timed_blocks_apart(tmp_path):
 
 
 # ---------------------------------------------------------------- verdicts in the report and the choice
+
+
+def test_parity_gates_what_was_not_trained_anew():
+    from types import SimpleNamespace
+
+    from optimizer.measure.run import gated, parity_base
+
+    def v(name, retrained=None):
+        return SimpleNamespace(name=name, artifact=SimpleNamespace(meta={"retrained": retrained} if retrained else {}))
+
+    outputs = {"reference": 0, "prune": 0, "quantize": 0}
+    assert gated(v("quantize"), "reference")  # no retraining: held to the reference
+    assert not gated(v("prune", "prune"), parity_base(v("prune", "prune"), outputs))  # the retrained model itself
+    assert parity_base(v("quantize", "prune"), outputs) == "prune" and gated(v("quantize", "prune"), "prune")
+    # a search trial: prune -> quantize measured without its pruned model; only the reference to compare with
+    assert parity_base(v("trial3", "prune"), {"reference": 0, "trial3": 0}) == "reference"
+    assert not gated(v("trial3", "prune"), "reference")
