@@ -82,12 +82,15 @@ def interruptible():
         return
 
     def stop(signum, frame):
-        raise Interrupted("SIGTERM", EXIT_SIGTERM)
+        raise Interrupted("SIGTERM", EXIT_SIGTERM) if signum == signal.SIGTERM else Interrupted("SIGINT", EXIT_SIGINT)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # SIGINT too, explicitly: a process started in the background of a shell inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt for it, so a Ctrl-C (or a CI runner's SIGINT) would be lost
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     except KeyboardInterrupt:
         raise Interrupted("SIGINT", EXIT_SIGINT) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -20,7 +20,7 @@ ORDER = "passes:\n  quantize: {type: quantize}\n  export: {type: onnx_export}\n"
 @pytest.mark.parametrize(
     "args, first_line",
     [
-        (["recipe=int9"], "error: unknown recipe 'int9'; available: baseline"),
+        (["recipe=int9"], "error: unknown recipe 'int9'; available: auto, baseline"),
         ("typo", "error: passes.quantize.calibraton_samples: unknown key"),
         (["passes.quantize.mode=int4"], "error: passes.quantize.mode: Invalid value 'int4', expected one of"),
         ("order", "error: passes.quantize: pass 'quantize' takes a onnx model but model.source gives torch"),

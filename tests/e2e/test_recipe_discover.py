@@ -25,7 +25,7 @@ def test_list_section_and_explain_through_the_cli():
 
 def test_explain_rejects_bad_input_with_exit_2():
     proc = _cli("explain", "recipe=nope")
-    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown recipe 'nope'; available: baseline")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown recipe 'nope'; available: auto, baseline")
     proc = _cli("explain", "recipe=int8", "passes.quantize.mode=int4")
     assert proc.returncode == 2 and "passes.quantize.mode: Invalid value 'int4'" in proc.stderr
     assert "Traceback" not in proc.stderr

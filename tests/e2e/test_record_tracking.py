@@ -152,7 +152,8 @@ def test_artifacts_and_plots(tracked, client, tmp_path):
     names = {a.path for a in client.list_artifacts(parent)}
     assert {"summary.json", "recipe", "plots"} <= names
     assert {a.path for a in client.list_artifacts(parent, "plots")} == {
-        "plots/latency_vs_batch.png", "plots/throughput_vs_batch.png", "plots/accuracy_vs_p99.png"}
+        "plots/latency_vs_batch.png", "plots/throughput_vs_batch.png", "plots/accuracy_vs_p99.png", "plots/cumulative.png"}
+    assert client.get_run(parent).data.tags["verdict"] == ". ".join(summary["story"]["verdict"])  # the verdict in words
     assert "recipe/config.yaml" in {a.path for a in client.list_artifacts(parent, "recipe")}
     for png in summary["plots"]:
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -228,7 +229,7 @@ def test_server_down_skips_tracking_and_completes(cache_dir, tmp_path, builtin):
     lines.remove(status[0])
     assert len(lines) == 1 and lines[0].startswith("tracking skipped:") and uri in lines[0], log
     assert "Traceback" not in log
-    assert len(summary["plots"]) == 3  # a hang is bounded by run_cli's timeout, not by a duration assertion
+    assert len(summary["plots"]) == 4  # a hang is bounded by run_cli's timeout, not by a duration assertion
 
 
 def test_default_store_is_offline_sqlite_in_cache(cache_dir, tmp_path, builtin, monkeypatch):
