@@ -45,8 +45,9 @@ def _trt_profiles(art: Artifact):
         return {}
 
 
-def ort_session(path, hw: HardwareConfig, art: Artifact = None):
-    """An ONNX Runtime InferenceSession configured from the hardware entry (GPU providers on a cuda entry)."""
+def ort_session(path, hw: HardwareConfig, art: Artifact = None, profile_prefix: str = ""):
+    """An ONNX Runtime InferenceSession configured from the hardware entry (GPU providers on a cuda entry);
+    ``profile_prefix``: ONNX Runtime's profiler on, its trace file named from it."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -54,6 +55,8 @@ def ort_session(path, hw: HardwareConfig, art: Artifact = None):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix:
+        opts.enable_profiling, opts.profile_file_prefix = True, profile_prefix
     providers = ["CPUExecutionProvider"]
     if is_cuda(hw):
         if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from the nvidia-* wheels, when they are installed

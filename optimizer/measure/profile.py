@@ -44,17 +44,10 @@ def _record(per_node: Dict[str, float], op_of: Dict[str, str], wall_ms: float, b
 
 
 def _onnx(art, hardware, feeds: Mapping, batch_size: int) -> Dict:
-    import onnxruntime as ort
-
     from optimizer.formats.onnx import ort_session
 
     with tempfile.TemporaryDirectory(prefix="optimizer-profile-") as tmp:
-        sess = ort_session(art.path, hardware, art)
-        opts = ort.SessionOptions()
-        for field in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level"):
-            setattr(opts, field, getattr(sess.get_session_options(), field))
-        opts.enable_profiling, opts.profile_file_prefix = True, os.path.join(tmp, "ort")
-        sess = ort.InferenceSession(str(art.path), sess_options=opts, providers=sess.get_providers())
+        sess = ort_session(art.path, hardware, art, profile_prefix=os.path.join(tmp, "ort"))
         names = [i.name for i in sess.get_inputs()]
         x = {n: feeds[n] for n in names}
         for _ in range(WARMUP + RUNS):
