@@ -167,6 +167,23 @@ class TritonConfig:
     repository_image: str = ""  # an image holding the repository at /models (kubernetes/Dockerfile.repository builds it): copied by an init container; empty: a PersistentVolumeClaim
 
 
+class Autoscaler(str, Enum):
+    keda = "keda"  # a KEDA ScaledObject on Triton's pending requests per replica (Prometheus trigger)
+    hpa_custom = "hpa-custom"  # an autoscaling/v2 HPA on a Pods metric exposed by the Prometheus Adapter
+    cpu = "cpu"  # an autoscaling/v2 HPA on average CPU utilisation (no Prometheus needed; the weakest signal)
+
+
+class Namespaces(str, Enum):
+    per_tenant = "per_tenant"  # a namespace per serving.tenants entry, each with its ResourceQuota and LimitRange
+    shared = "shared"  # one namespace for every tenant; quotas per tier through PriorityClass scopes
+
+
+@dataclass
+class KubernetesConfig:
+    autoscaler: Autoscaler = Autoscaler.keda  # what the emitted manifests scale replicas on
+    namespaces: Namespaces = Namespaces.per_tenant  # with serving.tenants: where each tenant's objects live
+
+
 class Sampler(str, Enum):
     grid = "grid"  # every combination, in order, up to max_trials
     random = "random"  # combinations drawn at random (seeded), without repeats
@@ -198,6 +215,7 @@ class OptimizerConfig:
     serving: ServingConfig = field(default_factory=ServingConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)  # manifests beside the repository
     search: SearchConfig = field(default_factory=SearchConfig)  # recipe=auto: trials over the passes' options
     objective: Objective = Objective.throughput  # how the emitted variant is chosen among those that pass
     cache_dir: str = "${oc.env:OPTIMIZER_CACHE_DIR,'~/.cache/optimizer'}"  # shared by all runs
