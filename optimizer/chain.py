@@ -4,7 +4,7 @@ pipeline runs the recipe's chain; ``recipe=auto`` runs one chain per trial (``op
 import contextlib
 import time
 import traceback
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -30,6 +30,7 @@ class Variant:
     ran: bool = False  # the pass executed in this run (false: cache hit)
     seconds: float = 0.0
     error: Optional[str] = None
+    runtime: Dict = field(default_factory=dict)  # a trial's hardware.<option>: session options for this variant
 
 
 def run_chain(steps: List[Step], source: Artifact, cache: Cache, ctx_base: Dict, out_dir: Path) -> List[Variant]:

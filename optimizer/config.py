@@ -46,12 +46,27 @@ class DataConfig:
     max_length: int = 128  # text: tokens per sample (padded and truncated to it)
 
 
+class ExecutionMode(str, Enum):
+    sequential = "sequential"  # one node at a time, each using the intra-op threads (Triton's execution_mode 0)
+    parallel = "parallel"  # independent nodes at once on inter-op threads (Triton's execution_mode 1)
+
+
+class GraphLevel(str, Enum):  # Triton's optimization.graph.level: 2, -1, 1, unset
+    disabled = "disabled"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
 @dataclass
 class HardwareConfig:
     name: str = "local-cpu"  # label in reports and cost tables
     device: Device = Device.cpu  # where variants are evaluated and benchmarked
     cores: int = 2  # physical cores available to one model server
     intra_op_threads: int = 0  # threads per inference session; 0 means all cores
+    execution_mode: ExecutionMode = ExecutionMode.sequential  # ONNX Runtime: run the graph's nodes one by one or in parallel
+    inter_op_threads: int = 1  # ONNX Runtime, parallel execution mode: threads running independent nodes at once
+    graph_optimization_level: GraphLevel = GraphLevel.all  # ONNX Runtime's graph optimizations when a session opens
     price_per_hour: Optional[float] = None  # on-demand $/hour of the machine; null disables cost figures
     price_source: str = ""  # where the price comes from
     price_date: str = ""  # when the price was read
@@ -220,6 +235,24 @@ class OptimizerConfig:
     objective: Objective = Objective.throughput  # how the emitted variant is chosen among those that pass
     cache_dir: str = "${oc.env:OPTIMIZER_CACHE_DIR,'~/.cache/optimizer'}"  # shared by all runs
     seed: int = 0  # seeds training, sampling and calibration draws
+
+
+RUNTIME_OPTIONS = {"intra_op_threads": int, "inter_op_threads": int, "execution_mode": ExecutionMode,
+                   "graph_optimization_level": GraphLevel}  # what a search trial may set per variant: hardware.<option>
+
+
+def with_runtime(hw: HardwareConfig, runtime: Dict[str, Any]) -> HardwareConfig:
+    """``hw`` with a variant's session options (``RUNTIME_OPTIONS``) in place of the entry's; ValueError on a
+    value the option does not take."""
+    from dataclasses import replace
+
+    unknown = sorted(set(runtime) - set(RUNTIME_OPTIONS))
+    if unknown:
+        raise ValueError(f"not a runtime option: {unknown}; they are {sorted(RUNTIME_OPTIONS)}")
+    out = replace(hw, **{k: RUNTIME_OPTIONS[k](v) for k, v in runtime.items()})
+    if out.intra_op_threads < 0 or out.inter_op_threads < 1:
+        raise ValueError("intra_op_threads must be >= 0 (0: all cores) and inter_op_threads >= 1")
+    return out
 
 
 def register_schema() -> None:

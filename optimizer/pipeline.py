@@ -146,14 +146,18 @@ def preflight_all(cfg, out_dir: Path) -> None:
 def deploy_all(cfg, chosen: Optional[VariantRecord], variants: List[Variant], inputs: Inputs, out_dir: Path,
                recipe: str, measurement_id: Optional[str]) -> Dict[str, Optional[TargetRecord]]:
     """Each target's record by name: what it did with the chosen variant (None: not enabled, or nothing chosen)."""
+    from optimizer.config import with_runtime
+
     out: Dict[str, Optional[TargetRecord]] = {}
     for name, target in TARGETS.items():
         impl = target.load()
         out[name] = None
         if chosen is not None and impl.enabled(cfg):
-            artifact = next(v.artifact for v in variants if v.name == chosen.name)
+            variant = next(v for v in variants if v.name == chosen.name)
+            artifact = variant.artifact
+            served = replace(cfg, hardware=with_runtime(cfg.hardware, variant.runtime))  # a trial's session options
             with status(name):
-                out[name] = impl.deploy(cfg, DeployInputs(chosen.name, artifact, inputs.splits.evaluation,
+                out[name] = impl.deploy(served, DeployInputs(chosen.name, artifact, inputs.splits.evaluation,
                                                           inputs.cache, out_dir, recipe, measurement_id,
                                                           chosen.extras.get("peak_memory_mb")))
     return out

@@ -45,6 +45,10 @@ def _trt_profiles(art: Artifact):
         return {}
 
 
+GRAPH_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
+
+
 def ort_session(path, hw: HardwareConfig, art: Artifact = None, profile_prefix: str = ""):
     """An ONNX Runtime InferenceSession configured from the hardware entry (GPU providers on a cuda entry);
     ``profile_prefix``: ONNX Runtime's profiler on, its trace file named from it."""
@@ -52,9 +56,10 @@ def ort_session(path, hw: HardwareConfig, art: Artifact = None, profile_prefix: 
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads(hw)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    parallel = hw.execution_mode.value == "parallel"
+    opts.inter_op_num_threads = hw.inter_op_threads if parallel else 1
+    opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[hw.graph_optimization_level.value])
     if profile_prefix:
         opts.enable_profiling, opts.profile_file_prefix = True, profile_prefix
     providers = ["CPUExecutionProvider"]

@@ -58,8 +58,10 @@ def set_key(ok: List, cfg, splits: Splits) -> str:
     """The key of a measurement set: its variants' names and artifact ids, settings, hardware entry, host."""
     bench = {k: v for k, v in asdict(cfg.benchmark).items() if k != "reuse"}
     hw = cfg.hardware  # what changes timings, not the price or the label
-    return content_key("measure-set", SCHEMA, [(v.name, v.artifact.id) for v in ok], bench, asdict(cfg.evaluation),
-                       hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint,
+    runtime = [sorted((getattr(v, "runtime", None) or {}).items()) for v in ok]  # a trial's session options
+    named = [(v.name, v.artifact.id, *([r] if r else [])) for v, r in zip(ok, runtime)]
+    return content_key("measure-set", SCHEMA, named, bench, asdict(cfg.evaluation), hw.device.value, hw.cores, hw.intra_op_threads, host(), splits.fingerprint,
+                       hw.execution_mode.value, hw.inter_op_threads, hw.graph_optimization_level.value,
                        *([hw.onnx_provider] if is_cuda(hw) else []))[:32]
 
 
@@ -164,16 +166,18 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
 def _run_workers(group: List, order: List, x, cfg, session: Dict, outputs: Dict, memory: Dict, advance) -> List[Dict]:
     """Start one worker per variant, evaluate the variants not evaluated yet, time the blocks ``order``,
     record peak memory, stop the workers; the blocks with their raw latencies."""
+    from optimizer.config import with_runtime
     from optimizer.formats import threads
     from optimizer.measure.contention import Meter
     from optimizer.measure.rounds import run_blocks
     from optimizer.measure.worker import Worker
 
     t0 = time.perf_counter()
-    workers = {v.name: Worker(v.name, threads(cfg.hardware)) for v in group}
+    hw = {v.name: with_runtime(cfg.hardware, getattr(v, "runtime", None) or {}) for v in group}
+    workers = {v.name: Worker(v.name, threads(hw[v.name])) for v in group}
     try:
         for v in group:  # start-up and loading overlap: imports dominate and nothing is timed yet
-            workers[v.name].send("load", v.artifact, cfg.hardware)
+            workers[v.name].send("load", v.artifact, hw[v.name])
         for w in workers.values():
             w.receive()
         session["startup_seconds"] += time.perf_counter() - t0

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 from optimizer.artifact import Artifact
 from optimizer.errors import PassError
+from optimizer.formats.onnx import GRAPH_LEVELS
 from optimizer.registry import register
 
 
@@ -57,9 +58,6 @@ class FuseConfig:
             raise ValueError(f"num_heads and hidden_size must be >= 0, got {self.num_heads}, {self.hidden_size}")
         if self.num_heads and self.hidden_size and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
-
-
-_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
 
 
 def transformer_plan(meta, cfg: FuseConfig) -> Tuple[Optional[Tuple[str, int, int]], Optional[str]]:
@@ -141,7 +139,7 @@ def fuse(art: Artifact, cfg: FuseConfig, ctx) -> Artifact:
             current = slimmed
         out = ctx.out_dir / "model.onnx"
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[cfg.ort_level.value])
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[cfg.ort_level.value])
         opts.optimized_model_filepath = str(out)
         ort.InferenceSession(current, sess_options=opts, providers=["CPUExecutionProvider"])
         onnx.checker.check_model(str(out))

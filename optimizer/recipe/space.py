@@ -1,5 +1,6 @@
 """The search space: ``search.space`` maps ``<label>`` (a whole step: null drops it, true keeps it as the recipe has
-it, a mapping replaces its options) or ``<label>.<option>`` to the values to try. A trial is one value per key
+it, a mapping replaces its options), ``<label>.<option>``, or ``hardware.<option>`` (a session option of the trial's
+variant: ``config.RUNTIME_OPTIONS``; its chain is unchanged, so it shares the cache) to the values to try. A trial is one value per key
 applied to the recipe's ``passes``; the recipe's own chain is trial 0 (the incumbent). Every key and value is
 planned at plan time, so a mistake is exit 2 naming ``search.space.<key>`` before anything runs."""
 
@@ -15,6 +16,8 @@ def apply(passes: Mapping[str, Any], params: Mapping[str, Any]) -> Dict[str, Any
     out = copy.deepcopy(dict(passes))
     for key, value in params.items():
         label, _, option = key.partition(".")
+        if label == HARDWARE:
+            continue
         if not option:
             if value is None or value is False:
                 out[label] = None
@@ -22,6 +25,20 @@ def apply(passes: Mapping[str, Any], params: Mapping[str, Any]) -> Dict[str, Any
                 out[label] = {"type": (out.get(label) or passes[label])["type"], **copy.deepcopy(dict(value))}
         elif out.get(label) is not None:
             out[label] = {**out[label], option: copy.deepcopy(value)}
+    return out
+
+
+HARDWARE = "hardware"  # hardware.<option>: a runtime option, not a step
+
+
+def runtime(params: Mapping[str, Any], hw=None) -> Dict[str, Any]:
+    """A trial's session options, ``{option: value}``, from its ``hardware.<option>`` parameters; given the hardware
+    entry ``hw``, only those that differ from the entry's (a trial that sets the entry's own value is the same)."""
+    from optimizer.config import with_runtime
+
+    out = {k.partition(".")[2]: v for k, v in params.items() if k.partition(".")[0] == HARDWARE}
+    if hw is not None:
+        out = {k: v for k, v in out.items() if getattr(with_runtime(hw, {k: v}), k) != getattr(hw, k)}
     return out
 
 
@@ -55,6 +72,9 @@ def check(cfg) -> Dict[str, List[Any]]:
     space = dict(_flat(_container(s.space)))
     for key, values in space.items():
         label = key.partition(".")[0]
+        if label == HARDWARE:
+            _check_runtime(cfg, key, values)
+            continue
         if label not in passes or passes[label] is None:
             raise RecipeError(f"search.space.{key}: the recipe has no step {label!r}; its steps are "
                               f"{[k for k, v in passes.items() if v is not None]}")
@@ -72,6 +92,22 @@ def check(cfg) -> Dict[str, List[Any]]:
         except (RecipeError, KeyError, TypeError) as e:
             raise RecipeError(f"search.incumbents[{n}]: {flat!r} does not plan: {e}") from None
     return space
+
+
+def _check_runtime(cfg, key: str, values) -> None:
+    from optimizer.config import RUNTIME_OPTIONS, with_runtime
+
+    option = key.partition(".")[2]
+    if option not in RUNTIME_OPTIONS:
+        raise RecipeError(f"search.space.{key}: a trial may set only the runtime options "
+                          f"{['hardware.' + o for o in RUNTIME_OPTIONS]}")
+    if not isinstance(values, list) or not values:
+        raise RecipeError(f"search.space.{key}: give a non-empty list of values to try, got {values!r}")
+    for value in values:
+        try:
+            with_runtime(cfg.hardware, {option: value})
+        except (ValueError, TypeError) as e:
+            raise RecipeError(f"search.space.{key}: {value!r} is not a value of {option}: {e}") from None
 
 
 def incumbents(cfg) -> List[Dict[str, Any]]:

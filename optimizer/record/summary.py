@@ -27,6 +27,8 @@ def variant_record(v, m: Optional[Mapping]) -> VariantRecord:
                      speedup=m.get("speedup"), speedup_interval=m.get("speedup_interval"), verdict=m.get("verdict"),
                      unstable=tuple(m["unstable"]) if "unstable" in m else None,
                      extras={k: m[k] for k in ("group", "peak_memory_mb", "gpu_memory_mb", "profile") if k in m})
+    if getattr(v, "runtime", None):  # a search trial's session options, in place of the hardware entry's
+        facts["extras"] = {**facts.get("extras", {}), "runtime": dict(v.runtime)}
     return VariantRecord(v.name, tuple(v.chain), v.status, v.ran, round(v.seconds, 3), v.error, **facts)
 
 

@@ -259,7 +259,7 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
         children = {}
         for rec in summary["variants"]:
             trial = trials.get(rec["name"])  # a search's finalist: its own trial's options, not the recipe's
-            params = variant_params(cfg, trial_steps(cfg, trial) if trial else steps, rec["chain"])
+            params = variant_params(cfg, trial_steps(cfg, trial) if trial else steps, rec["chain"], rec.get("runtime"))
             params.update(trial_params(trial) if trial else {})
             children[rec["name"]] = _log_child(client, exp_id, parent_id, rec, summary, params, cfg.tracking.log_models)
         for name, trial in trials.items():  # every other trial: its options and screening figures

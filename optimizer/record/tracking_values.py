@@ -28,9 +28,13 @@ def flatten(prefix: str, value: Any) -> Dict[str, str]:
     return {prefix: text[:MAX_PARAM]}
 
 
-def variant_params(cfg, steps: Dict[str, Any], chain: List[str]) -> Dict[str, str]:
-    """Model, data and hardware settings, and the full config of every pass in ``chain``."""
-    out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", cfg.hardware)}
+def variant_params(cfg, steps: Dict[str, Any], chain: List[str], runtime=None) -> Dict[str, str]:
+    """Model, data and hardware settings (with a search trial's session options, ``runtime``), and the full config
+    of every pass in ``chain``."""
+    from optimizer.config import with_runtime
+
+    hw = with_runtime(cfg.hardware, runtime or {})
+    out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", hw)}
     for label in chain:
         step = steps[label]
         out[f"pass.{label}.type"] = step.spec.name

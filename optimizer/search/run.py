@@ -88,8 +88,10 @@ def _trial(i: int, params: Dict, steps, inputs, cfg, out_dir, screen_cfg) -> Tup
 
     variants = run_chain(steps, inputs.source, inputs.cache, dict(data=inputs.splits, hardware=cfg.hardware,
                                                                   seed=cfg.seed), out_dir)
+    from optimizer.recipe.space import runtime
+
     last = variants[-1]
-    final = replace(last, name=f"trial{i}")
+    final = replace(last, name=f"trial{i}", runtime=runtime(params, cfg.hardware))
     record = {"trial": i, "params": params, "chain": list(last.chain),
               "steps": {v.name: "ran" if v.ran else v.status if v.status != "ok" else "cached" for v in variants[1:]}}
     failed = next((v for v in variants if v.status == "failed"), None)
@@ -107,7 +109,7 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
     from optimizer.console import console
     from optimizer.chain import Variant
     from optimizer.recipe.plan import plan
-    from optimizer.recipe.space import apply, check, incumbents, signature
+    from optimizer.recipe.space import apply, check, incumbents, runtime, signature
 
     space, s = check(cfg), cfg.search
     draws, fixed = Draws(s.sampler.value, space, cfg.seed), [{}, *incumbents(cfg)]  # trial 0: the recipe's own chain
@@ -122,11 +124,12 @@ def search(cfg, inputs, out_dir) -> Tuple[List, Dict]:
             stopped = "space exhausted"
             break
         steps = plan(replace(cfg, passes=apply(cfg.passes, params)))
-        if signature(steps) in seen:  # the same chain as an earlier trial: its figures stand
+        same = (signature(steps), tuple(sorted(runtime(params, cfg.hardware).items())))
+        if same in seen:  # the same chain with the same session options as an earlier trial: its figures stand
             if drawn:
-                draws.tell(trials[seen[signature(steps)]].get("objective_figure"))
+                draws.tell(trials[seen[same]].get("objective_figure"))
             continue
-        seen[signature(steps)] = len(trials)
+        seen[same] = len(trials)
         record, final = _trial(i, params, steps, inputs, cfg, out_dir, _screen_cfg(cfg))
         ok = record["status"] == "ok" and not record["violations"]
         if record["status"] == "ok":

@@ -119,7 +119,7 @@ class _Emitted:
         cfg, art = self.cfg, self.art
         gpu = is_cuda(cfg.hardware)
         config = emit.build_config(cfg.model.name, art.format, self.io, tuning.to_dict(), gpu, self.dims,
-                                   cfg.triton.response_cache)
+                                   cfg.triton.response_cache, cfg.hardware)
         if gpu and art.format == "onnx" and cfg.triton.onnx_tensorrt:
             emit.tensorrt_accelerator(config, self.io, str(art.meta.get("precision", "fp32")), self.dims)
         if art.meta.get("state"):

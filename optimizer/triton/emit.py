@@ -35,19 +35,34 @@ def model_io(path: Path, fmt: str = "onnx") -> Dict[str, List[Dict]]:
     return {"inputs": [entry(t) for t in spec.inputs], "outputs": [entry(t) for t in spec.outputs]}
 
 
+TRITON_GRAPH_LEVEL = {"disabled": 2, "basic": -1, "extended": 1}  # onnxruntime backend's optimization.graph.level
+
+
+def session_options(config, hw) -> None:
+    """The hardware entry's (or the chosen trial's) ONNX Runtime session options, as the onnxruntime backend reads
+    them: ``execution_mode`` 1 with ``inter_op_thread_count`` for parallel execution, and
+    ``optimization.graph.level`` (unset: all optimizations, the backend's default)."""
+    if hw.execution_mode.value == "parallel":
+        config.parameters["execution_mode"].string_value = "1"
+        config.parameters["inter_op_thread_count"].string_value = str(hw.inter_op_threads)
+    if hw.graph_optimization_level.value in TRITON_GRAPH_LEVEL:
+        config.optimization.graph.level = TRITON_GRAPH_LEVEL[hw.graph_optimization_level.value]
+
+
 def batchable(io: Dict[str, List[Dict]]) -> bool:
     """Triton batching needs a dynamic first axis on every input and output."""
     return all(t["dims"] and t["dims"][0] == -1 for t in io["inputs"] + io["outputs"])
 
 
 def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample: Optional[Dict[str, List[int]]] = None,
-                 response_cache: bool = False):
+                 response_cache: bool = False, hardware=None):
     """The ModelConfig protobuf: the platform's template, filled from the model and the tuning.
 
     ``response_cache`` turns on Triton's response cache (identical requests answered from the cache; only
     right for a deterministic model; the server must run with ``--cache-config``).
     ``sample`` gives each input's per-sample shape in the data: the warm-up request needs concrete dims where
-    the model's are dynamic (Triton refuses a warm-up with -1 dims)."""
+    the model's are dynamic (Triton refuses a warm-up with -1 dims). ``hardware``: its ONNX Runtime session
+    options (``session_options``) go into an onnxruntime model's config."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -78,6 +93,8 @@ def build_config(name: str, fmt: str, io: Dict, tuning: Dict, gpu: bool, sample:
         queue_policies(config.dynamic_batching, tuning)
     if response_cache:
         config.response_cache.enable = True
+    if hardware is not None and platform == "onnxruntime_onnx":
+        session_options(config, hardware)
     warm = config.model_warmup.add()
     warm.batch_size = max(1, tuning["preferred_batch_size"]) if batch > 0 else 1
     warm.name = f"warmup_batch_{warm.batch_size}"

@@ -2,7 +2,7 @@
 
 Copied by ``optimizer.tritonserver.server.stage`` when the server has no ONNX Runtime backend. It reads
 the same config.pbtxt: ``intra_op_thread_count``/``inter_op_thread_count`` parameters set the
-session's threads, and with ``max_batch_size > 0`` the requests the dynamic batcher hands over
+session's threads, ``execution_mode`` and ``optimization.graph.level`` as the onnxruntime backend reads them, and with ``max_batch_size > 0`` the requests the dynamic batcher hands over
 in one ``execute`` call run as one ONNX Runtime batch. Not imported by the optimizer itself."""
 
 import json
@@ -20,6 +20,13 @@ class TritonPythonModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(params.get("intra_op_thread_count") or 0)
         opts.inter_op_num_threads = int(params.get("inter_op_thread_count") or 0)
+        if params.get("execution_mode") == "1":
+            opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        level = int(config.get("optimization", {}).get("graph", {}).get("level", 0))
+        opts.graph_optimization_level = {-1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                         1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                         2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL}.get(
+                                             level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.inputs = [i["name"] for i in config["input"]]

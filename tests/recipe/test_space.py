@@ -5,7 +5,7 @@ import pytest
 
 from optimizer.errors import RecipeError
 from optimizer.recipe.compose import compose
-from optimizer.recipe.space import apply, check
+from optimizer.recipe.space import apply, check, runtime
 
 PASSES = {"export": {"type": "onnx_export"}, "fuse": {"type": "fuse"}, "quantize": {"type": "quantize", "mode": "static"}}
 
@@ -16,6 +16,13 @@ def test_a_trial_is_the_recipe_with_its_values():
     assert apply(PASSES, {"fuse": {"ort_level": "all"}})["fuse"] == {"type": "fuse", "ort_level": "all"}
     dropped = apply(PASSES, {"quantize": None, "quantize.mode": "dynamic"})  # an option of a dropped step
     assert dropped["quantize"] is None and PASSES["quantize"]["mode"] == "static"  # the recipe is left as it was
+    params = {"quantize.mode": "dynamic", "hardware.execution_mode": "parallel", "hardware.intra_op_threads": 1}
+    assert apply(PASSES, params) == apply(PASSES, {"quantize.mode": "dynamic"})  # session options leave the chain
+    assert runtime(params) == {"execution_mode": "parallel", "intra_op_threads": 1} and runtime({"fuse": None}) == {}
+    from optimizer.config import HardwareConfig  # the entry's own values are no session options of the trial
+
+    entry = HardwareConfig(intra_op_threads=1)
+    assert runtime({**params, "hardware.graph_optimization_level": "all"}, entry) == {"execution_mode": "parallel"}
 
 
 def _cfg(*overrides):
@@ -23,8 +30,10 @@ def _cfg(*overrides):
 
 
 def test_the_space_is_checked_before_anything_runs():
-    space = check(_cfg("+search.space={quantize.mode: [static, dynamic], fuse: [true, null]}"))
-    assert space == {"quantize.mode": ["static", "dynamic"], "fuse": [True, None]}
+    space = check(_cfg("+search.space={quantize.mode: [static, dynamic], fuse: [true, null], "
+                       "hardware.graph_optimization_level: [all, basic]}"))
+    assert space == {"quantize.mode": ["static", "dynamic"], "fuse": [True, None],
+                     "hardware.graph_optimization_level": ["all", "basic"]}
 
 
 @pytest.mark.parametrize("override, message", [
@@ -38,6 +47,10 @@ def test_the_space_is_checked_before_anything_runs():
     ("+search.incumbents=[{fuse.level: 3}]", "search.incumbents[0]: {'fuse.level': 3} does not plan: passes.fuse.level: "
                                              "unknown key"),
     ("search.max_minutes=0", "search.max_minutes=0.0: must be positive"),
+    ("+search.space={hardware.cores: [4]}", "search.space.hardware.cores: a trial may set only the runtime options"),
+    ("+search.space={hardware.execution_mode: [fast]}", "search.space.hardware.execution_mode: 'fast' is not a value "
+                                                        "of execution_mode"),
+    ("+search.space={hardware.inter_op_threads: [0]}", "search.space.hardware.inter_op_threads: 0 is not a value"),
 ])
 def test_bad_search_spaces_name_the_key(override, message):
     extra = [] if override.startswith("+search.space") else ["+search.space={quantize.mode: [static]}"]

@@ -192,3 +192,22 @@ def test_refuses_a_repository_holding_another_model(tmp_path):
         repository.check_target(repo, "another_name", other, overwrite=False)
     repository.check_target(repo, "digits_resnet", tmp_path / "tiny.onnx", overwrite=False)  # same model: a re-run
     repository.check_target(repo, "another_name", other, overwrite=True)
+
+
+@pytest.mark.parametrize("mode, level, params, graph_level", [
+    ("sequential", "all", {"inter_op_thread_count": "1"}, None),  # the template's, and the backend's defaults
+    ("parallel", "basic", {"execution_mode": "1", "inter_op_thread_count": "2"}, -1),
+    ("sequential", "disabled", {"inter_op_thread_count": "1"}, 2),
+    ("sequential", "extended", {"inter_op_thread_count": "1"}, 1),
+])
+def test_session_options_as_the_onnxruntime_backend_reads_them(mode, level, params, graph_level):
+    from dataclasses import replace
+
+    from optimizer.config import ExecutionMode, GraphLevel, HardwareConfig
+
+    hw = replace(HardwareConfig(), execution_mode=ExecutionMode(mode), inter_op_threads=2,
+                 graph_optimization_level=GraphLevel(level))
+    config = emit.build_config("digits_resnet", "onnx", DEFAULT_IO, TUNING, gpu=False, hardware=hw)
+    got = {k: v.string_value for k, v in config.parameters.items() if k != "intra_op_thread_count"}
+    assert got == params
+    assert (config.optimization.graph.level if config.optimization.HasField("graph") else None) == graph_level
