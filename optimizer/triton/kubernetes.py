@@ -188,7 +188,7 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     if cfg.serving.tenants:  # namespaces, priority classes, quotas, and the workload per tenant or tier
         from optimizer.triton.tenants import place
 
-        docs, placed = place(cfg, docs, low, high)
+        docs, placed = place(cfg, docs, low, high, dns_name(cfg.model.name))
     try:
         problems = validate(docs)
         validated = f"against the Kubernetes {K8S_VERSION} schemas"

@@ -130,16 +130,15 @@ def _limit_range(namespace: str, labels: Dict, resources: Dict) -> Dict:
                                  "default": {k: v for k, v in resources["limits"].items() if k in ("cpu", "memory")}}]}}
 
 
-def priority_classes(model: str, serving, used: List[str]) -> Dict[str, Dict]:
-    """tier -> its PriorityClass, for the tiers ``used``: level 1 the highest value; no SLA: preemptionPolicy Never."""
-    from optimizer.triton.kubernetes import dns_name
-
+def priority_classes(model: str, serving, used: List[str], prefix: str) -> Dict[str, Dict]:
+    """tier -> its PriorityClass ``<prefix>-<tier>``, for the tiers ``used``: level 1 the highest value; no SLA:
+    preemptionPolicy Never."""
     order = tiers(serving)
     out = {}
     for level, (tier, sla) in enumerate(order, start=1):
         if tier in used:
             out[tier] = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                         "metadata": {"name": f"{dns_name(model)}-{tier}"[:63].strip("-"),
+                         "metadata": {"name": f"{prefix}-{tier}"[:63].strip("-"),
                                       "labels": {"optimizer/tier": tier}},
                          "value": PRIORITY_BASE + PRIORITY_STEP * (len(order) - level), "globalDefault": False,
                          "preemptionPolicy": "PreemptLowerPriority" if sla else "Never",
@@ -192,15 +191,14 @@ def pod_resources(docs: List[Dict]) -> Dict:
             "limit_cpu": _cpu(res["limits"]["cpu"]), "limit_memory": _mib(res["limits"]["memory"])}
 
 
-def place(cfg, docs: List[Dict], low: int, high: int) -> Tuple[List[Dict], Dict]:
+def place(cfg, docs: List[Dict], low: int, high: int, prefix: str) -> Tuple[List[Dict], Dict]:
     """The run's ``docs`` placed for ``serving.tenants`` by ``kubernetes.namespaces``: namespaces first, then priority
-    classes, quotas, limit ranges and the workload copies; and the summary's ``tenants`` block."""
-    from optimizer.triton.kubernetes import dns_name
-
+    classes, quotas, limit ranges and the workload copies; and the summary's ``tenants`` block. ``prefix``: the
+    model's DNS name (``kubernetes.dns_name``), which names the priority classes and the shared namespace."""
     s, pod = cfg.serving, pod_resources(docs)
     mode = getattr(cfg.kubernetes.namespaces, "value", cfg.kubernetes.namespaces)
     used = [n for n, _ in tiers(s) if any(t.tier == n for t in s.tenants)]
-    classes = priority_classes(cfg.model.name, s, used)
+    classes = priority_classes(cfg.model.name, s, used, prefix)
     quotas = {t.name: quota(t, high, pod) for t in s.tenants}
     block: Dict = {"namespaces": mode, "priority_classes": {
         t: {"name": c["metadata"]["name"], "value": c["value"], "preemption": c["preemptionPolicy"]}
@@ -218,7 +216,7 @@ def place(cfg, docs: List[Dict], low: int, high: int) -> Tuple[List[Dict], Dict]
             block["tenants"][t.name] = {"namespace": t.name, "tier": t.tier, "share": t.share,
                                         "min_replicas": lo, "max_replicas": hi, "quota": _hard(quotas[t.name])}
         return head + list(classes.values()) + setup + work, block
-    ns = f"{dns_name(cfg.model.name)}-serving"
+    ns = f"{prefix}-serving"
     head.append({"apiVersion": "v1", "kind": "Namespace",
                  "metadata": {"name": ns, "labels": {"optimizer/tenancy": "shared"}}})
     setup, work = [], []
