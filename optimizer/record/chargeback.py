@@ -20,7 +20,7 @@ Without ``serving.tiers`` premium and standard count as SLA tiers, batch not."""
 import csv
 import io
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from optimizer.files import write_atomic
 
@@ -70,9 +70,9 @@ def allocate(serving, cost: Dict) -> Dict:
                      "part": part, "amount": round(whole["amount"] * part, DIGITS)})
     if rows:  # the rounding goes to the last row: the written amounts sum to the total exactly
         rows[-1]["amount"] = round(whole["amount"] - sum(r["amount"] for r in rows[:-1]), DIGITS)
-    if whole["unit"] == "$/hour" and serving.target_qps:
+    if whole["unit"] == "$/hour" and cost.get("target_qps"):
         for r in rows:  # what a million of the tenant's own requests cost it at the peak rate
-            r["per_million"] = round(r["amount"] / (r["share"] * serving.target_qps * 3600) * 1e6, DIGITS)
+            r["per_million"] = round(r["amount"] / (r["share"] * cost["target_qps"] * 3600) * 1e6, DIGITS)
     return {**whole, "amount": round(whole["amount"], DIGITS), "rows": rows}
 
 
@@ -118,7 +118,8 @@ def write(cfg, summary: Dict, out_dir: Path) -> Dict[str, str]:
         return {}
     table = allocate(cfg.serving, run_cost(summary))
     write_atomic(Path(out_dir) / CSV, to_csv(table).encode())
-    write_atomic(Path(out_dir) / MARKDOWN, to_markdown(table, cfg.model.name).encode())
+    model = cfg.model.name or (summary.get("model") or {}).get("name") or "the run's model"
+    write_atomic(Path(out_dir) / MARKDOWN, to_markdown(table, model).encode())
     return {"chargeback": MARKDOWN, "chargeback_csv": CSV}
 
 
@@ -126,5 +127,5 @@ def metrics(cfg, summary: Dict) -> Dict[str, float]:
     """``chargeback.<tenant>`` = its amount, for the run's MLflow metrics (none without tenants)."""
     if not cfg.serving.tenants:
         return {}
-    table: Optional[Dict] = allocate(cfg.serving, run_cost(summary))
+    table = allocate(cfg.serving, run_cost(summary))
     return {f"chargeback.{r['tenant']}": float(r["amount"]) for r in table["rows"]}
