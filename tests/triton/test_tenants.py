@@ -138,3 +138,16 @@ def test_bad_tenants_exit_2_through_the_command_line(cache_dir, tmp_path):
     code, out, _ = run_cli(["recipe=int8", "+serving.tenants=[{name:a,tier:premium,share:0.7}]"], cache_dir, tmp_path)
     assert code == EXIT_RECIPE == 2 and "serving.tenants: the shares must sum to 1 (within 1e-6), got 0.7" in out, out
     assert "Traceback" not in out
+
+
+def test_the_runs_manifests_carry_the_tenants(tmp_path):
+    cfg = compose("int8", [THREE, "model.name=digits_resnet"])
+    plan(cfg)
+    repo = tmp_path / "model_repository"
+    repo.mkdir()
+    block = k8s.for_run(cfg, 37.5, 2, {"min_replicas": 3, "max_replicas": 6}, repo)
+    loaded = list(yaml.safe_load_all((tmp_path / "kubernetes" / "all.yaml").read_text()))
+    assert kinds(loaded)[:3] == ["Namespace"] * 3 and k8s.validate(loaded) == []
+    assert sorted(block["tenants"]["tenants"]) == ["acme", "globex", "initech"]
+    assert len([d for d in loaded if d["kind"] == "Deployment"]) == 3  # one per tenant namespace
+    assert "tenants" not in k8s.for_run(compose("int8", ["model.name=digits_resnet"]), 37.5, 2, {}, repo)
