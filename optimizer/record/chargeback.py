@@ -45,17 +45,17 @@ def weights(serving) -> Dict[str, float]:
 
 def total(cost: Dict) -> Dict:
     """What is divided: amount, unit and where it comes from."""
+    n = cost.get("min_replicas", 1)
+    replicas = f"{n} replica{'s' if n != 1 else ''}"
     if cost.get("cost_per_hour_at_target") is not None:
-        return {"amount": cost["cost_per_hour_at_target"], "unit": "$/hour",
-                "basis": f"cost_per_hour_at_target: {cost['min_replicas']} replicas serving serving.target_qps="
-                         f"{cost['target_qps']:g} requests/s"}
+        return {"amount": cost["cost_per_hour_at_target"], "unit": "$/hour", "basis": f"cost_per_hour_at_target: "
+                f"{replicas} serving serving.target_qps={cost['target_qps']:g} requests/s"}
     if cost.get("cost_per_million") is not None:
         return {"amount": cost["cost_per_million"], "unit": "$ per million requests",
                 "basis": "cost_per_million of the tenants' mix (no serving.target_qps: no replica count to price)"}
-    replicas = cost.get("min_replicas", 1)
-    return {"amount": float(replicas), "unit": "replica-hours per hour",
-            "basis": f"no hardware.price_per_hour: replica-hours are divided instead ({replicas} replica"
-                     f"{'s' if replicas != 1 else ''}{'' if 'min_replicas' in cost else ', no serving.target_qps'})"}
+    return {"amount": float(n), "unit": "replica-hours per hour",
+            "basis": f"no hardware.price_per_hour: replica-hours are divided instead ({replicas}"
+                     f"{'' if 'min_replicas' in cost else ', no serving.target_qps'})"}
 
 
 def allocate(serving, cost: Dict) -> Dict:
