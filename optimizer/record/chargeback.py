@@ -31,7 +31,7 @@ DIGITS = 6  # rounding of the amounts written
 
 def weights(serving) -> Dict[str, float]:
     """tier -> chargeback weight, 1 / the utilisation that tier's traffic may run a replica at."""
-    from optimizer.triton.tenants import tiers
+    from optimizer.recipe.tenants import tiers
 
     order = tiers(serving)
     out = {}
