@@ -7,6 +7,7 @@ from typing import List, Tuple
 from optimizer.errors import RecipeError
 
 DEFAULT_TIERS = ("premium", "standard", "batch")  # the tiers tenants may name when serving.tiers is empty
+RESERVED = ("default", "kube-system", "kube-public", "kube-node-lease")  # namespaces a tenant's may not be
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -27,6 +28,8 @@ def check(serving) -> None:
         if not isinstance(t.name, str) or not DNS_LABEL.match(t.name):
             raise RecipeError(f"{key}.name {t.name!r} is not a DNS label (lowercase letters, digits and '-', "
                               f"starting and ending alphanumeric, at most 63 characters)")
+        if t.name in RESERVED or t.name.startswith("kube-"):
+            raise RecipeError(f"{key}.name {t.name!r} is a namespace Kubernetes keeps for itself; choose another")
         if t.name in seen:
             raise RecipeError(f"{key}.name {t.name!r}: duplicate tenant name")
         seen.add(t.name)

@@ -29,6 +29,13 @@ SURGE_PODS = 1  # a rolling update's extra pod (the Deployment's default maxSurg
 PRIORITY_BASE, PRIORITY_STEP = 100000, 1000  # PriorityClass values: the lowest tier, and the step per level
 
 
+def slug(tier: str) -> str:
+    """A tier's name as it appears in object names (RFC 1123: lowercase alphanumerics and '-')."""
+    import re
+
+    return re.sub(r"[^a-z0-9-]+", "-", tier.lower()).strip("-") or "tier"
+
+
 def _cpu(value) -> float:
     text = str(value)
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
@@ -100,8 +107,8 @@ def priority_classes(model: str, serving, used: List[str], prefix: str) -> Dict[
     for level, (tier, sla) in enumerate(order, start=1):
         if tier in used:
             out[tier] = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                         "metadata": {"name": f"{prefix}-{tier}"[:63].strip("-"),
-                                      "labels": {"optimizer/tier": tier}},
+                         "metadata": {"name": f"{prefix}-{slug(tier)}"[:63].strip("-"),
+                                      "labels": {"optimizer/tier": slug(tier)}},
                          "value": PRIORITY_BASE + PRIORITY_STEP * (len(order) - level), "globalDefault": False,
                          "preemptionPolicy": "PreemptLowerPriority" if sla else "Never",
                          "description": f"{model} tier {tier} (priority level {level} of {len(order)}"
@@ -169,7 +176,7 @@ def place(cfg, docs: List[Dict], low: int, high: int, prefix: str) -> Tuple[List
     if mode == "per_tenant":
         setup, work = [], []
         for t in s.tenants:
-            labels = {"optimizer/tenant": t.name, "optimizer/tier": t.tier}
+            labels = {"optimizer/tenant": t.name, "optimizer/tier": slug(t.tier)}
             head.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.name, "labels": labels}})
             setup += [_resource_quota("triton-quota", t.name, labels, quotas[t.name]),
                       _limit_range(t.name, labels, pod["resources"])]
@@ -188,9 +195,9 @@ def place(cfg, docs: List[Dict], low: int, high: int, prefix: str) -> Tuple[List
         q["pods"] = int(q["pods"])
         share = sum(t.share for t in members)
         pc = classes[tier]["metadata"]["name"]
-        setup.append(_resource_quota(f"triton-quota-{tier}", ns, {"optimizer/tier": tier}, q, scope=pc))
+        setup.append(_resource_quota(f"triton-quota-{slug(tier)}", ns, {"optimizer/tier": slug(tier)}, q, scope=pc))
         lo, hi = replicas(share, low, high, _admits(q, pod))
-        work += workload(docs, ns, f"-{tier}", {"optimizer/tier": tier}, pc, lo, hi)
+        work += workload(docs, ns, f"-{slug(tier)}", {"optimizer/tier": slug(tier)}, pc, lo, hi)
         block["tenants"].update({t.name: {"namespace": ns, "tier": t.tier, "share": t.share} for t in members})
         block.setdefault("tiers", {})[tier] = {"share": share, "min_replicas": lo, "max_replicas": hi,
                                                "quota": _hard(q)}

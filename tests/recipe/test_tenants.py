@@ -21,6 +21,7 @@ def test_without_recipe_tiers_tenants_name_premium_standard_or_batch():
     ("[{name:a,tier:gold,share:1}]", "serving.tenants[0].tier 'gold' is not one of the default tiers"),
     ("[{name:a,tier:premium,share:0.5},{name:a,tier:batch,share:0.5}]", "serving.tenants[1].name 'a': duplicate"),
     ("[{name:Acme_Corp,tier:premium,share:1}]", "serving.tenants[0].name 'Acme_Corp' is not a DNS label"),
+    ("[{name:default,tier:premium,share:1}]", "serving.tenants[0].name 'default' is a namespace Kubernetes keeps"),
     ("[{name:a,tier:premium,share:1,quota:{memory_mb:-1}}]", "serving.tenants[0].quota.memory_mb must be ≥ 0"),
 ])
 def test_bad_tenants_are_refused_at_plan_time_naming_the_key(tenants_, message):

@@ -92,13 +92,16 @@ def test_priority_classes_are_ordered_and_batch_never_preempts():
 
 
 def test_only_the_tiers_used_get_a_class_and_recipe_tiers_set_the_order():
-    tiers = "serving.tiers=[{name:gold,p99_ms:10},{name:silver,p99_ms:50},{name:bulk,p99_ms:null}]"
-    cfg = compose("int8", [tiers, "+serving.tenants=[{name:a,tier:bulk,share:0.4},{name:b,tier:gold,share:0.6}]"])
+    tiers = "serving.tiers=[{name:Gold_1,p99_ms:10},{name:silver,p99_ms:50},{name:bulk,p99_ms:null}]"
+    cfg = compose("int8", [tiers, "+serving.tenants=[{name:a,tier:bulk,share:0.4},{name:b,tier:Gold_1,share:0.6}]",
+                           "kubernetes.namespaces=shared"])
     plan(cfg)
     docs, _ = tenants.place(cfg, base(), 3, 6, "m")
     classes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PriorityClass"}
-    assert sorted(classes) == ["m-bulk", "m-gold"]
-    assert classes["m-gold"]["value"] > classes["m-bulk"]["value"] and classes["m-bulk"]["preemptionPolicy"] == "Never"
+    assert sorted(classes) == ["m-bulk", "m-gold-1"]  # a tier's name made fit for object names
+    assert classes["m-gold-1"]["value"] > classes["m-bulk"]["value"]
+    assert classes["m-bulk"]["preemptionPolicy"] == "Never"
+    assert k8s.validate(docs) == []
 
 
 def test_a_given_quota_is_used_and_caps_the_replicas():
