@@ -144,6 +144,21 @@ class TierConfig:
 
 
 @dataclass
+class QuotaConfig:
+    cpu: Optional[float] = None  # cores the tenant's pods may request in all; null: from its share of the peak replicas
+    memory_mb: Optional[float] = None  # MiB the tenant's pods may request in all; null: from its share
+    pods: Optional[int] = None  # pods at most; null: its share of the peak replicas (at least one) plus a rollout's surge pod
+
+
+@dataclass
+class TenantConfig:
+    name: str = ""  # a DNS label (lowercase letters, digits, '-'): the tenant's namespace with kubernetes.namespaces=per_tenant
+    tier: str = ""  # one of serving.tiers (premium, standard, batch when the recipe has none)
+    share: float = 0.0  # the tenant's share of the requests; the shares sum to 1
+    quota: Optional[QuotaConfig] = None  # the tenant's ResourceQuota; null: sized from its share of the peak replicas
+
+
+@dataclass
 class ServingConfig:
     p99_ms: Optional[float] = None  # SLA: p99 of one request through the batcher, ms; null: no SLA gate, tuned for throughput
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
@@ -157,6 +172,7 @@ class ServingConfig:
     queue_timeout: bool = True  # reject a request once it has waited longer than the SLA leaves it (REJECT)
     tiers: List[TierConfig] = field(default_factory=list)  # QoS tiers, highest priority first (priority level 1)
     default_tier: str = ""  # tier of requests that name no priority; "" = the last tier with an SLA
+    tenants: List[TenantConfig] = field(default_factory=list)  # who sends the traffic: namespaces, quotas, chargeback
 
 
 @dataclass

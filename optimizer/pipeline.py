@@ -205,13 +205,14 @@ def _summary(cfg, recipe: str, variants: List[Variant], records: List[VariantRec
 def publish(summary: RunSummary, cfg, out_dir: Path) -> RunSummary:
     """Plots, report.md and junit.xml, MLflow, and summary.json: written once, or with tracking on also before
     it, so that a slow or killed MLflow upload still leaves a complete summary."""
-    from optimizer.record import ci, plots, provenance, story, tracking
+    from optimizer.record import chargeback, ci, plots, provenance, story, tracking
     from optimizer.record.summary import write_summary
 
     summary = replace(summary, summary_path=str(out_dir / "summary.json"))
     summary = replace(summary, story=story.tell(summary.to_dict(), cfg.hardware.price_per_hour))  # verdict, factors
     summary = replace(summary, plots=plots.write_plots(summary.to_dict(), out_dir))  # PNGs, tracked or not
-    summary = replace(summary, reports=ci.write(summary.to_dict(), out_dir))  # report.md and junit.xml
+    summary = replace(summary, reports={**ci.write(summary.to_dict(), out_dir),  # report.md and junit.xml
+                                        **chargeback.write(cfg, summary.to_dict(), out_dir)})  # with tenants
     if cfg.tracking.enabled:
         write_summary(summary.to_dict(), out_dir)
     with status("tracking") if cfg.tracking.enabled else contextlib.nullcontext():

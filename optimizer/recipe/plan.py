@@ -107,6 +107,9 @@ def check_settings(cfg) -> None:
             ("model.train_epochs", cfg.model.train_epochs, cfg.model.train_epochs >= 1, "at least 1")):
         if not ok:
             raise RecipeError(f"{key} must be {need}, got {value}")
+    from optimizer.recipe.tenants import check as check_tenants
+
+    check_tenants(cfg.serving)  # shares, tiers, names, quotas of serving.tenants
     check_text(cfg.data, cfg.model)  # data.max_length within the hf: model's position embeddings
     check_cache_dir(cfg.cache_dir)
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 from optimizer.artifact import SIDECAR
+from optimizer.record import chargeback
 from optimizer.record.tracking_owner import end_orphans, owner_tags
 from optimizer.record.tracking_runs import epoch_ms, log_batch
 from optimizer.record.tracking_store import store_lock
@@ -272,6 +273,7 @@ def _log(cfg, summary: Dict, out_dir: Path, uri: str) -> Dict:
             params.update(flatten(f"pass.{step.label}", step.config))
         metrics = {k: float(summary[k]) for k in ("passes_run", "passes_cached", "exit_code")}
         metrics.update(chosen_metrics(summary))
+        metrics.update(chargeback.metrics(cfg, summary))  # each tenant's part of the cost (serving.tenants)
         log_batch(client, parent_id, metrics, params=params)
         client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in gate_tags(summary).items()])
         _log_parent_files(client, exp_id, parent_id, summary, out_dir)

@@ -149,7 +149,8 @@ def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
 
 
 def write(directory: Path, docs: List[Dict]) -> Path:
-    """``<directory>/<kind>.yaml`` for each manifest and ``all.yaml`` with every one (``kubectl apply -f``)."""
+    """``<directory>/<kind>.yaml`` with the manifests of each kind and ``all.yaml`` with every one, in order
+    (``kubectl apply -f``: namespaces come first)."""
     import yaml
 
     from optimizer.files import write_atomic
@@ -159,8 +160,9 @@ def write(directory: Path, docs: List[Dict]) -> Path:
             return True
 
     directory.mkdir(parents=True, exist_ok=True)
-    for doc in docs:
-        write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.dump(doc, Dumper=Plain, sort_keys=False).encode())
+    for kind in dict.fromkeys(doc["kind"] for doc in docs):  # several of a kind (tenants' namespaces): one file
+        same = [doc for doc in docs if doc["kind"] == kind]
+        write_atomic(directory / f"{kind.lower()}.yaml", yaml.dump_all(same, Dumper=Plain, sort_keys=False).encode())
     write_atomic(directory / "all.yaml", yaml.dump_all(docs, Dumper=Plain, sort_keys=False).encode())
     write_atomic(directory / "Dockerfile.repository", DOCKERFILE.encode())
     return directory / "all.yaml"
@@ -182,6 +184,11 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
                      high, round(cfg.serving.utilization * 100), flags, gpus=1 if is_cuda(cfg.hardware) else 0,
                      repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)),
                      cold_start_s=cold_start_s)
+    placed = None
+    if cfg.serving.tenants:  # namespaces, priority classes, quotas, and the workload per tenant or tier
+        from optimizer.triton.tenants import place
+
+        docs, placed = place(cfg, docs, low, high, dns_name(cfg.model.name))
     try:
         problems = validate(docs)
         validated = f"against the Kubernetes {K8S_VERSION} schemas"
@@ -196,4 +203,4 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
             "cold_start_seconds": cold_start_s, "cold_start_from": "the smoke test: tritonserver start to model ready"
             if cold_start_s is not None else "not measured (triton.smoke_test=false): probes and scaling use defaults",
             "replicas_from": "serving.target_qps" if "min_replicas" in cost else
-            "no serving.target_qps: 1 replica, up to serving.burst_factor"}
+            "no serving.target_qps: 1 replica, up to serving.burst_factor", **({"tenants": placed} if placed else {})}
