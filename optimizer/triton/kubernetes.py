@@ -25,6 +25,8 @@ from optimizer.gpu import is_cuda
 TRITON_BASE_MB = 512  # tritonserver with one backend loaded, before any model
 HTTP, GRPC, METRICS = 8000, 8001, 8002
 K8S_VERSION = "1.30.0"  # manifests are validated against this API (autoscaling/v2beta2 was removed in 1.26)
+WRITTEN = {"deployment", "service", "horizontalpodautoscaler", "scaledobject", "podmonitor", "configmap",
+           "poddisruptionbudget", "persistentvolumeclaim"}  # the kinds write() may leave, lowercased
 REMOVED = {("HorizontalPodAutoscaler", "autoscaling/v2beta2"), ("HorizontalPodAutoscaler", "autoscaling/v2beta1")}
 
 
@@ -157,7 +159,8 @@ def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
 
 def write(directory: Path, docs: List[Dict]) -> Path:
     """``<directory>/<kind>.yaml`` for each manifest and ``all.yaml`` with every one (``kubectl apply -f``); a
-    ``<kind>.yaml`` left by an earlier run of another autoscaler is removed (an HPA beside a ScaledObject fights it)."""
+    ``<kind>.yaml`` of ``WRITTEN`` left by an earlier run (another autoscaler) is removed: an HPA beside a
+    ScaledObject would fight it."""
     import yaml
 
     from optimizer.files import write_atomic
@@ -167,9 +170,8 @@ def write(directory: Path, docs: List[Dict]) -> Path:
             return True
 
     directory.mkdir(parents=True, exist_ok=True)
-    kept = {"all.yaml", *(f"{doc['kind'].lower()}.yaml" for doc in docs)}
-    for stale in [f for f in directory.glob("*.yaml") if f.name not in kept]:
-        stale.unlink()
+    for kind in WRITTEN - {doc["kind"].lower() for doc in docs}:
+        (directory / f"{kind}.yaml").unlink(missing_ok=True)
     for doc in docs:
         write_atomic(directory / f"{doc['kind'].lower()}.yaml", yaml.dump(doc, Dumper=Plain, sort_keys=False).encode())
     write_atomic(directory / "all.yaml", yaml.dump_all(docs, Dumper=Plain, sort_keys=False).encode())
