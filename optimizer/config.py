@@ -4,7 +4,7 @@ against that pass's config dataclass by ``recipe.plan``; value ranges are checke
 (``recipe.plan.check_settings``). Only the schema's registration with Hydra lives here."""
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, EnumMeta
 from typing import Any, Dict, List, Optional
 
 
@@ -192,13 +192,26 @@ class TritonConfig:
     overload_seconds: float = 8.0  # seconds of traffic per overload probe (an unbounded batch tier grows all along)
     response_cache: bool = False  # response_cache { enable: true }: only for deterministic models; the server needs --cache-config
     response_cache_mb: int = 256  # size of the server's local response cache (--cache-config local,size=...)
-    kubernetes: bool = True  # write Deployment, Service and HorizontalPodAutoscaler manifests beside the repository
+    kubernetes: bool = True  # write Deployment, Service, autoscaler (kubernetes.autoscaler) and PodMonitor manifests beside the repository
     image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"  # the tritonserver image the Deployment runs (24.10 = Triton 2.51)
     model_store: str = "/models"  # --model-repository in the pod: a mounted path (PVC) or s3:// gs:// as:// URL
     repository_image: str = ""  # an image holding the repository at /models (kubernetes/Dockerfile.repository builds it): copied by an init container; empty: a PersistentVolumeClaim
 
 
-class Autoscaler(str, Enum):
+class _NameOrValue(EnumMeta):
+    """OmegaConf reads a string override as a member *name*; also take the value (``hpa-custom`` is no name)."""
+
+    def __getitem__(cls, name):
+        try:
+            return super().__getitem__(name)
+        except KeyError:
+            for member in cls:
+                if member.value == name:
+                    return member
+            raise
+
+
+class Autoscaler(str, Enum, metaclass=_NameOrValue):
     keda = "keda"  # a KEDA ScaledObject on Triton's pending requests per replica (Prometheus trigger)
     hpa_custom = "hpa-custom"  # an autoscaling/v2 HPA on a Pods metric exposed by the Prometheus Adapter
     cpu = "cpu"  # an autoscaling/v2 HPA on average CPU utilisation (no Prometheus needed; the weakest signal)
@@ -212,6 +225,7 @@ class Namespaces(str, Enum):
 @dataclass
 class KubernetesConfig:
     autoscaler: Autoscaler = Autoscaler.keda  # what the emitted manifests scale replicas on
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"  # keda: the Prometheus server its trigger queries
     namespaces: Namespaces = Namespaces.per_tenant  # with serving.tenants: where each tenant's objects live
 
 

@@ -3,6 +3,7 @@ included) and within its domain, with the key in the message. Checks that need m
 stage that reads them (cost, serving); this table holds the single-key ranges no other check covers."""
 
 import math
+import re
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any, Callable, Iterator, Tuple
@@ -24,6 +25,8 @@ RULES: Tuple[Rule, ...] = (
     ("triton.overload_factor", lambda v: 1 < v <= MAX_OVERLOAD_FACTOR, f"in (1, {MAX_OVERLOAD_FACTOR:g}]"),
     ("triton.overload_seconds", lambda v: v > 0, "positive"),
     ("triton.response_cache_mb", lambda v: v >= 1, "at least 1"),
+    ("kubernetes.prometheus_url", lambda v: re.fullmatch(r"https?://[^\s/]+(/\S*)?", v) is not None,
+     "an http:// or https:// URL of the Prometheus server (kubernetes.autoscaler=keda queries it)"),
 )
 
 
@@ -62,7 +65,7 @@ def check_ranges(cfg: Any) -> None:
     for key, ok, need in RULES:
         value = lookup(cfg, key)
         if not ok(value):
-            shown = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__len__") else value
+            shown = list(value) if not isinstance(value, str) and hasattr(value, "__len__") else value
             raise RecipeError(f"{key} must be {need}, got {shown}")
 
 

@@ -261,8 +261,8 @@ def _size(cfg, em: _Emitted, tuning: Tuning, info: Dict, peak_memory_mb: Optiona
         from optimizer.triton import kubernetes as k8s
 
         cold = ((info.get("smoke_test") or {}).get("models", {}).get(cfg.model.name) or {}).get("ready_seconds")
-        info["kubernetes"] = em.record["kubernetes"] = k8s.for_run(cfg, peak_memory_mb, tuning.instances,
-                                                                   info["cost"], repo, cold)
+        info["kubernetes"] = em.record["kubernetes"] = k8s.for_run(
+            cfg, peak_memory_mb, tuning.instances, info["cost"], repo, cold, tuning, info["capacity"]["used"])
 
 
 def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:

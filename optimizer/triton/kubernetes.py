@@ -1,14 +1,15 @@
 """Kubernetes manifests beside the model repository: a Deployment running tritonserver on it, a Service,
-a HorizontalPodAutoscaler (``autoscaling/v2``) sized from the replica recommendation, and a PodDisruptionBudget
-(one replica stays through a node drain). The YAML is plain (no anchors).
+what scales it within the replica recommendation (``kubernetes.autoscaler``, see autoscale.py: by default a KEDA
+ScaledObject on Triton's pending requests; a PodMonitor has Prometheus scrape its metrics), and a
+PodDisruptionBudget (one replica stays through a node drain). The YAML is plain (no anchors).
 
 - CPU request (and limit) = the hardware entry's cores: the tuning gave instances × intra-op threads
   of exactly those cores, so a pod with fewer would oversubscribe them.
 - memory request = ``TRITON_BASE_MB`` (the server and its backend) + instances × the variant's measured
   peak memory (what loading and running one copy added to its worker); the limit is twice that.
 - readiness on ``/v2/health/ready`` (READY only once every model loaded), liveness on ``/v2/health/live``.
-- the HPA keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``)
-  at ``serving.utilization`` (70 %) average CPU, the utilisation the replica count assumed.
+- the autoscaler keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``);
+  ``manifests`` emits the CPU HPA (``serving.utilization``, 70 %, average CPU), which ``for_run`` replaces.
 
 The model store is ``triton.model_store``: a path inside the pod, filled by an init container from
 ``triton.repository_image`` (``kubernetes/Dockerfile.repository`` builds it from the run directory) or mounted read-only
@@ -24,6 +25,8 @@ from optimizer.gpu import is_cuda
 TRITON_BASE_MB = 512  # tritonserver with one backend loaded, before any model
 HTTP, GRPC, METRICS = 8000, 8001, 8002
 K8S_VERSION = "1.30.0"  # manifests are validated against this API (autoscaling/v2beta2 was removed in 1.26)
+WRITTEN = {"deployment", "service", "horizontalpodautoscaler", "scaledobject", "podmonitor", "configmap",
+           "poddisruptionbudget", "persistentvolumeclaim"}  # the kinds write() may leave, lowercased
 REMOVED = {("HorizontalPodAutoscaler", "autoscaling/v2beta2"), ("HorizontalPodAutoscaler", "autoscaling/v2beta1")}
 
 
@@ -130,12 +133,18 @@ COPY model_repository /models
 
 def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
     """Problems of each manifest against the Kubernetes ``version`` API schemas (offline, strict: unknown
-    fields are errors); removed APIs such as ``autoscaling/v2beta2`` are refused by name."""
+    fields are errors); removed APIs such as ``autoscaling/v2beta2`` are refused by name; the custom resources
+    (ScaledObject, PodMonitor) against their CRDs' schemas vendored in ``schemas/`` (crd.py)."""
     import kubernetes_validate
+
+    from optimizer.triton import crd
 
     problems = []
     for doc in docs:
         what = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')!r} ({doc.get('apiVersion')})"
+        if doc.get("kind") in crd.KINDS:
+            problems += [f"{what}: {p}" for p in crd.validate(doc)]
+            continue
         if (doc.get("kind"), doc.get("apiVersion")) in REMOVED:
             problems.append(f"{what}: this API was removed in Kubernetes 1.26; use autoscaling/v2")
             continue
@@ -150,7 +159,8 @@ def validate(docs: List[Dict], version: str = K8S_VERSION) -> List[str]:
 
 def write(directory: Path, docs: List[Dict]) -> Path:
     """``<directory>/<kind>.yaml`` with the manifests of each kind and ``all.yaml`` with every one, in order
-    (``kubectl apply -f``: namespaces come first)."""
+    (``kubectl apply -f``: namespaces come first); a ``<kind>.yaml`` of ``WRITTEN`` left by an earlier run (another
+    autoscaler) is removed: an HPA beside a ScaledObject would fight it."""
     import yaml
 
     from optimizer.files import write_atomic
@@ -160,6 +170,8 @@ def write(directory: Path, docs: List[Dict]) -> Path:
             return True
 
     directory.mkdir(parents=True, exist_ok=True)
+    for kind in WRITTEN - {doc["kind"].lower() for doc in docs}:
+        (directory / f"{kind}.yaml").unlink(missing_ok=True)
     for kind in dict.fromkeys(doc["kind"] for doc in docs):  # several of a kind (tenants' namespaces): one file
         same = [doc for doc in docs if doc["kind"] == kind]
         write_atomic(directory / f"{kind.lower()}.yaml", yaml.dump_all(same, Dumper=Plain, sort_keys=False).encode())
@@ -169,11 +181,14 @@ def write(directory: Path, docs: List[Dict]) -> Path:
 
 
 def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, repo: Path,
-            cold_start_s: Optional[float] = None) -> Dict:
+            cold_start_s: Optional[float] = None, tuning=None, capacity_rps: Optional[float] = None) -> Dict:
     """The run's manifests in ``<repository>/../kubernetes/``, validated offline (RecipeError if not): the
     recipe's image, model store and hardware, the chosen variant's measured peak memory, the tuned
-    ``instances`` and the replicas of ``cost``; the summary's ``kubernetes`` block."""
+    ``instances`` and the replicas of ``cost``, scaled by ``kubernetes.autoscaler`` on a threshold from the
+    ``tuning`` (batcher delay, p99) and ``capacity_rps`` (requests/s one replica serves); the summary's
+    ``kubernetes`` block."""
     from optimizer.errors import RecipeError
+    from optimizer.triton import autoscale, crd
 
     low = cost.get("min_replicas", 1)
     high = cost.get("max_replicas", max(low, math.ceil(cfg.serving.burst_factor)))
@@ -184,6 +199,10 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
                      high, round(cfg.serving.utilization * 100), flags, gpus=1 if is_cuda(cfg.hardware) else 0,
                      repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)),
                      cold_start_s=cold_start_s)
+    at = next(i for i, d in enumerate(docs) if d["kind"] == "HorizontalPodAutoscaler")
+    docs[at:at + 1], scaling = autoscale.scaling(cfg.kubernetes.autoscaler.value, docs[at], cfg.model.name,
+                                                 autoscale.of_tuning(tuning, capacity_rps, cfg.serving.utilization),
+                                                 cfg.kubernetes.prometheus_url)
     placed = None
     if cfg.serving.tenants:  # namespaces, priority classes, quotas, and the workload per tenant or tier
         from optimizer.triton.tenants import place
@@ -191,7 +210,8 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
         docs, placed = place(cfg, docs, low, high, dns_name(cfg.model.name))
     try:
         problems = validate(docs)
-        validated = f"against the Kubernetes {K8S_VERSION} schemas"
+        custom = sorted({d["kind"] for d in docs if d["kind"] in crd.KINDS})
+        validated = f"against the Kubernetes {K8S_VERSION} schemas and the vendored CRD schemas ({', '.join(custom)})"
     except ImportError:  # kubernetes-validate is a test dependency
         problems, validated = [], "not checked offline (pip install kubernetes-validate)"
     if problems:
@@ -199,7 +219,7 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     path = write(repo.parent / "kubernetes", docs)
     return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
             "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
-            "model_store": cfg.triton.model_store,
+            "model_store": cfg.triton.model_store, "autoscaling": scaling,
             "cold_start_seconds": cold_start_s, "cold_start_from": "the smoke test: tritonserver start to model ready"
             if cold_start_s is not None else "not measured (triton.smoke_test=false): probes and scaling use defaults",
             "replicas_from": "serving.target_qps" if "min_replicas" in cost else

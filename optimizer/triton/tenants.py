@@ -130,6 +130,9 @@ def workload(docs: List[Dict], namespace: str, suffix: str, extra: Dict, priorit
         meta = doc["metadata"]
         meta.update(name=_rename(meta["name"], suffix), namespace=namespace, labels={**meta.get("labels", {}), **extra})
         spec = doc.get("spec", {})
+        for trigger in spec.get("triggers", []):  # a ScaledObject's query: this namespace's pods only
+            query = trigger["metadata"].get("query", "")
+            trigger["metadata"]["query"] = query.replace("}", f',namespace="{namespace}"}}', 1)
         sel = spec.get("selector")
         if isinstance(sel, dict) and "matchLabels" in sel:  # Deployment, PodDisruptionBudget
             sel["matchLabels"] = {**sel["matchLabels"], **extra}

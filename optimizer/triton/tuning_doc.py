@@ -103,7 +103,7 @@ def _overload_lines(o: Dict) -> List[str]:
                      + (" ← in force" if i == o["in_force"] else ""))
     lines += ["", "held: the admitted requests' p99 stayed within the SLA while the excess was rejected." if o["held"]
               else "NOT held: past capacity requests still miss the SLA. Raise `serving.p99_ms`, scale out before this "
-                   "rate (the HorizontalPodAutoscaler), or check with the load generator on another machine "
+                   "rate (the autoscaler), or check with the load generator on another machine "
                    "(`python -m optimizer.tritonserver.serve_check <repository> --capacity --overload 1.5`)."]
     return lines
 
@@ -111,12 +111,14 @@ def _overload_lines(o: Dict) -> List[str]:
 def _kubernetes_lines(k: Dict) -> List[str]:
     if not k:
         return []
+    scaling = k.get("autoscaling") or {}
     return ["", "## Kubernetes", "",
             f"`{k['manifests']}` (`kubectl apply -f`): a Deployment of `{k['image']}` serving `{k['model_store']}` "
             f"(copy this repository there), {k['cpu']} CPU and {k['memory_mb']} MiB requested (limits: the same CPU, "
-            f"twice the memory), ready on `/v2/health/ready`; a Service (HTTP 8000, gRPC 8001, metrics 8002); a "
-            f"HorizontalPodAutoscaler (autoscaling/v2) keeping {k['min_replicas']}–{k['max_replicas']} replicas at "
-            f"70 % average CPU ({k['replicas_from']})."]
+            f"twice the memory), ready on `/v2/health/ready`; a Service (HTTP 8000, gRPC 8001, metrics 8002) and a "
+            f"PodMonitor scraping the metrics; {k['min_replicas']}–{k['max_replicas']} replicas ({k['replicas_from']}) "
+            f"at {scaling.get('scales_on', '70 % average CPU')}."
+            + (f" Threshold: {scaling['threshold_from']}." if scaling.get("pending_little") is not None else "")]
 
 
 def tuning_markdown(cfg, record: Dict, config) -> str:

@@ -65,6 +65,8 @@ def test_wheel_contains_recipes_and_templates(installed):
         assert f"optimizer/_recipes/{path.relative_to(ROOT / 'recipes').as_posix()}" in names
     for path in (ROOT / "model_repository_templates").glob("*.pbtxt"):
         assert f"optimizer/_templates/{path.name}" in names
+    for path in (ROOT / "optimizer" / "triton" / "schemas").glob("*.json"):  # package data: the CRD schemas
+        assert f"optimizer/triton/schemas/{path.name}" in names
 
 
 def test_installed_package_lists_its_recipes(installed):

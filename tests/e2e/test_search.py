@@ -28,7 +28,9 @@ def test_a_four_trial_grid(cache_dir, builtin, tmp_path):
     code, out, _ = run_cli([*args, "+search.space.quantize.bogus=[1]"], cache_dir, tmp_path / "bad")
     assert code == 2 and len(error_lines(out)) == 1 and error_lines(out)[0].startswith(
         "error: search.space.quantize.bogus: 1 does not plan: passes.quantize.bogus: unknown key"), out
-    code, out, s = run_cli([*args, "tracking.enabled=true", "tracking.experiment=search"], cache_dir, tmp_path / "run")
+    emit = ["triton.emit=true", "serving.max_batch_cap=4", "serving.thread_options=[0]", "triton.kubernetes=false"]
+    code, out, s = run_cli([*args, "tracking.enabled=true", "tracking.experiment=search", *emit], cache_dir,
+                           tmp_path / "run")
     assert code == 0 and "Traceback" not in out, out
     search = s["search"]
     assert search["sampler"] == "grid" and search["stopped"] == "space exhausted"

@@ -113,16 +113,22 @@ def _check_queue_policy(c, tuning: dict, md: str) -> None:
 
 def _check_kubernetes(run_dir: Path, t: dict) -> None:
     """The manifests beside the repository; skips the test (as before) without kubernetes_validate."""
+    from optimizer.triton.autoscale import number
+
     k = t["kubernetes"]  # manifests beside the repository, carrying the recommended replicas
     manifests = run_dir / k["manifests"]  # relative to the run directory
     docs = list(__import__("yaml").safe_load_all(manifests.read_text()))
     assert manifests.parent == run_dir / "kubernetes" and not Path(k["manifests"]).is_absolute()
-    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (t["cost"]["min_replicas"], t["cost"]["max_replicas"])
+    scaler = next(d for d in docs if d["kind"] == "ScaledObject")  # kubernetes.autoscaler=keda, the default
+    assert "HorizontalPodAutoscaler" not in {d["kind"] for d in docs}  # KEDA makes its own
+    assert (scaler["spec"]["minReplicaCount"], scaler["spec"]["maxReplicaCount"]) == (t["cost"]["min_replicas"],
+                                                                                      t["cost"]["max_replicas"])
+    a = k["autoscaling"]  # Little's law on the capacity that sized the replicas and the tuned batcher
+    assert scaler["spec"]["triggers"][0]["metadata"]["threshold"] == number(a["threshold"]) and a["threshold"] >= 1
+    assert a["threshold_from"].startswith(f"Little's law per replica: 0.7 × {t['capacity']['used']:.1f} requests/s")
     ready = ((t.get("smoke_test") or {}).get("models", {}).get("digits_resnet") or {}).get("ready_seconds")
     assert k["cold_start_seconds"] == ready  # measured by the smoke test when it ran, else None
-    assert {d["kind"] for d in docs} >= {"PodDisruptionBudget", "PersistentVolumeClaim"}
+    assert {d["kind"] for d in docs} >= {"PodDisruptionBudget", "PersistentVolumeClaim", "PodMonitor"}
     pytest.importorskip("kubernetes_validate")
     from optimizer.triton.kubernetes import validate
 

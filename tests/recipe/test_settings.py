@@ -28,6 +28,9 @@ from optimizer.recipe.plan import plan
     ("data.max_length=0", "data.max_length must be at least 1 token, got 0"),
     ("data.max_length=-5", "data.max_length must be at least 1 token, got -5"),
     ("seed=-1", "seed must be an integer in [0, 2**32), got -1"),
+    ("kubernetes.prometheus_url=prometheus:9090", "kubernetes.prometheus_url must be an http:// or https:// URL "
+                                                  "of the Prometheus server (kubernetes.autoscaler=keda queries it), "
+                                                  "got prometheus:9090"),
     ("tracking.registered_model=a/b", "tracking.registered_model 'a/b': an MLflow registered model name cannot "
                                       "contain '/' or ':'"),
 ])

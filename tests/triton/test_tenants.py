@@ -122,4 +122,10 @@ def test_the_runs_manifests_carry_the_tenants(tmp_path):
     assert kinds(loaded)[:3] == ["Namespace"] * 3 and k8s.validate(loaded) == []
     assert sorted(block["tenants"]["tenants"]) == ["acme", "globex", "initech"]
     assert len([d for d in loaded if d["kind"] == "Deployment"]) == 3  # one per tenant namespace
+    scaled = {d["metadata"]["namespace"]: d for d in loaded if d["kind"] == "ScaledObject"}  # the default: keda
+    assert sorted(scaled) == ["acme", "globex", "initech"]
+    for ns, so in scaled.items():  # each tenant's replicas scale on its own pods' queue, not on every tenant's
+        assert f'namespace="{ns}"' in so["spec"]["triggers"][0]["metadata"]["query"]
+        assert so["spec"]["scaleTargetRef"]["name"] == next(
+            d["metadata"]["name"] for d in loaded if d["kind"] == "Deployment" and d["metadata"]["namespace"] == ns)
     assert "tenants" not in k8s.for_run(compose("int8", ["model.name=digits_resnet"]), 37.5, 2, {}, repo)
