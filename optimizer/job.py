@@ -45,6 +45,7 @@ def run_job(dcfg: DictConfig) -> int:
     recipe = hc.runtime.choices.get("recipe", "custom")
     try:
         cfg: OptimizerConfig = OmegaConf.to_object(dcfg)
+        cfg = fitted(cfg)
         from optimizer.pipeline import run
         from optimizer.record.summary import table
 
@@ -75,6 +76,19 @@ def run_job(dcfg: DictConfig) -> int:
     console.print(f"chosen: [bold]{chosen}[/bold]  status: {summary['status']}  summary: {summary['summary_path']}"
                   f"  report: {Path(summary['summary_path']).with_name('report.md')}", highlight=False, soft_wrap=True)
     return _finish(hc, summary["exit_code"], started)
+
+
+def fitted(cfg):
+    """The recipe fitted to its source (``space.fit_source``: torch-only steps of a search left out on an ONNX file),
+    said on the terminal."""
+    from optimizer.console import console
+    from optimizer.recipe.space import fit_source
+
+    cfg, dropped = fit_source(cfg)
+    if dropped:
+        console.print(f"[yellow]warning:[/yellow] search: model.source gives no torch model, so the step(s) "
+                      f"{', '.join(dropped)} (torch only) are left out of the chain and the search", highlight=False)
+    return cfg
 
 
 def _finish(hc, code: int, started: float) -> int:

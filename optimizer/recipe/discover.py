@@ -124,9 +124,12 @@ def explain_text(recipe: str, overrides: Sequence[str] = (), dirs: Sequence[Path
     from optimizer.recipe.plan import plan
     from optimizer.recipe.compose import compose
 
-    cfg = compose(recipe, overrides, dirs)
+    from optimizer.recipe.space import fit_source
+
+    cfg, dropped = fit_source(compose(recipe, overrides, dirs))
     steps = plan(cfg)
     lines = [f"recipe {recipe}: {cfg.description}" + (f"  (overrides: {' '.join(overrides)})" if overrides else ""),
+             *([f"left out for this source (torch only): {', '.join(dropped)}"] if dropped else []),
              f"model {cfg.model.source} ({cfg.model.name}), data {cfg.data.source}, hardware {cfg.hardware.name}",
              "", "Chain:"]
     for i, s in enumerate(steps, 1):

@@ -110,6 +110,26 @@ def _check_runtime(cfg, key: str, values) -> None:
             raise RecipeError(f"search.space.{key}: {value!r} is not a value of {option}: {e}") from None
 
 
+def fit_source(cfg) -> Tuple[Any, List[str]]:
+    """A search recipe on a source its torch-only steps cannot take (``prune`` on an ONNX file): those steps are left
+    out of the chain, the space and the incumbents, so one ``auto`` recipe serves every source; the labels left out."""
+    from optimizer.registry import load_passes
+    from optimizer.sources.models import source_format
+
+    if not cfg.search.space or source_format(cfg.model.source) == "torch":
+        return cfg, []
+    specs = load_passes()
+    passes = {k: _container(v) for k, v in (cfg.passes or {}).items()}
+    drop = [k for k, v in passes.items() if isinstance(v, Mapping) and v.get("type") in specs
+            and specs[v["type"]].takes == specs[v["type"]].makes == "torch"]
+    if not drop:
+        return cfg, []
+    keep = lambda params: {k: v for k, v in dict(_flat(_container(params))).items()  # noqa: E731
+                           if k.partition(".")[0] not in drop}
+    search = replace(cfg.search, space=keep(cfg.search.space), incumbents=[keep(p) for p in cfg.search.incumbents])
+    return replace(cfg, passes={k: None if k in drop else v for k, v in passes.items()}, search=search), drop
+
+
 def incumbents(cfg) -> List[Dict[str, Any]]:
     """The hand recipes run first, as flat ``{key: value}`` trials."""
     return [dict(_flat(_container(p))) for p in cfg.search.incumbents]

@@ -57,3 +57,21 @@ def test_bad_search_spaces_name_the_key(override, message):
     with pytest.raises(RecipeError) as e:
         check(_cfg(override, *extra))
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_the_auto_recipe_fits_an_onnx_source(tmp_path):
+    from optimizer.recipe.plan import plan
+    from optimizer.recipe.space import fit_source
+    from tests.helpers import tiny_onnx
+
+    cfg = compose("auto", [f"model.source={tiny_onnx(tmp_path / 'm.onnx')}"])
+    with pytest.raises(RecipeError, match="passes.prune: pass 'prune' takes a torch model"):
+        plan(cfg)
+    fitted, dropped = fit_source(cfg)
+    assert dropped == ["prune"] and fitted.passes["prune"] is None
+    assert [s.label for s in plan(fitted)] == ["export", "fuse", "quantize"]  # export shown as skipped
+    space = check(fitted)
+    assert "prune" not in space and space["quantize.mode"] == ["static", "dynamic"]
+    assert all("prune" not in p for p in fitted.search.incumbents) and len(fitted.search.incumbents) == 2
+    assert fit_source(compose("auto"))[1] == []  # a torch source keeps every step
+    assert fit_source(compose("int8", [f"model.source={tmp_path / 'm.onnx'}"]))[1] == []  # no search: as written
