@@ -129,6 +129,17 @@ class TierConfig:
 
 
 @dataclass
+class TrafficConfig:
+    profile: str = "none"  # [none|constant|diurnal|csv] the day's request rate that sizes the autoscaled schedule
+    rate: Optional[float] = None  # constant: requests/s all day
+    peak: Optional[float] = None  # diurnal: requests/s at peak_hour
+    trough: Optional[float] = None  # diurnal: requests/s 12 hours from peak_hour (a raised cosine between them)
+    peak_hour: float = 14.0  # diurnal: hour of the day of the peak, in [0, 24)
+    csv: str = ""  # csv: a file of rows "time,requests_per_s" (time: seconds since midnight or HH:MM; header optional)
+    step_minutes: float = 5.0  # the schedule's grid in minutes (the autoscaler is simulated every 15 s)
+
+
+@dataclass
 class ServingConfig:
     p99_ms: Optional[float] = None  # SLA: p99 of one request through the batcher, ms; null: no SLA gate, tuned for throughput
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
@@ -142,6 +153,7 @@ class ServingConfig:
     queue_timeout: bool = True  # reject a request once it has waited longer than the SLA leaves it (REJECT)
     tiers: List[TierConfig] = field(default_factory=list)  # QoS tiers, highest priority first (priority level 1)
     default_tier: str = ""  # tier of requests that name no priority; "" = the last tier with an SLA
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)  # a day's profile: autoscaled replicas, saving
 
 
 @dataclass

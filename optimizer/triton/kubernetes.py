@@ -7,7 +7,8 @@ a HorizontalPodAutoscaler (``autoscaling/v2``) sized from the replica recommenda
 - memory request = ``TRITON_BASE_MB`` (the server and its backend) + instances × the variant's measured
   peak memory (what loading and running one copy added to its worker); the limit is twice that.
 - readiness on ``/v2/health/ready`` (READY only once every model loaded), liveness on ``/v2/health/live``.
-- the HPA keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``)
+- the HPA keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``, or
+  ``serving.traffic``'s trough and peak: ``decide.traffic.manifest_replicas``)
   at ``serving.utilization`` (70 %) average CPU, the utilisation the replica count assumed.
 
 The model store is ``triton.model_store``: a path inside the pod, filled by an init container from
@@ -195,5 +196,5 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
             "model_store": cfg.triton.model_store,
             "cold_start_seconds": cold_start_s, "cold_start_from": "the smoke test: tritonserver start to model ready"
             if cold_start_s is not None else "not measured (triton.smoke_test=false): probes and scaling use defaults",
-            "replicas_from": "serving.target_qps" if "min_replicas" in cost else
+            "replicas_from": cost.get("replicas_from") or "serving.target_qps" if "min_replicas" in cost else
             "no serving.target_qps: 1 replica, up to serving.burst_factor"}
