@@ -136,6 +136,7 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         *_capacity_lines(t, record),
         *_cost_lines(cfg, record["cost"], hw),
     ]
+    lines += scaling_lines(record.get("scaling"))
     lines += _overload_lines(record.get("overload"))
     lines += _kubernetes_lines(record.get("kubernetes"))
     lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
@@ -143,6 +144,16 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         lines += ["## Provenance", "", *(f"- {k}: {' '.join(v) if isinstance(v, list) else v or '(none)'}"
                                          for k, v in record["provenance"].items()), ""]
     return "\n".join(lines)
+
+
+def scaling_lines(r: Dict) -> List[str]:
+    """``serving.traffic``: the recommendation and the autoscaled schedule over the day."""
+    if not r:
+        return []
+    return ["", "## Traffic and autoscaling", "", f"`serving.traffic` ({r['profile']}, capacity {r['capacity_rps']:g} "
+            f"requests/s per replica, {r['requests_per_day']:,} requests a day): {r['recommendation']}.", "",
+            "| from | requests/s (max) | replicas needed | autoscaled replicas |", "|---|---|---|---|",
+            *(f"| {x['time']} | {x['rate']:g} | {x['needed']} | {x['replicas']} |" for x in r["schedule"])]
 
 
 def _cost_lines(cfg, cost: Dict, hw: Dict) -> List[str]:
