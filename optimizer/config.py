@@ -136,7 +136,7 @@ class TrafficConfig:
     trough: Optional[float] = None  # diurnal: requests/s 12 hours from peak_hour (a raised cosine between them)
     peak_hour: float = 14.0  # diurnal: hour of the day of the peak, in [0, 24)
     csv: str = ""  # csv: a file of rows "time,requests_per_s" (time: seconds since midnight or HH:MM; header optional)
-    step_minutes: float = 5.0  # the schedule's grid in minutes (the autoscaler is simulated every 15 s)
+    step_minutes: float = 60.0  # the schedule's grid in minutes, dividing 1440 (the autoscaler is simulated every 15 s)
 
 
 @dataclass
