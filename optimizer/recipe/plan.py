@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional
 
 from optimizer import gpu
-from optimizer.decide.traffic import check as check_traffic
+from optimizer.recipe.traffic import check as check_traffic
 from optimizer.errors import RecipeError
 from optimizer.recipe.settings import check_finite, check_ranges, check_registered_name
 from optimizer.registry import PassSpec, load_passes
