@@ -175,8 +175,10 @@ def for_run(cfg, capacity: Optional[float], cold_start_s: Optional[float], sla_m
 
 def manifest_replicas(cost: Dict, scaling: Dict) -> Dict:
     """``cost`` with the manifests' replica range from the traffic profile where there is one: min = the trough's
-    replicas (the trigger starts every ramp's replicas in time, so more at night buys nothing), max = the peak's."""
+    replicas (the trigger starts every ramp's replicas in time, so more at night buys nothing), max = the peak's;
+    the autoscaler's target utilisation is the trigger (below ``serving.utilization`` when the profile ramps fast)."""
     if not scaling:
         return cost
     return {**cost, "min_replicas": scaling["min_replicas"], "max_replicas": scaling["max_replicas"],
+            "trigger_used": scaling["trigger_used"],
             "replicas_from": f"serving.traffic ({scaling['profile']}): the trough's and the peak's replicas"}

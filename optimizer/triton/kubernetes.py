@@ -179,8 +179,9 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     memory = memory_mb(peak_memory_mb, instances)
     flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
     size = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file()) if repo.is_dir() else 0
+    target = round(cost.get("trigger_used", cfg.serving.utilization) * 100)  # a fast-ramping profile scales earlier
     docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
-                     high, round(cfg.serving.utilization * 100), flags, gpus=1 if is_cuda(cfg.hardware) else 0,
+                     high, target, flags, gpus=1 if is_cuda(cfg.hardware) else 0,
                      repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)),
                      cold_start_s=cold_start_s)
     try:

@@ -92,6 +92,6 @@ def test_no_profile_no_recommendation_and_manifests_follow_the_profile():
     assert for_run(compose("int8", ["serving.traffic.profile=constant", "serving.traffic.rate=5"]), None, None, None) == {}
     cost = {"cost_per_million": 1.0, "min_replicas": 3, "max_replicas": 6}
     assert manifest_replicas(cost, {}) is cost
-    scaled = manifest_replicas(cost, {"profile": "diurnal", "min_replicas": 2, "max_replicas": 9})
+    scaled = manifest_replicas(cost, {"profile": "diurnal", "min_replicas": 2, "max_replicas": 9, "trigger_used": 0.7})
     assert (scaled["min_replicas"], scaled["max_replicas"], scaled["cost_per_million"]) == (2, 9, 1.0)
     assert scaled["replicas_from"].startswith("serving.traffic (diurnal)")

@@ -103,7 +103,7 @@ def test_a_traffic_profile_sets_the_replica_range(tmp_path):
     from optimizer.decide.traffic import manifest_replicas
     from optimizer.recipe.compose import compose
 
-    scaling = {"profile": "diurnal", "min_replicas": 2, "max_replicas": 7}
+    scaling = {"profile": "diurnal", "min_replicas": 2, "max_replicas": 7, "trigger_used": 0.55}
     (tmp_path / "repo").mkdir()
     out = k8s.for_run(compose("int8", []), 40.0, 2, manifest_replicas({"min_replicas": 3, "max_replicas": 6}, scaling),
                       tmp_path / "repo", 38.0)
@@ -111,5 +111,6 @@ def test_a_traffic_profile_sets_the_replica_range(tmp_path):
     assert out["replicas_from"] == "serving.traffic (diurnal): the trough's and the peak's replicas"
     hpa = yaml.safe_load((tmp_path / "kubernetes" / "horizontalpodautoscaler.yaml").read_text())
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 7)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 55  # the ramp's trigger
     assert k8s.for_run(compose("int8", []), 40.0, 2, {"min_replicas": 3, "max_replicas": 6}, tmp_path / "repo",
                        38.0)["replicas_from"] == "serving.target_qps"
