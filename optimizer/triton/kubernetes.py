@@ -193,7 +193,7 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
         raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
     path = write(repo.parent / "kubernetes", docs)
     return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
-            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
+            "cpu": cfg.hardware.cores, "cpu_target": target, "image": cfg.triton.image, "validated": validated,
             "model_store": cfg.triton.model_store,
             "cold_start_seconds": cold_start_s, "cold_start_from": "the smoke test: tritonserver start to model ready"
             if cold_start_s is not None else "not measured (triton.smoke_test=false): probes and scaling use defaults",

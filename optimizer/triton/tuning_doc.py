@@ -116,7 +116,7 @@ def _kubernetes_lines(k: Dict) -> List[str]:
             f"(copy this repository there), {k['cpu']} CPU and {k['memory_mb']} MiB requested (limits: the same CPU, "
             f"twice the memory), ready on `/v2/health/ready`; a Service (HTTP 8000, gRPC 8001, metrics 8002); a "
             f"HorizontalPodAutoscaler (autoscaling/v2) keeping {k['min_replicas']}–{k['max_replicas']} replicas at "
-            f"70 % average CPU ({k['replicas_from']})."]
+            f"{k.get('cpu_target', 70)} % average CPU ({k['replicas_from']})."]
 
 
 def tuning_markdown(cfg, record: Dict, config) -> str:

@@ -111,6 +111,6 @@ def test_a_traffic_profile_sets_the_replica_range(tmp_path):
     assert out["replicas_from"] == "serving.traffic (diurnal): the trough's and the peak's replicas"
     hpa = yaml.safe_load((tmp_path / "kubernetes" / "horizontalpodautoscaler.yaml").read_text())
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 7)
-    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 55  # the ramp's trigger
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == out["cpu_target"] == 55  # the trigger
     assert k8s.for_run(compose("int8", []), 40.0, 2, {"min_replicas": 3, "max_replicas": 6}, tmp_path / "repo",
                        38.0)["replicas_from"] == "serving.target_qps"
