@@ -147,7 +147,8 @@ def ordinal(n: int) -> str:
 
 def sentence(r: Dict) -> str:
     """The recommendation in words, from ``recommend``'s figures."""
-    sla = f"within the p99 SLA of {r['sla_p99_ms']:g} ms" if r.get("sla_p99_ms") else "at the measured capacity"
+    sla = (f"within the p99 SLA of {r['sla_p99_ms']:g} ms" if r.get("sla_p99_ms") else
+           f"at {r['capacity_rps']:.0f} requests/s per replica (no p99 SLA set)")
     low, high = r["replicas_95"], r["max_replicas"]
     peak = (f"a {ordinal(high)} covers" if high == low + 1 else f"{high} cover" if high > low else "they cover")
     cold = f"the cold start of {r['cold_start_s']:g} s" + (" (assumed: not measured)" if r["cold_start_assumed"] else "")

@@ -70,7 +70,7 @@ def test_sentence_in_the_seeds_terms_with_an_assumed_cold_start():
     r = recommend(diurnal(300.0, 100.0, 14.0), capacity=200.0, utilization=0.7)
     assert r["cold_start_assumed"] and r["cold_start_s"] == 60.0
     assert r["recommendation"].startswith(
-        "2 replicas serve 95 % of the day's traffic at the measured capacity; a 3rd covers the peak of 300 "
+        "2 replicas serve 95 % of the day's traffic at 200 requests/s per replica (no p99 SLA set); a 3rd covers the peak of 300 "
         "requests/s at 14:00; with the cold start of 60 s (assumed: not measured) the scale-up must begin by ")
     assert "replica-hours/day against 72 for a fixed fleet of 3" in r["recommendation"]
 
