@@ -159,6 +159,17 @@ class TenantConfig:
 
 
 @dataclass
+class TrafficConfig:
+    profile: str = "none"  # [none|constant|diurnal|csv] the day's request rate that sizes the autoscaled schedule
+    rate: Optional[float] = None  # constant: requests/s all day
+    peak: Optional[float] = None  # diurnal: requests/s at peak_hour
+    trough: Optional[float] = None  # diurnal: requests/s 12 hours from peak_hour (a raised cosine between them)
+    peak_hour: float = 14.0  # diurnal: hour of the day of the peak, in [0, 24)
+    csv: str = ""  # csv: a file of rows "time,requests_per_s" (time: seconds since midnight or HH:MM; header optional)
+    step_minutes: float = 60.0  # the schedule's grid in minutes, dividing 1440 (the autoscaler is simulated every 15 s)
+
+
+@dataclass
 class ServingConfig:
     p99_ms: Optional[float] = None  # SLA: p99 of one request through the batcher, ms; null: no SLA gate, tuned for throughput
     target_qps: Optional[float] = None  # expected requests/s at peak; sizes the replica recommendation
@@ -173,6 +184,7 @@ class ServingConfig:
     tiers: List[TierConfig] = field(default_factory=list)  # QoS tiers, highest priority first (priority level 1)
     default_tier: str = ""  # tier of requests that name no priority; "" = the last tier with an SLA
     tenants: List[TenantConfig] = field(default_factory=list)  # who sends the traffic: namespaces, quotas, chargeback
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)  # a day's profile: autoscaled replicas, saving
 
 
 @dataclass
@@ -265,24 +277,6 @@ class OptimizerConfig:
     objective: Objective = Objective.throughput  # how the emitted variant is chosen among those that pass
     cache_dir: str = "${oc.env:OPTIMIZER_CACHE_DIR,'~/.cache/optimizer'}"  # shared by all runs
     seed: int = 0  # seeds training, sampling and calibration draws
-
-
-RUNTIME_OPTIONS = {"intra_op_threads": int, "inter_op_threads": int, "execution_mode": ExecutionMode,
-                   "graph_optimization_level": GraphLevel}  # what a search trial may set per variant: hardware.<option>
-
-
-def with_runtime(hw: HardwareConfig, runtime: Dict[str, Any]) -> HardwareConfig:
-    """``hw`` with a variant's session options (``RUNTIME_OPTIONS``) in place of the entry's; ValueError on a
-    value the option does not take."""
-    from dataclasses import replace
-
-    unknown = sorted(set(runtime) - set(RUNTIME_OPTIONS))
-    if unknown:
-        raise ValueError(f"not a runtime option: {unknown}; they are {sorted(RUNTIME_OPTIONS)}")
-    out = replace(hw, **{k: RUNTIME_OPTIONS[k](v) for k, v in runtime.items()})
-    if out.intra_op_threads < 0 or out.inter_op_threads < 1:
-        raise ValueError("intra_op_threads must be >= 0 (0: all cores) and inter_op_threads >= 1")
-    return out
 
 
 def register_schema() -> None:

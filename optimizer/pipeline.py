@@ -146,7 +146,7 @@ def preflight_all(cfg, out_dir: Path) -> None:
 def deploy_all(cfg, chosen: Optional[VariantRecord], variants: List[Variant], inputs: Inputs, out_dir: Path,
                recipe: str, measurement_id: Optional[str]) -> Dict[str, Optional[TargetRecord]]:
     """Each target's record by name: what it did with the chosen variant (None: not enabled, or nothing chosen)."""
-    from optimizer.config import with_runtime
+    from optimizer.formats import with_runtime
 
     out: Dict[str, Optional[TargetRecord]] = {}
     for name, target in TARGETS.items():

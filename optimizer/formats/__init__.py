@@ -6,18 +6,36 @@ instead of knowing formats itself, so a new format is one module here plus the p
 import importlib
 from importlib import metadata
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from optimizer.artifact import Artifact
-from optimizer.config import HardwareConfig
+from optimizer.config import ExecutionMode, GraphLevel, HardwareConfig
 from optimizer.errors import RecipeError
 from optimizer.io import Feeds, IOSpec
 
 
 def threads(hw: HardwareConfig) -> int:
     return hw.intra_op_threads or hw.cores
+
+
+RUNTIME_OPTIONS = {"intra_op_threads": int, "inter_op_threads": int, "execution_mode": ExecutionMode,
+                   "graph_optimization_level": GraphLevel}  # what a search trial may set per variant: hardware.<option>
+
+
+def with_runtime(hw: HardwareConfig, runtime: Dict[str, Any]) -> HardwareConfig:
+    """``hw`` with a variant's session options (``RUNTIME_OPTIONS``) in place of the entry's; ValueError on a
+    value the option does not take."""
+    from dataclasses import replace
+
+    unknown = sorted(set(runtime) - set(RUNTIME_OPTIONS))
+    if unknown:
+        raise ValueError(f"not a runtime option: {unknown}; they are {sorted(RUNTIME_OPTIONS)}")
+    out = replace(hw, **{k: RUNTIME_OPTIONS[k](v) for k, v in runtime.items()})
+    if out.intra_op_threads < 0 or out.inter_op_threads < 1:
+        raise ValueError("intra_op_threads must be >= 0 (0: all cores) and inter_op_threads >= 1")
+    return out
 
 
 class Session:

@@ -166,7 +166,7 @@ def _time_group(gi: int, group: List, x, cfg, cache: Cache, session: Dict, outpu
 def _run_workers(group: List, order: List, x, cfg, session: Dict, outputs: Dict, memory: Dict, advance) -> List[Dict]:
     """Start one worker per variant, evaluate the variants not evaluated yet, time the blocks ``order``,
     record peak memory, stop the workers; the blocks with their raw latencies."""
-    from optimizer.config import with_runtime
+    from optimizer.formats import with_runtime
     from optimizer.formats import threads
     from optimizer.measure.contention import Meter
     from optimizer.measure.rounds import run_blocks

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional
 
 from optimizer import gpu
+from optimizer.recipe.traffic import check as check_traffic
 from optimizer.errors import RecipeError
 from optimizer.recipe.settings import check_finite, check_ranges, check_registered_name
 from optimizer.registry import PassSpec, load_passes
@@ -112,6 +113,7 @@ def check_settings(cfg) -> None:
     check_tenants(cfg.serving)  # shares, tiers, names, quotas of serving.tenants
     check_text(cfg.data, cfg.model)  # data.max_length within the hf: model's position embeddings
     check_cache_dir(cfg.cache_dir)
+    check_traffic(cfg.serving.traffic)  # serving.traffic: its profile's rates, hours and CSV
     if cfg.hardware.cores <= 0 or cfg.hardware.intra_op_threads < 0:
         raise RecipeError("hardware.cores must be positive and hardware.intra_op_threads non-negative")
 

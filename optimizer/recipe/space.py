@@ -34,7 +34,7 @@ HARDWARE = "hardware"  # hardware.<option>: a runtime option, not a step
 def runtime(params: Mapping[str, Any], hw=None) -> Dict[str, Any]:
     """A trial's session options, ``{option: value}``, from its ``hardware.<option>`` parameters; given the hardware
     entry ``hw``, only those that differ from the entry's (a trial that sets the entry's own value is the same)."""
-    from optimizer.config import with_runtime
+    from optimizer.formats import with_runtime
 
     out = {k.partition(".")[2]: v for k, v in params.items() if k.partition(".")[0] == HARDWARE}
     if hw is not None:
@@ -95,7 +95,7 @@ def check(cfg) -> Dict[str, List[Any]]:
 
 
 def _check_runtime(cfg, key: str, values) -> None:
-    from optimizer.config import RUNTIME_OPTIONS, with_runtime
+    from optimizer.formats import RUNTIME_OPTIONS, with_runtime
 
     option = key.partition(".")[2]
     if option not in RUNTIME_OPTIONS:

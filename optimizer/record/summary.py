@@ -250,6 +250,10 @@ def triton_caption(tr: Dict) -> str:
         line += f", {v['priority_levels']} priority levels"
     if tr.get("capacity"):
         line += f"; capacity {tr['capacity']['used']:.0f}/s ({tr['capacity']['source'].split(':')[0]})"
+    sc = tr.get("scaling")
+    if sc:
+        line += (f"; traffic: {sc['min_replicas']}–{sc['max_replicas']} replicas autoscaled, {sc['saving']:.0%} below a "
+                 f"fixed fleet of {sc['fixed_replicas']}, scale up at {sc['trigger_used']:.0%} of capacity")
     if tr.get("kubernetes"):
         line += f"; Kubernetes: {tr['kubernetes']['manifests']}"
     smoke = tr.get("smoke_test")

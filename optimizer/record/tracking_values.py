@@ -31,7 +31,7 @@ def flatten(prefix: str, value: Any) -> Dict[str, str]:
 def variant_params(cfg, steps: Dict[str, Any], chain: List[str], runtime=None) -> Dict[str, str]:
     """Model, data and hardware settings (with a search trial's session options, ``runtime``), and the full config
     of every pass in ``chain``."""
-    from optimizer.config import with_runtime
+    from optimizer.formats import with_runtime
 
     hw = with_runtime(cfg.hardware, runtime or {})
     out = {**flatten("model", cfg.model), **flatten("data", cfg.data), **flatten("hardware", hw)}

@@ -9,12 +9,14 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from optimizer.cache import Cache
+from optimizer.decide import traffic
+from optimizer.decide.cost import price
 from optimizer.files import content_key
 from optimizer.gpu import is_cuda
 from optimizer.errors import RecipeError
 from optimizer.io import Feeds
 from optimizer.targets import DeployInputs
-from optimizer.triton import emit, repository
+from optimizer.triton import emit, kubernetes as k8s, repository
 from optimizer.triton.tune import Tuning, sweep_sizes, tune
 from optimizer.triton.tuning_doc import tuning_markdown
 from optimizer.tritonserver.expected import Sla, Tier
@@ -147,7 +149,6 @@ def run(cfg, inputs: DeployInputs, repo: Path, plan: str) -> Dict:
     tuning.md and tuning.json are written once, at the end, with the smoke test, the overload check, the capacity
     used and the manifests; config.pbtxt is rewritten only by the overload check's re-tune (its server reads it)."""
     from optimizer import formats
-    from optimizer.decide.cost import price
     from optimizer.io import take
 
     art = inputs.artifact
@@ -251,18 +252,17 @@ def sla_of(tuning: Tuning, model_dir: Path) -> Sla:
 
 
 def _size(cfg, em: _Emitted, tuning: Tuning, info: Dict, peak_memory_mb: Optional[float], repo: Path) -> None:
-    """The capacity that sizes cost and replicas, and the Kubernetes manifests."""
-    from optimizer.decide.cost import price
-
+    """The capacity that sizes cost and replicas, the traffic profile's scaling, and the Kubernetes manifests."""
     info["capacity"] = em.record["capacity"] = capacity(tuning, info.get("smoke_test"), cfg.model.name)
     info["cost"] = em.record["cost"] = {**price(cfg.hardware.price_per_hour, info["capacity"]["used"], cfg.serving),
                                         "capacity_source": info["capacity"]["source"]}
+    cold = ((info.get("smoke_test") or {}).get("models", {}).get(cfg.model.name) or {}).get("ready_seconds")
+    info["scaling"] = em.record["scaling"] = traffic.for_run(cfg, info["capacity"]["used"], cold,
+                                                             tuning.sla_p99_ms if tuning.sla_set else None)
     if cfg.triton.kubernetes:
-        from optimizer.triton import kubernetes as k8s
-
-        cold = ((info.get("smoke_test") or {}).get("models", {}).get(cfg.model.name) or {}).get("ready_seconds")
         info["kubernetes"] = em.record["kubernetes"] = k8s.for_run(
-            cfg, peak_memory_mb, tuning.instances, info["cost"], repo, cold, tuning, info["capacity"]["used"])
+            cfg, peak_memory_mb, tuning.instances, traffic.manifest_replicas(info["cost"], info["scaling"]), repo, cold,
+            tuning, info["capacity"]["used"])
 
 
 def capacity(tuning: Tuning, smoke: Optional[Dict], name: str) -> Dict:

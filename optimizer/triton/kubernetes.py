@@ -8,8 +8,9 @@ PodDisruptionBudget (one replica stays through a node drain). The YAML is plain 
 - memory request = ``TRITON_BASE_MB`` (the server and its backend) + instances × the variant's measured
   peak memory (what loading and running one copy added to its worker); the limit is twice that.
 - readiness on ``/v2/health/ready`` (READY only once every model loaded), liveness on ``/v2/health/live``.
-- the autoscaler keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``);
-  ``manifests`` emits the CPU HPA (``serving.utilization``, 70 %, average CPU), which ``for_run`` replaces.
+- the autoscaler keeps ``min_replicas``..``max_replicas`` (from ``serving.target_qps`` and ``serving.burst_factor``, or
+  ``serving.traffic``'s trough and peak: ``decide.traffic.manifest_replicas``); ``manifests`` emits the CPU HPA (at
+  ``serving.utilization``, or the profile's earlier scale-up trigger), which ``for_run`` replaces by the autoscaler.
 
 The model store is ``triton.model_store``: a path inside the pod, filled by an init container from
 ``triton.repository_image`` (``kubernetes/Dockerfile.repository`` builds it from the run directory) or mounted read-only
@@ -195,13 +196,14 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
     memory = memory_mb(peak_memory_mb, instances)
     flags = [f"--cache-config=local,size={cfg.triton.response_cache_mb * 2**20}"] if cfg.triton.response_cache else []
     size = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file()) if repo.is_dir() else 0
+    target = round(cost.get("trigger_used", cfg.serving.utilization) * 100)  # a fast-ramping profile scales earlier
     docs = manifests(cfg.model.name, cfg.triton.image, cfg.triton.model_store, cfg.hardware.cores, memory, low,
-                     high, round(cfg.serving.utilization * 100), flags, gpus=1 if is_cuda(cfg.hardware) else 0,
+                     high, target, flags, gpus=1 if is_cuda(cfg.hardware) else 0,
                      repository_image=cfg.triton.repository_image, storage_gi=max(1, math.ceil(2 * size / 2**30)),
                      cold_start_s=cold_start_s)
     at = next(i for i, d in enumerate(docs) if d["kind"] == "HorizontalPodAutoscaler")
     docs[at:at + 1], scaling = autoscale.scaling(cfg.kubernetes.autoscaler.value, docs[at], cfg.model.name,
-                                                 autoscale.of_tuning(tuning, capacity_rps, cfg.serving.utilization),
+                                                 autoscale.of_tuning(tuning, capacity_rps, target / 100),
                                                  cfg.kubernetes.prometheus_url)
     placed = None
     if cfg.serving.tenants:  # namespaces, priority classes, quotas, and the workload per tenant or tier
@@ -218,9 +220,9 @@ def for_run(cfg, peak_memory_mb: Optional[float], instances: int, cost: Dict, re
         raise RecipeError(f"Kubernetes manifests for {cfg.model.name!r} do not validate: {'; '.join(problems)}")
     path = write(repo.parent / "kubernetes", docs)
     return {"manifests": str(path), "min_replicas": low, "max_replicas": high, "memory_mb": memory,
-            "cpu": cfg.hardware.cores, "image": cfg.triton.image, "validated": validated,
+            "cpu": cfg.hardware.cores, "cpu_target": target, "image": cfg.triton.image, "validated": validated,
             "model_store": cfg.triton.model_store, "autoscaling": scaling,
             "cold_start_seconds": cold_start_s, "cold_start_from": "the smoke test: tritonserver start to model ready"
             if cold_start_s is not None else "not measured (triton.smoke_test=false): probes and scaling use defaults",
-            "replicas_from": "serving.target_qps" if "min_replicas" in cost else
+            "replicas_from": cost.get("replicas_from") or "serving.target_qps" if "min_replicas" in cost else
             "no serving.target_qps: 1 replica, up to serving.burst_factor", **({"tenants": placed} if placed else {})}

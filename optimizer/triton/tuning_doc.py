@@ -117,7 +117,7 @@ def _kubernetes_lines(k: Dict) -> List[str]:
             f"(copy this repository there), {k['cpu']} CPU and {k['memory_mb']} MiB requested (limits: the same CPU, "
             f"twice the memory), ready on `/v2/health/ready`; a Service (HTTP 8000, gRPC 8001, metrics 8002) and a "
             f"PodMonitor scraping the metrics; {k['min_replicas']}–{k['max_replicas']} replicas ({k['replicas_from']}) "
-            f"at {scaling.get('scales_on', '70 % average CPU')}."
+            f"at {scaling.get('scales_on', str(k.get('cpu_target', 70)) + ' % average CPU')}."
             + (f" Threshold: {scaling['threshold_from']}." if scaling.get("pending_little") is not None else "")]
 
 
@@ -138,6 +138,7 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         *_capacity_lines(t, record),
         *_cost_lines(cfg, record["cost"], hw),
     ]
+    lines += scaling_lines(record.get("scaling"))
     lines += _overload_lines(record.get("overload"))
     lines += _kubernetes_lines(record.get("kubernetes"))
     lines += ["", "## Measured curve (one instance, in-process ONNX Runtime)", "", *_curve_table(t["curves"]), ""]
@@ -145,6 +146,16 @@ def tuning_markdown(cfg, record: Dict, config) -> str:
         lines += ["## Provenance", "", *(f"- {k}: {' '.join(v) if isinstance(v, list) else v or '(none)'}"
                                          for k, v in record["provenance"].items()), ""]
     return "\n".join(lines)
+
+
+def scaling_lines(r: Dict) -> List[str]:
+    """``serving.traffic``: the recommendation and the autoscaled schedule over the day."""
+    if not r:
+        return []
+    return ["", "## Traffic and autoscaling", "", f"`serving.traffic` ({r['profile']}, capacity {r['capacity_rps']:g} "
+            f"requests/s per replica, {r['requests_per_day']:,} requests a day): {r['recommendation']}.", "",
+            "| from | requests/s (max) | replicas needed | autoscaled replicas |", "|---|---|---|---|",
+            *(f"| {x['time']} | {x['rate']:g} | {x['needed']} | {x['replicas']} |" for x in r["schedule"])]
 
 
 def _cost_lines(cfg, cost: Dict, hw: Dict) -> List[str]:

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from optimizer.config import ExecutionMode, GraphLevel, HardwareConfig, with_runtime
+from optimizer.config import ExecutionMode, GraphLevel, HardwareConfig
+from optimizer.formats import with_runtime
 from optimizer.formats.onnx import ort_session
 from tests.helpers import tiny_onnx
 

@@ -72,3 +72,14 @@ def test_step_status_lines_and_a_failed_step(capsys):
     lines = [ln.split() for ln in capsys.readouterr().err.splitlines()]
     assert lines[0][:2] == ["export", "done"] and lines[0][3] == "s" and float(lines[0][2]) >= 0
     assert lines[1:] == [["fuse", "cached"], ["quantize", "failed", lines[2][2], "s"]]
+
+
+def test_caption_carries_the_traffic_recommendation():
+    from optimizer.record.summary import triton_caption
+
+    values = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}], "preferred_batch_size": [], "max_batch_size": 8}
+    tr = {"emitted": True, "config": "repo/m/config.pbtxt", "values": values,
+          "scaling": {"min_replicas": 2, "max_replicas": 6, "saving": 0.324, "fixed_replicas": 6, "trigger_used": 0.7}}
+    assert "; traffic: 2–6 replicas autoscaled, 32% below a fixed fleet of 6, scale up at 70% of capacity" \
+        in triton_caption(tr)
+    assert "traffic" not in triton_caption({**tr, "scaling": {}})

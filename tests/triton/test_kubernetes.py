@@ -97,3 +97,23 @@ def test_the_measured_cold_start_sets_the_startup_probe_and_the_scaling_pace():
     unmeasured = docs()
     assert unmeasured[0]["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] == 12  # 60 s
     assert unmeasured[2]["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_a_traffic_profile_sets_the_replica_range(tmp_path):
+    from optimizer.decide.traffic import manifest_replicas
+    from optimizer.recipe.compose import compose
+
+    scaling = {"profile": "diurnal", "min_replicas": 2, "max_replicas": 7, "trigger_used": 0.55}
+    (tmp_path / "repo").mkdir()
+    replicas = manifest_replicas({"min_replicas": 3, "max_replicas": 6}, scaling)
+    keda = k8s.for_run(compose("int8", []), 40.0, 2, replicas, tmp_path / "repo", 38.0)  # the default autoscaler
+    so = yaml.safe_load((tmp_path / "kubernetes" / "scaledobject.yaml").read_text())
+    assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (2, 7) and keda["cpu_target"] == 55
+    out = k8s.for_run(compose("int8", ["kubernetes.autoscaler=cpu"]), 40.0, 2, replicas, tmp_path / "repo", 38.0)
+    assert (out["min_replicas"], out["max_replicas"]) == (2, 7)
+    assert out["replicas_from"] == "serving.traffic (diurnal): the trough's and the peak's replicas"
+    hpa = yaml.safe_load((tmp_path / "kubernetes" / "horizontalpodautoscaler.yaml").read_text())
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 7)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == out["cpu_target"] == 55  # the trigger
+    assert k8s.for_run(compose("int8", []), 40.0, 2, {"min_replicas": 3, "max_replicas": 6}, tmp_path / "repo",
+                       38.0)["replicas_from"] == "serving.target_qps"
