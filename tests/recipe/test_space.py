@@ -57,3 +57,22 @@ def test_bad_search_spaces_name_the_key(override, message):
     with pytest.raises(RecipeError) as e:
         check(_cfg(override, *extra))
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_auto_tries_dynamic_int8_kept_within_the_task_bound():
+    """recipe=auto's incumbents include dynamic INT8 with accuracy_aware, planned with the recipe's task and its
+    max_accuracy_drop as the bound, measured on the whole evaluation split; the space may switch it on or off."""
+    from dataclasses import replace
+
+    from optimizer.recipe.plan import plan
+    from optimizer.recipe.space import incumbents
+
+    cfg = compose("auto", ["evaluation.task=embedding"])
+    assert check(cfg)["quantize.accuracy_aware"] == [False, True]
+    aware = [p for p in incumbents(cfg) if p.get("quantize.accuracy_aware")]
+    assert aware == [{"prune": None, "quantize.mode": "dynamic", "quantize.accuracy_aware": True}]
+    steps = {s.label: s.config for s in plan(replace(cfg, passes=apply(cfg.passes, aware[0])))}
+    q = steps["quantize"]
+    assert (q.mode.value, q.accuracy_aware, q.task, q.max_score_drop, q.search_samples) == (
+        "dynamic", True, "embedding", 1.0, 0)
+    assert list(steps) == ["export", "fuse", "quantize"]
