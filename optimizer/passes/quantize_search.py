@@ -122,11 +122,11 @@ class Search:
     def __init__(self, requantize: Callable[[List[str], Path], dict], evaluation: Dict, bound, out_dir: Path,
                  static: bool = True):
         self.requantize, self.evaluation, self.bound, self.out_dir = requantize, evaluation, bound, out_dir
-        self.static, self.ranking = static, []
+        self.static, self.ranking, self.batch = static, [], 16
         self.tried: Dict[int, Tuple[Dict[str, float], Path, dict]] = {}
 
     def measure(self, k: int, path: Path, meta: dict) -> Dict[str, float]:
-        figures = self.bound.measure(run(str(path), self.evaluation))
+        figures = self.bound.measure(run(str(path), self.evaluation, batch=self.batch))
         self.tried[k] = (figures, path, meta)
         return figures
 
@@ -158,6 +158,18 @@ class Search:
                 path.unlink(missing_ok=True)
 
 
+def planned(cfg, recipe) -> Dict:
+    """The accuracy-aware options the recipe decides at plan time: ``target_cosine`` null is
+    ``constraints.min_cosine``, ``max_score_drop`` null ``constraints.max_accuracy_drop``, ``task`` "" the
+    ``evaluation.task``, and the bound is measured as the run measures its variants: ``search_samples`` 0 is
+    ``evaluation.max_samples`` (0 too: the whole split), ``search_batch_size`` 0 ``evaluation.batch_size``."""
+    c, e = recipe.constraints, recipe.evaluation
+    return {"target_cosine": c.min_cosine if cfg.target_cosine is None else cfg.target_cosine,
+            "max_score_drop": c.max_accuracy_drop if cfg.max_score_drop is None else cfg.max_score_drop,
+            "task": cfg.task or str(e.task), "search_samples": cfg.search_samples or e.max_samples,
+            "search_batch_size": cfg.search_batch_size or e.batch_size}
+
+
 def _ranking(out: Path, src: str, cfg, ctx, dynamic: bool) -> Tuple[int, Callable[[], List[Tuple[str, float]]]]:
     """The number of quantized nodes the search may keep in float, and the function that ranks them."""
     if not dynamic:
@@ -187,13 +199,15 @@ def search(requantize: Callable[[List[str], Path], dict], out: Path, meta: dict,
     labels = ctx.data.evaluation_labels[:samples] if ctx.data.evaluation_labels is not None else None
     task = scored_task(getattr(cfg, "task", ""), labels, source_meta or {})
     drop = cfg.max_score_drop if getattr(cfg, "max_score_drop", None) is not None else 1.0
-    bound = Bound(target, task, drop, run(reference, evaluation), labels)
+    batch = getattr(cfg, "search_batch_size", 0) or 16  # set at plan time; 16 where a pass runs on its own
+    bound = Bound(target, task, drop, run(reference, evaluation, batch=batch), labels)
     dynamic = getattr(cfg.mode, "value", cfg.mode) == "dynamic"
     s = Search(requantize, evaluation, bound, ctx.out_dir, static=not dynamic)
+    s.batch = batch
     before = s.measure(0, out, meta)
     n, ranking = _ranking(out, src, cfg, ctx, dynamic)
-    record = {"bound": bound.describe(), "samples": samples, "quantized_nodes": n, "before": before,
-              "cosine_before": before["mean_cosine"]}
+    record = {"bound": bound.describe(), "samples": samples, "batch_size": batch, "quantized_nodes": n,
+              "before": before, "cosine_before": before["mean_cosine"]}
     k = 0
     if not bound.meets(before):
         scores = ranking()

@@ -129,7 +129,7 @@ def test_an_unreachable_bound_fails_the_step_with_the_best_cosine(fragile, data,
 @pytest.mark.parametrize("params, fault", [
     ({"target_cosine": 1.5}, "target_cosine must be within (0, 1], got 1.5"),
     ({"target_cosine": 0.0}, "target_cosine must be within (0, 1], got 0.0"),
-    ({"search_samples": -1}, "search_samples must be 0 (the whole split) or more, got -1"),
+    ({"search_samples": -1}, "search_samples and search_batch_size must be 0 (see their defaults) or more, got -1, 0"),
     ({"accuracy_aware": True, "mode": "fp16"}, "accuracy_aware searches static and dynamic int8; mode is fp16"),
     ({"max_score_drop": -1.0}, "max_score_drop must be non-negative, got -1.0"),
 ])
@@ -169,6 +169,7 @@ def test_dynamic_search_keeps_the_fragile_layer_in_float(fragile, pairs, tmp_pat
     assert record["kept_fp32"] == [FRAGILE] and list(record["scores"]) == [FRAGILE]
     assert record["quantized_nodes"] == LAYERS and record["evaluations"] <= 2 * math.log2(LAYERS) + 4
     assert record["bound"] == {"mean_cosine": 0.99, "nn_agreement_drop": 1.0} and record["samples"] == 64
+    assert record["batch_size"] == 16  # a pass run on its own; at plan time: evaluation.batch_size
     assert record["before"]["nn_agreement_drop"] > 1.0 and record["after"]["nn_agreement_drop"] <= 1.0
     assert record["cosine_before"] < 0.9 <= 0.99 <= record["cosine_after"]
     assert cosine(art, fragile, pairs) >= 0.99 and art.meta["precision"] == "int8-dynamic"
@@ -207,7 +208,9 @@ def test_the_task_bound_comes_from_the_recipe_at_plan_time():
         return {s.label: s for s in plan(compose("dynamic_int8", overrides))}["quantize"].config
 
     step = quantize_step("+passes.quantize.accuracy_aware=true", "constraints.max_accuracy_drop=0.5",
-                         "evaluation.task=embedding")
+                         "evaluation.task=embedding", "evaluation.batch_size=32", "+passes.quantize.search_samples=0",
+                         "evaluation.max_samples=100")
     assert (step.task, step.max_score_drop, step.mode.value) == ("embedding", 0.5, "dynamic")
+    assert (step.search_batch_size, step.search_samples) == (32, 100)  # measured as the run measures its variants
     plain = quantize_step("constraints.max_accuracy_drop=0.5")
-    assert (plain.task, plain.max_score_drop) == ("", None)  # plain INT8: its cache key unchanged
+    assert (plain.task, plain.max_score_drop, plain.search_batch_size) == ("", None, 0)  # plain INT8: cache key kept

@@ -73,6 +73,6 @@ def test_auto_tries_dynamic_int8_kept_within_the_task_bound():
     assert aware == [{"prune": None, "quantize.mode": "dynamic", "quantize.accuracy_aware": True}]
     steps = {s.label: s.config for s in plan(replace(cfg, passes=apply(cfg.passes, aware[0])))}
     q = steps["quantize"]
-    assert (q.mode.value, q.accuracy_aware, q.task, q.max_score_drop, q.search_samples) == (
-        "dynamic", True, "embedding", 1.0, 0)
+    assert (q.mode.value, q.accuracy_aware, q.task, q.max_score_drop, q.search_samples, q.search_batch_size) == (
+        "dynamic", True, "embedding", 1.0, 0, 64)
     assert list(steps) == ["export", "fuse", "quantize"]
