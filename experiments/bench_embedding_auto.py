@@ -11,7 +11,7 @@ tokenized by the model's tokenizer, truncated to 128), attention mask all ones.
 Usage: python experiments/bench_embedding_auto.py --model DIR --sentences FILE.jsonl
            (--run RUN_DIR | --onnx NAME=PATH ...) [--rounds 5] [--threads 2] [--seconds 2]
 ``--run`` reads the run's summary.json: its chosen variant and every other finalist's ONNX file (their paths in the
-run's cache), each with its trial's session options.
+run's cache: set ``OPTIMIZER_CACHE_DIR`` as the run had it), each with its trial's session options.
 """
 
 import argparse
@@ -92,9 +92,10 @@ def time_one(target: str, args) -> tuple:
 def from_run(run: Path) -> dict:
     """{name: target} for every finalist of the run (the chosen one first), each with its session options."""
     s = json.loads((run / "summary.json").read_text())
+    cache = Path(os.environ.get("OPTIMIZER_CACHE_DIR", Path.home() / ".cache" / "optimizer"))
     out = {}
     for v in sorted(s["variants"], key=lambda v: v["name"] != s["chosen"]):
-        path = Path(v.get("path") or "")
+        path = cache / (v.get("path") or "none")  # relative to the cache (an absolute path stays as it is)
         if v["name"] != "reference" and path.suffix == ".onnx" and path.exists():
             label = f"{v['name']}{' (chosen)' if v['name'] == s['chosen'] else ''}"
             out[label] = f"onnx:{json.dumps(v.get('runtime') or {})}:{path}"

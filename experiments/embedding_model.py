@@ -1,7 +1,8 @@
 """A MiniLM-size BERT sentence encoder directory and a file of varied label-free sentences, built offline.
 
 The encoder: 6 layers, hidden 384, 12 heads, intermediate 1536, 30522-entry vocabulary, random weights (seeded),
-saved as a Hugging Face directory with a ``BertTokenizer`` (tokenizers-backed) made from a vocabulary written here (the sentences'
+with outlier channels in the attention values of layers 1 and 4 (function-preserving: see ``outliers``; trained
+BERTs have such channels, random weights do not), saved as a Hugging Face directory with a ``BertTokenizer`` (tokenizers-backed) made from a vocabulary written here (the sentences'
 words, then ``[unusedN]`` fillers). The sentences: templates over subjects, verbs, objects, places, times and
 modifiers, drawn with a seed, so near neighbours differ by a word or two.
 
@@ -60,7 +61,24 @@ def vocabulary(texts, size: int = 30522):
     return specials + words + [f"[unused{i}]" for i in range(size - len(specials) - len(words))]
 
 
-def build(out: Path, n: int, seed: int = 0) -> Path:
+def outliers(model, layers, channels: int = 2, factor: float = 40.0) -> None:
+    """Outlier channels, as trained BERTs have them, without changing the model's function: in each of ``layers``,
+    ``channels`` value-projection outputs times ``factor`` and the attention output projection's matching inputs
+    divided by it (the attention context is linear in the values). The attention output projection's input then
+    spans a range ``factor`` times its typical channel's, which per-call uint8 quantization rounds coarsely."""
+    import torch
+
+    with torch.no_grad():
+        for i in layers:
+            layer = model.encoder.layer[i]
+            value, dense = layer.attention.self.value, layer.attention.output.dense
+            idx = torch.arange(channels) * 7 + 3
+            value.weight[idx] *= factor
+            value.bias[idx] *= factor
+            dense.weight[:, idx] /= factor
+
+
+def build(out: Path, n: int, seed: int = 0, outlier_layers=(1, 4)) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
@@ -74,7 +92,9 @@ def build(out: Path, n: int, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                         intermediate_size=1536, max_position_embeddings=512)
-    BertModel(config, add_pooling_layer=False).eval().save_pretrained(str(encoder))
+    model = BertModel(config, add_pooling_layer=False).eval()
+    outliers(model, outlier_layers)
+    model.save_pretrained(str(encoder))
     return encoder
 
 
@@ -82,5 +102,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("--sentences", type=int, default=600)
+    p.add_argument("--outliers", default="1,4", help="layers given outlier value channels ('' for none)")
     a = p.parse_args()
-    print(build(a.out, a.sentences))
+    print(build(a.out, a.sentences, outlier_layers=[int(i) for i in a.outliers.split(",") if i]))
