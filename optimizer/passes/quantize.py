@@ -45,9 +45,12 @@ class QuantizeConfig:
     quantize_embeddings: bool = True  # dynamic: int8 embedding tables too (Gather, EmbedLayerNormalization)
     pre_process: bool = True  # run quant_pre_process (shape inference, graph cleanup) first
     keep_io_types: bool = True  # fp16: keep float32 inputs and outputs
-    accuracy_aware: bool = False  # static: keep the most sensitive nodes in float until target_cosine is met
+    accuracy_aware: bool = False  # static, dynamic: keep the most sensitive nodes in float until the bound is met
     target_cosine: Optional[float] = None  # accuracy_aware's bound (mean cosine to the input model); null: constraints.min_cosine, else 0.99
-    search_samples: int = 64  # evaluation samples accuracy_aware measures the bound on
+    max_score_drop: Optional[float] = None  # accuracy_aware: points of the task's metric it may lose vs the input model; null: constraints.max_accuracy_drop
+    task: str = ""  # accuracy_aware: the evaluation task bounding it with max_score_drop (plan time: evaluation.task); "": cosine only
+    search_samples: int = 64  # evaluation samples accuracy_aware measures the bound on; 0: the whole split (evaluation.max_samples)
+    search_batch_size: int = 0  # samples per call measuring the bound (dynamic INT8's ranges are per call); 0: evaluation.batch_size
 
     def __post_init__(self):
         if self.calibration_samples < 1:
@@ -56,10 +59,13 @@ class QuantizeConfig:
             raise ValueError(f"percentile must be within [90, 100], got {self.percentile}")
         if self.target_cosine is not None and not 0.0 < self.target_cosine <= 1.0:
             raise ValueError(f"target_cosine must be within (0, 1], got {self.target_cosine}")
-        if self.search_samples < 1:
-            raise ValueError(f"search_samples must be at least 1, got {self.search_samples}")
-        if self.accuracy_aware and self.mode != Mode.static:
-            raise ValueError(f"accuracy_aware searches static int8 only; mode is {Mode(self.mode).value}")
+        if self.search_samples < 0 or self.search_batch_size < 0:
+            raise ValueError(f"search_samples and search_batch_size must be 0 (see their defaults) or more, got "
+                             f"{self.search_samples}, {self.search_batch_size}")
+        if self.max_score_drop is not None and self.max_score_drop < 0:
+            raise ValueError(f"max_score_drop must be non-negative, got {self.max_score_drop}")
+        if self.accuracy_aware and self.mode == Mode.fp16:
+            raise ValueError("accuracy_aware searches static and dynamic int8; mode is fp16")
 
 
 def _types(cfg: QuantizeConfig, hardware):
@@ -235,12 +241,15 @@ def _pre_process(src: str, dst: Path) -> None:
 
 
 def prepare(cfg: QuantizeConfig, recipe) -> QuantizeConfig:
-    """``reduce_range: null`` (and accuracy_aware's ``target_cosine: null``: the recipe's ``constraints.min_cosine``)
+    """``reduce_range: null`` (and accuracy_aware's bound and how it is measured: ``quantize_search.planned``)
     decided at plan time (so they enter the cache key). reduce_range is on for CPU inference on an x86
     CPU without VNNI, where ONNX Runtime's u8*s8 kernels saturate and 8-bit weights cost accuracy (the built-in
     model: 99.3 % in float, 84.4 % with 8-bit weights, 99.3 % with 7-bit ones on an AVX2-only EPYC)."""
-    aim = cfg.target_cosine if cfg.target_cosine is not None or not cfg.accuracy_aware else recipe.constraints.min_cosine
-    return replace(cfg, reduce_range=reduce_range(cfg, recipe.hardware), target_cosine=aim)
+    if cfg.accuracy_aware:
+        from optimizer.passes.quantize_search import planned
+
+        cfg = replace(cfg, **planned(cfg, recipe))
+    return replace(cfg, reduce_range=reduce_range(cfg, recipe.hardware))
 
 
 def reduce_range(cfg: QuantizeConfig, hardware) -> bool:
@@ -273,8 +282,8 @@ def quantize(art: Artifact, cfg: QuantizeConfig, ctx) -> Artifact:
         if cfg.accuracy_aware:  # the search re-quantizes with nodes kept in float (quantize_search)
             from optimizer.passes.quantize_search import search
 
-            meta = search(lambda keep, dst: _static(src, dst, replace(cfg, nodes_to_exclude=[*cfg.nodes_to_exclude, *keep]),
-                                                    ctx, transformer), out, meta, src, str(art.path), cfg, ctx)
+            meta = search(lambda keep, dst: _MODES[cfg.mode](src, dst, replace(cfg, nodes_to_exclude=[
+                *cfg.nodes_to_exclude, *keep]), ctx, transformer), out, meta, src, str(art.path), cfg, ctx, art.meta)
     except PassError:
         raise
     except Exception as e:

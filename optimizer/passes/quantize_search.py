@@ -1,6 +1,8 @@
-"""Accuracy-aware static INT8 (``passes.<step>.accuracy_aware``): when the quantized model's mean cosine to the float
-model misses ``target_cosine``, the quantized nodes are ranked by a sensitivity proxy and the smallest k such that
-keeping the k most sensitive in float meets the bound is found by bisection over that ranking.
+"""Accuracy-aware INT8 (``passes.<step>.accuracy_aware``): when the quantized model misses the bound (its mean cosine
+to the float model below ``target_cosine``, and where the recipe's task scores a model, its headline metric more than
+``max_score_drop`` points below the float model's: ``quantize_bound``), the quantized nodes are ranked by a
+sensitivity proxy and the smallest k such that keeping the k most sensitive in float meets the bound is found by
+bisection over that ranking. Static INT8's proxy is described next; dynamic INT8's is ``quantize_dynamic_search``.
 
 The proxy costs one run of the quantized model on a few calibration samples, every quantized tensor exposed on both
 sides of its quantize-dequantize pair: a pair's error is the mean over channels of each channel's relative error
@@ -18,58 +20,11 @@ from typing import Callable, Dict, List, Mapping, Tuple
 import numpy as np
 
 from optimizer.errors import PassError
+from optimizer.passes.quantize_measure import channel_error, mean_cosine, run, split_feeds  # noqa: F401 (re-exported)
 
 DEFAULT_TARGET = 0.99  # target_cosine when neither the step nor the recipe's constraints.min_cosine sets one
 SENSITIVITY_SAMPLES = 32  # calibration samples the proxy runs on
-COSINE_MIN_ELEMENTS = 8  # outputs with fewer values per sample are left out of the cosine (as in measure.evaluate)
 QDQ = ("QuantizeLinear", "DequantizeLinear")
-
-
-def split_feeds(split: Mapping[str, np.ndarray], path: str, samples: int, step: str, name: str) -> Dict:
-    """The first ``samples`` samples of ``split`` for every input of the model at ``path``."""
-    import onnxruntime as ort
-
-    names = [i.name for i in ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()]
-    missing = [n for n in names if n not in split]
-    if missing:
-        raise PassError(step, f"accuracy_aware: the {name} split has no array for model input(s) {missing}")
-    return {n: np.ascontiguousarray(split[n][:samples]) for n in names}
-
-
-def run(path: str, feeds: Mapping[str, np.ndarray], extra=(), batch: int = 16, optimize: bool = True) -> Dict:
-    """Every output of the model at ``path`` over ``feeds`` (``batch`` samples at a time), and the tensors named in
-    ``extra`` exposed as outputs of a copy of the graph."""
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if not optimize:  # fake-quantized arithmetic as written, no QDQ fusion
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    model: object = path
-    if extra:
-        proto = onnx.load(path)
-        have = {o.name for o in proto.graph.output}
-        proto.graph.output.extend([onnx.ValueInfoProto(name=t) for t in extra if t not in have])
-        model = proto.SerializeToString()
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    n = len(next(iter(feeds.values())))
-    parts = [session.run(None, {k: v[i:i + batch] for k, v in feeds.items()}) for i in range(0, n, batch)]
-    return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
-
-
-def mean_cosine(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
-    """The lowest over the model's outputs of the mean per-sample cosine to the reference's (outputs with fewer
-    than 8 values per sample are left out unless all are)."""
-    rows = {k: (np.asarray(outputs[k], np.float64).reshape(len(v), -1), np.asarray(v, np.float64).reshape(len(v), -1))
-            for k, v in reference.items()}
-    wide = {k: ab for k, ab in rows.items() if ab[1].shape[1] >= COSINE_MIN_ELEMENTS} or rows
-    means = []
-    for a, b in wide.values():
-        norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-        means.append(float(np.mean(np.sum(a * b, axis=1) / norms)))
-    return min(means)
 
 
 class Pairs:
@@ -148,16 +103,6 @@ def keep_float(path: Path, keep, names: List[str]) -> None:
     onnx.save(model, str(path))
 
 
-def channel_error(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over the last axis's channels of each channel's relative L2 error of ``a`` against ``b`` (floored at
-    0.01 % of the mean channel's size): a few huge channels do not hide the rest rounded to nothing."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    width = b.shape[-1] if b.ndim else 1
-    err, ref = (a - b).reshape(-1, width), b.reshape(-1, width)
-    norms = np.linalg.norm(ref, axis=0)
-    return float(np.mean(np.linalg.norm(err, axis=0) / np.maximum(norms, max(1e-4 * float(norms.mean()), 1e-12))))
-
-
 def rank(qdq: Path, float_model: str, feeds: Mapping[str, np.ndarray]) -> List[Tuple[str, float]]:
     """The candidates, most sensitive first, with their score: the largest error that one of their pairs adds to
     its tensor (one run of the QDQ model, fake-quantized arithmetic, every paired tensor exposed)."""
@@ -171,32 +116,34 @@ def rank(qdq: Path, float_model: str, feeds: Mapping[str, np.ndarray]) -> List[T
 
 class Search:
     """One accuracy-aware search: ``evaluate`` quantizes with the top ``k`` of the ranking kept in float and
-    measures the bound; every tried model is kept until ``finish`` moves the chosen one into place."""
+    measures it against ``bound``; every tried model is kept until ``finish`` moves the chosen one into place.
+    ``static``: a kept node's quantize-dequantize pairs are removed after quantizing (``keep_float``)."""
 
-    def __init__(self, requantize: Callable[[List[str], Path], dict], evaluation: Dict, reference: Dict,
-                 out_dir: Path):
-        self.requantize, self.evaluation, self.reference, self.out_dir = requantize, evaluation, reference, out_dir
-        self.ranking: List[str] = []
-        self.tried: Dict[int, Tuple[float, Path, dict]] = {}
+    def __init__(self, requantize: Callable[[List[str], Path], dict], evaluation: Dict, bound, out_dir: Path,
+                 static: bool = True):
+        self.requantize, self.evaluation, self.bound, self.out_dir = requantize, evaluation, bound, out_dir
+        self.static, self.ranking, self.batch = static, [], 16
+        self.tried: Dict[int, Tuple[Dict[str, float], Path, dict]] = {}
 
-    def measure(self, k: int, path: Path, meta: dict) -> float:
-        cosine = mean_cosine(run(str(path), self.evaluation), self.reference)
-        self.tried[k] = (cosine, path, meta)
-        return cosine
+    def measure(self, k: int, path: Path, meta: dict) -> Dict[str, float]:
+        figures = self.bound.measure(run(str(path), self.evaluation, batch=self.batch))
+        self.tried[k] = (figures, path, meta)
+        return figures
 
-    def evaluate(self, k: int) -> float:
+    def evaluate(self, k: int) -> Dict[str, float]:
         path = self.out_dir / f"search-{k}.onnx"
         meta = self.requantize(self.ranking[:k], path)
-        keep_float(path, set(self.ranking[:k]), self.ranking)
+        if self.static:
+            keep_float(path, set(self.ranking[:k]), self.ranking)
         return self.measure(k, path, meta)
 
-    def bisect(self, target: float, n: int) -> int:
-        """The smallest k in [1, n - 1] whose model meets ``target``; -1 when none does (k = n would keep every
+    def bisect(self, n: int) -> int:
+        """The smallest k in [1, n - 1] whose model meets the bound; -1 when none does (k = n would keep every
         node in float: that is the float model, not a quantization)."""
         lo, hi, best = 1, n - 1, -1
         while lo <= hi:
             k = (lo + hi) // 2
-            if self.evaluate(k) >= target:
+            if self.bound.meets(self.evaluate(k)):
                 best, hi = k, k - 1
             else:
                 lo = k + 1
@@ -211,36 +158,73 @@ class Search:
                 path.unlink(missing_ok=True)
 
 
+def planned(cfg, recipe) -> Dict:
+    """The accuracy-aware options the recipe decides at plan time: ``target_cosine`` null is
+    ``constraints.min_cosine``, ``max_score_drop`` null ``constraints.max_accuracy_drop``, ``task`` "" the
+    ``evaluation.task``, and the bound is measured as the run measures its variants: ``search_samples`` 0 is
+    ``evaluation.max_samples`` (0 too: the whole split), ``search_batch_size`` 0 ``evaluation.batch_size``."""
+    c, e = recipe.constraints, recipe.evaluation
+    return {"target_cosine": c.min_cosine if cfg.target_cosine is None else cfg.target_cosine,
+            "max_score_drop": c.max_accuracy_drop if cfg.max_score_drop is None else cfg.max_score_drop,
+            "task": cfg.task or str(e.task), "search_samples": cfg.search_samples or e.max_samples,
+            "search_batch_size": cfg.search_batch_size or e.batch_size}
+
+
+def _ranking(out: Path, src: str, cfg, ctx, dynamic: bool) -> Tuple[int, Callable[[], List[Tuple[str, float]]]]:
+    """The number of quantized nodes the search may keep in float, and the function that ranks them."""
+    if not dynamic:
+        return len(candidates(out, src)), lambda: rank(out, src, split_feeds(
+            ctx.data.calibration, src, SENSITIVITY_SAMPLES, ctx.step, "calibration"))
+    from optimizer.host import int8_sums_saturate
+    from optimizer.passes import quantize_dynamic_search as dyn
+
+    names = dyn.candidates(src, str(out))
+    seven_bits = cfg.reduce_range if cfg.reduce_range is not None else int8_sums_saturate()  # prepare sets it
+    return len(names), lambda: dyn.rank(src, names, split_feeds(
+        ctx.data.calibration, src, dyn.SENSITIVITY_SAMPLES, ctx.step, "calibration"), cfg.per_channel, seven_bits)
+
+
 def search(requantize: Callable[[List[str], Path], dict], out: Path, meta: dict, src: str, reference: str,
-           cfg, ctx) -> dict:
+           cfg, ctx, source_meta=None) -> dict:
     """Accuracy-aware search after the plain quantization at ``out`` (options ``meta``): the meta of the chosen
-    model with ``accuracy_aware`` recording the nodes kept in float, the evaluations and the cosine before and
-    after. ``src`` is the float model handed to the quantizer (its node names), ``reference`` the pass's input;
-    ``requantize(exclude, path)`` quantizes ``src`` to ``path`` with ``exclude`` kept in float, returns its meta.
-    PassError with the best cosine reached when nothing meets the bound."""
+    model with ``accuracy_aware`` recording the nodes kept in float, the evaluations and the figures before and
+    after. ``src`` is the float model handed to the quantizer (its node names), ``reference`` the pass's input
+    (``source_meta`` its meta); ``requantize(exclude, path)`` quantizes ``src`` to ``path`` with ``exclude`` kept
+    in float, returns its meta. PassError with the best figures reached when nothing meets the bound."""
+    from optimizer.passes.quantize_bound import Bound, scored_task
+
     target = cfg.target_cosine if cfg.target_cosine is not None else DEFAULT_TARGET
     evaluation = split_feeds(ctx.data.evaluation, reference, cfg.search_samples, ctx.step, "evaluation")
-    s = Search(requantize, evaluation, run(reference, evaluation), ctx.out_dir)
+    samples = len(next(iter(evaluation.values())))
+    labels = ctx.data.evaluation_labels[:samples] if ctx.data.evaluation_labels is not None else None
+    task = scored_task(getattr(cfg, "task", ""), labels, source_meta or {})
+    drop = cfg.max_score_drop if getattr(cfg, "max_score_drop", None) is not None else 1.0
+    batch = getattr(cfg, "search_batch_size", 0) or 16  # set at plan time; 16 where a pass runs on its own
+    bound = Bound(target, task, drop, run(reference, evaluation, batch=batch), labels)
+    dynamic = getattr(cfg.mode, "value", cfg.mode) == "dynamic"
+    s = Search(requantize, evaluation, bound, ctx.out_dir, static=not dynamic)
+    s.batch = batch
     before = s.measure(0, out, meta)
-    n = len(candidates(out, src))
-    record = {"bound": {"mean_cosine": target}, "samples": len(next(iter(evaluation.values()))),
-              "quantized_nodes": n, "cosine_before": before}
+    n, ranking = _ranking(out, src, cfg, ctx, dynamic)
+    record = {"bound": bound.describe(), "samples": samples, "batch_size": batch, "quantized_nodes": n,
+              "before": before, "cosine_before": before["mean_cosine"]}
     k = 0
-    if before < target:
-        calibration = split_feeds(ctx.data.calibration, src, SENSITIVITY_SAMPLES, ctx.step, "calibration")
-        scores = rank(out, src, calibration)
+    if not bound.meets(before):
+        scores = ranking()
         s.ranking = [name for name, _ in scores]
-        k = s.bisect(target, n)
+        k = s.bisect(n)
         if k < 0:
-            best = max(s.tried, key=lambda j: s.tried[j][0])
+            best = max(s.tried, key=lambda j: bound.rank_key(s.tried[j][0]))
             s.finish(-1, out)
-            raise PassError(ctx.step, f"accuracy_aware: no quantization meets mean cosine >= {target} on "
-                                      f"{record['samples']} evaluation samples; the best reached "
-                                      f"{s.tried[best][0]:.8g}, keeping {best} of {n} quantized nodes in float "
-                                      f"({len(s.tried)} evaluations)")
+            figures = s.tried[best][0]
+            reached = f"{figures['mean_cosine']:.8g}" + "".join(
+                f" ({key.replace('_', ' ')} {value:.4g})" for key, value in figures.items() if key != "mean_cosine")
+            raise PassError(ctx.step, f"accuracy_aware: no quantization meets {bound.text()} on {samples} "
+                                      f"evaluation samples; the best reached {reached}, keeping {best} of {n} "
+                                      f"quantized nodes in float ({len(s.tried)} evaluations)")
         record["scores"] = {name: round(score, 6) for name, score in scores[:k]}
-    cosine, _, chosen = s.tried[k]
+    figures, _, chosen = s.tried[k]
     s.finish(k, out)
-    record.update(kept_fp32=s.ranking[:k], evaluations=len(s.tried), cosine_after=cosine)
+    record.update(kept_fp32=s.ranking[:k], evaluations=len(s.tried), after=figures,
+                  cosine_after=figures["mean_cosine"])
     return {**chosen, "accuracy_aware": record}
-

@@ -72,6 +72,25 @@ def test_the_auto_recipe_fits_an_onnx_source(tmp_path):
     assert [s.label for s in plan(fitted)] == ["export", "fuse", "quantize"]  # export shown as skipped
     space = check(fitted)
     assert "prune" not in space and space["quantize.mode"] == ["static", "dynamic"]
-    assert all("prune" not in p for p in fitted.search.incumbents) and len(fitted.search.incumbents) == 2
+    assert all("prune" not in p for p in fitted.search.incumbents) and len(fitted.search.incumbents) == 3
     assert fit_source(compose("auto"))[1] == []  # a torch source keeps every step
     assert fit_source(compose("int8", [f"model.source={tmp_path / 'm.onnx'}"]))[1] == []  # no search: as written
+
+
+def test_auto_tries_dynamic_int8_kept_within_the_task_bound():
+    """recipe=auto's incumbents include dynamic INT8 with accuracy_aware, planned with the recipe's task and its
+    max_accuracy_drop as the bound, measured on the whole evaluation split; the space may switch it on or off."""
+    from dataclasses import replace
+
+    from optimizer.recipe.plan import plan
+    from optimizer.recipe.space import incumbents
+
+    cfg = compose("auto", ["evaluation.task=embedding"])
+    assert check(cfg)["quantize.accuracy_aware"] == [False, True]
+    aware = [p for p in incumbents(cfg) if p.get("quantize.accuracy_aware")]
+    assert aware == [{"prune": None, "quantize.mode": "dynamic", "quantize.accuracy_aware": True}]
+    steps = {s.label: s.config for s in plan(replace(cfg, passes=apply(cfg.passes, aware[0])))}
+    q = steps["quantize"]
+    assert (q.mode.value, q.accuracy_aware, q.task, q.max_score_drop, q.search_samples, q.search_batch_size) == (
+        "dynamic", True, "embedding", 1.0, 0, 64)
+    assert list(steps) == ["export", "fuse", "quantize"]
