@@ -81,7 +81,7 @@ def build(cfg, out: Path):
 
 
 def measured(cfg, variants, splits, cache):
-    from optimizer.measure.evaluate import resolve_task
+    from optimizer.evaluate import resolve_task
     from optimizer.measure.run import measure
 
     return measure(variants, splits, cfg, cache, resolve_task(cfg.evaluation.task, splits.has_labels)).variants

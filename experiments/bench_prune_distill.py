@@ -27,7 +27,7 @@ import numpy as np
 
 from optimizer.io import batch_of
 from optimizer.cache import Cache
-from optimizer.measure.evaluate import predict
+from optimizer.evaluate import predict
 from optimizer.pipeline import plan, run_chain
 from optimizer.recipe.compose import compose
 from optimizer.formats import load

@@ -72,7 +72,7 @@ def load_inputs(cfg) -> Inputs:
     """The cache, the data splits, the task and the source model (built or loaded), checked before any pass."""
     from optimizer import formats
     from optimizer.recipe.guards import recipe_factories
-    from optimizer.measure.evaluate import check_labels, check_outputs, model_task, resolve_task
+    from optimizer.evaluate import check_labels, check_outputs, model_task, resolve_task
     from optimizer.measure.limits import check_memory
     from optimizer.sources.data import load_splits
     from optimizer.sources.models import load_source
@@ -155,7 +155,7 @@ def deploy_all(cfg, chosen: Optional[VariantRecord], variants: List[Variant], in
         if chosen is not None and impl.enabled(cfg):
             variant = next(v for v in variants if v.name == chosen.name)
             artifact = variant.artifact
-            served = replace(cfg, hardware=with_runtime(cfg.hardware, variant.runtime))  # a trial's session options
+            served = replace(cfg, hardware=with_runtime(cfg.hardware, variant.runtime)) if variant.runtime else cfg
             with status(name):
                 out[name] = impl.deploy(served, DeployInputs(chosen.name, artifact, inputs.splits.evaluation,
                                                           inputs.cache, out_dir, recipe, measurement_id,

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "optimizer"
 FLOORS: List[Tuple[str, ...]] = [
     ("optimizer", "optimizer.errors", "optimizer.io", "optimizer.files", "optimizer.config", "optimizer.console",
      "optimizer.gpu", "optimizer.host", "optimizer.resources", "optimizer.factory", "optimizer.artifact", "optimizer.integrity",
-     "optimizer.cache"),
+     "optimizer.cache", "optimizer.evaluate"),
     ("optimizer.formats",),
     ("optimizer.sources",),
     ("optimizer.registry", "optimizer.passes"),

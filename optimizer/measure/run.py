@@ -209,7 +209,7 @@ def _assemble(ok: List, plan: List[List[str]], pooled: Dict, outputs: Dict, memo
     """Each variant's record: evaluation and parity, pooled figures of its group, speed-ups vs that group's
     reference with intervals and verdicts, peak memory, and the batch sizes whose figures are unstable."""
     from optimizer.measure import stats
-    from optimizer.measure.evaluate import metrics, primary
+    from optimizer.evaluate import metrics, primary
 
     records = {}
     ref_name = ok[0].name

@@ -48,7 +48,7 @@ class _State:
         self.pool, self.batches = feeds, {}
 
     def predict(self, batch_size: int):
-        from optimizer.measure.evaluate import predict
+        from optimizer.evaluate import predict
 
         if self.state:  # a stateful model: one stream, each variant carrying its own state
             from optimizer.sources.state import stream_predict

@@ -12,7 +12,7 @@ import numpy as np
 
 def scored_task(task: str, labels, meta: Mapping) -> Optional[str]:
     """The task whose headline metric bounds the search, or None (cosine only)."""
-    from optimizer.measure.evaluate import AUTO, CLASSIFICATION, model_task, resolve_task
+    from optimizer.evaluate import AUTO, CLASSIFICATION, model_task, resolve_task
 
     if not task or ":" in task or (task == CLASSIFICATION and labels is None):
         return None
@@ -34,7 +34,7 @@ class Bound:
             self.metric, self.reference_score = base["metric"], base["score"]
 
     def _metrics(self, outputs: Mapping[str, np.ndarray]) -> Dict:
-        from optimizer.measure.evaluate import task_metrics
+        from optimizer.evaluate import task_metrics
 
         return task_metrics(self.task, outputs, self.labels, self.output, self.reference)
 

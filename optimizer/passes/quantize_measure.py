@@ -7,7 +7,7 @@ import numpy as np
 
 from optimizer.errors import PassError
 
-COSINE_MIN_ELEMENTS = 8  # outputs with fewer values per sample are left out of the cosine (as in measure.evaluate)
+COSINE_MIN_ELEMENTS = 8  # outputs with fewer values per sample are left out of the cosine (as in optimizer.evaluate)
 
 
 def split_feeds(split: Mapping[str, np.ndarray], path: str, samples: int, step: str, name: str) -> Dict:

@@ -75,7 +75,7 @@ def reference(art, io: Dict, feeds: Feeds, chunk: int, hw) -> Dict[str, np.ndarr
     batch 1 and ``chunk`` (at least 1e-4), which serve_check allows."""
     from optimizer.formats import load
     from optimizer.io import batches, concat
-    from optimizer.measure.evaluate import predict
+    from optimizer.evaluate import predict
 
     session = load(art, hw)
     try:

@@ -5,7 +5,7 @@ import pytest
 
 from optimizer.errors import RecipeError
 from optimizer.io import IOSpec, TensorSpec
-from optimizer.measure.evaluate import check_labels
+from optimizer.evaluate import check_labels
 
 TWO_CLASSES = IOSpec((TensorSpec("input_ids", "int64", ("batch", "sequence")),),
                      (TensorSpec("logits", "float32", ("batch", 2)),))

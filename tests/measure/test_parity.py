@@ -7,7 +7,7 @@ import pytest
 
 from optimizer.config import ConstraintsConfig
 from optimizer.decide.select import violations
-from optimizer.measure.evaluate import metrics, output_parity
+from optimizer.evaluate import metrics, output_parity
 from optimizer.records import VariantRecord
 
 RNG = np.random.default_rng(0)

@@ -50,7 +50,7 @@ def test_finetuning_recovers_accuracy_on_the_evaluation_split(pruned, teacher, s
 def test_pruned_model_exports_fuses_and_quantizes(pruned, splits, cache_dir, tmp_path):
     from optimizer.cache import Cache
     from optimizer.config import HardwareConfig
-    from optimizer.measure.evaluate import predict
+    from optimizer.evaluate import predict
     from optimizer.chain import run_chain
     from optimizer.recipe.plan import plan
     from optimizer.recipe.compose import compose

@@ -10,7 +10,7 @@ import torch
 from optimizer.cache import Cache
 from optimizer.config import DataConfig, ModelConfig
 from optimizer.errors import RecipeError
-from optimizer.measure.evaluate import HIDDEN, NEXT_TOKEN, model_task, resolve_task, task_metrics
+from optimizer.evaluate import HIDDEN, NEXT_TOKEN, model_task, resolve_task, task_metrics
 from optimizer.sources import hf, hf_dir
 from optimizer.sources.data import load_splits
 from optimizer.sources.hf_module import ENCODER as ENC

@@ -8,7 +8,7 @@ import torch
 
 from optimizer.errors import RecipeError
 from optimizer.io import IOSpec, TensorSpec
-from optimizer.measure.evaluate import NEXT_TOKEN, check_outputs, model_task, task_metrics
+from optimizer.evaluate import NEXT_TOKEN, check_outputs, model_task, task_metrics
 from optimizer.sources import hf
 
 
