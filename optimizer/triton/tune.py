@@ -206,8 +206,11 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
 
     With ``tiers`` (name -> p99 ms or None, highest priority first) the tightest tier's SLA is the SLA."""
     tiers = dict(tiers or {})
-    slas = [v for v in tiers.values() if v is not None]
-    sla_p99_ms = min(slas) if slas else sla_p99_ms
+    slas = {name: v for name, v in tiers.items() if v is not None}
+    tightest = min(slas, key=slas.get) if slas else None
+    sla_p99_ms = slas[tightest] if tightest else sla_p99_ms
+    sla_name = (f"serving.tiers[{list(tiers).index(tightest)}].p99_ms={sla_p99_ms} (tier {tightest})" if tightest
+                else f"serving.p99_ms={sla_p99_ms}")
     named = {str(t): list(c) for t, c in curves.items()}
     options = []
     for t, curve in curves.items():
@@ -219,7 +222,7 @@ def tune(curves: Dict[int, Sequence[Dict]], sla_p99_ms: float, cores: int, gpu: 
     if not options:
         fastest = min(min(c, key=lambda p: p["batch_size"])["p99_ms"] for c in curves.values() if c)
         worst = worst_case_ms({"p99_ms": fastest}, overhead_ms)  # the rule max_batch applies, at batch 1
-        return Tuning(False, f"serving.p99_ms={sla_p99_ms} cannot be met even at batch 1: a request may wait for one "
+        return Tuning(False, f"{sla_name} cannot be met even at batch 1: a request may wait for one "
                              f"running execution, then runs its own, and the rule 2 × (p99 + overhead) ≤ SLA gives "
                              f"2 × ({fastest:.2f} + {overhead_ms}) = {worst:.2f} ms > {sla_p99_ms} ms (best batch-1 "
                              f"p99 measured, serving overhead)", sla_p99_ms, overhead_ms=overhead_ms, curves=named)

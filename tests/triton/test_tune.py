@@ -122,6 +122,14 @@ def test_sla_missed_at_batch_one():
     t = tune({2: AMORTIZED, 1: AMORTIZED}, 1.0, cores=2)
     assert not t.feasible and t.max_batch_size == 0
     assert "cannot be met even at batch 1" in t.reason and "3.15" in t.reason
+    assert t.reason.startswith("serving.p99_ms=1.0 ")
+
+
+def test_a_missed_tier_sla_names_that_tier_not_serving_p99():
+    tiers = {"premium": 1.0, "standard": 50.0, "batch": None}
+    t = tune({1: AMORTIZED}, 999.0, cores=2, tiers=tiers)
+    assert not t.feasible
+    assert t.reason.startswith("serving.tiers[0].p99_ms=1.0 (tier premium) cannot be met")
 
 
 def test_a_missed_sla_states_the_two_times_rule_with_its_numbers():
