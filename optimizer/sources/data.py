@@ -1,7 +1,8 @@
 """Data for fine-tuning, calibration and evaluation: named feeds, labels optional.
 
-The built-in data is scikit-learn's bundled digits (8x8 images, no download), upscaled to
-1x32x32. A user can instead name a factory ``pkg.mod:fn`` that returns ``Splits``."""
+The built-in data is the UCI handwritten digits as scikit-learn ships them (1,797 8x8 images, values 0-16),
+bundled here as ``digits.npz`` (45 KB, no download, no scikit-learn import: that import alone cost every run 2 s),
+upscaled to 1x32x32. A user can instead name a factory ``pkg.mod:fn`` that returns ``Splits``."""
 
 import hashlib
 from dataclasses import dataclass
@@ -114,14 +115,16 @@ def check(s: Splits) -> None:
 
 
 def digits(cfg: DataConfig, seed: int = 0) -> Splits:
-    """scikit-learn's digits, scaled to [0, 1], upscaled bilinearly to 32x32, split three ways."""
-    import torch
-    from sklearn.datasets import load_digits
+    """The bundled digits, scaled to [0, 1], upscaled bilinearly to 32x32, split three ways."""
+    from pathlib import Path
 
-    bunch = load_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    import torch
+
+    with np.load(Path(__file__).with_name("digits.npz")) as bundled:
+        images, target = bundled["images"], bundled["target"]
+    x = torch.from_numpy(images.astype(np.float32) / 16.0).unsqueeze(1)
     x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    x, y = x.numpy(), bunch.target.astype(np.int64)
+    x, y = x.numpy(), target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
     n_eval = int(round(len(y) * cfg.evaluation_fraction))
     n_cal = cfg.calibration_size
