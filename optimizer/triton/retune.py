@@ -13,10 +13,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 from optimizer.triton.tune import OVERLOAD_MARGIN, Tuning, halve_batch, tighten
 from optimizer.tritonserver import overload
 from optimizer.tritonserver.expected import Sla
-from optimizer.tritonserver.stalls import stalled
+from optimizer.tritonserver.stalls import RESENDS as STALL_RESENDS, stalled
 
 MAX_RETUNES = 4  # re-tunes after the smoke test's probe (each re-probed on a fresh server)
-STALL_RESENDS = 2  # a probe that missed while the host stalled is sent again, at most this often
 LOW = 0.7  # a probe that held under this share of the SLA rejected more than it needed: the search goes on
 
 Tried = List[Tuple[Tuning, Dict]]  # the values probed, each with its probe record

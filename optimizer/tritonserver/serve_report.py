@@ -2,7 +2,7 @@
 
 from typing import Dict
 
-from optimizer.tritonserver.overload import line
+from optimizer.tritonserver.overload import line, stall_notes
 
 
 def print_record(record: Dict) -> None:
@@ -24,7 +24,8 @@ def print_record(record: Dict) -> None:
                   f"({r['requests']} requests, {r['errors']} errors)"
                   + (f"; average batch {r['avg_batch']}" if "avg_batch" in r else "")
                   + (f"; CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                     f"{r['client_cpu_ms_per_request']} ms" if "server_cpu_ms_per_request" in r else ""))
+                     f"{r['client_cpu_ms_per_request']} ms" if "server_cpu_ms_per_request" in r else "")
+                  + stall_notes(r))
             for n, t in r.get("tiers", {}).items():
                 print(f"    tier {n} (priority {t['priority']}): p50 {t['p50_ms']} ms  p99 {t['p99_ms']} ms "
                       f"[95 %: {t['p99_ci_ms'][0]}–{t['p99_ci_ms'][1]}]  ({t['answered']} answered)")

@@ -8,7 +8,8 @@ allows (then the server's threads, at the default priority, cannot hold it off: 
 hypervisor can), and records each wake-up that came ``STALL_MS`` or more late. Measured here: a CPU burner on
 both cores never delayed that watcher by 20 ms in 30 s, while during overload probes of the smoke server it
 woke 20-392 ms late, and both load-generator processes fell behind their schedules in the same seconds. A
-probe that misses while the host stalled is sent again (``overload``); the record keeps what the watcher saw."""
+probe or a smoke-test load level that misses while the host stalled is sent again (``triton.retune``,
+``serve_check``); the record keeps what the watcher saw."""
 
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ from typing import Dict, List, Optional
 
 STALL_MS = 20.0  # a wake-up this late (beyond its own sleep) counts as a host stall
 TICK_S = 0.002  # the watcher's sleep between wake-ups
+RESENDS = 2  # a load level or probe that missed while the host stalled is sent again, at most this often
 NICE = -10  # the watcher's priority where allowed (a stall is then the host's, not the server's)
 
 

@@ -47,3 +47,60 @@ def test_a_watcher_that_cannot_start_leaves_the_block_unwatched(monkeypatch):
     with StallWatch() as w:
         ran.append(True)  # the block (a probe) still runs
     assert ran and w.summary()["count"] is None and not stalled(w.summary())
+
+
+class _Watch:
+    """A stand-in watcher that reports the next of the given stall counts."""
+
+    counts: list = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def summary(self):
+        n = _Watch.counts.pop(0)
+        return {"count": n, "max_ms": 80.0 if n else 0.0, "total_ms": 80.0 * n, "threshold_ms": STALL_MS,
+                "raised_priority": True}
+
+
+def _level(p99_ms, rejected=0):
+    return {"concurrency": 4, "p99_ms": p99_ms, "p99_ci_ms": [p99_ms, p99_ms], "rejected": rejected,
+            "p99_counting_rejected_ms": None if rejected else p99_ms}
+
+
+SLA = {"p99_ms": 100.0, "source": "given", "tiers": {}}
+
+
+def _steady(monkeypatch, results, stalls):
+    from optimizer.tritonserver import serve_check, stalls as module
+
+    monkeypatch.setattr(module, "StallWatch", _Watch)
+    _Watch.counts = list(stalls)
+    sent = []
+
+    def run(concurrency):
+        sent.append(concurrency)
+        return dict(results[len(sent) - 1])
+
+    return serve_check._steady_level(run, 4, "m", SLA), sent
+
+
+def test_a_load_level_refused_while_the_host_stalled_is_sent_again(monkeypatch):
+    r, sent = _steady(monkeypatch, [_level(30.0, rejected=8), _level(31.0)], [2, 0])
+    assert sent == [4, 4] and r["p99_ms"] == 31.0 and r["host_stalls"]["count"] == 0
+    assert [(x["rejected"], x["host_stalls"]["count"]) for x in r["resent_after_stalls"]] == [(8, 2)]
+
+
+def test_a_miss_on_a_quiet_host_counts_and_resends_are_bounded(monkeypatch):
+    from optimizer.tritonserver.stalls import RESENDS
+
+    r, sent = _steady(monkeypatch, [_level(150.0)], [0])  # no stall: the miss stands
+    assert sent == [4] and r["p99_ms"] == 150.0 and "resent_after_stalls" not in r
+    r, sent = _steady(monkeypatch, [_level(150.0 + i) for i in range(RESENDS + 1)], [1] * (RESENDS + 1))
+    assert len(sent) == RESENDS + 1 and r["p99_ms"] == 150.0 + RESENDS
+    assert [x["p99_ms"] for x in r["resent_after_stalls"]] == [150.0 + i for i in range(RESENDS)]
+    r, sent = _steady(monkeypatch, [_level(40.0)], [3])  # within the SLA: a stall alone sends nothing again
+    assert sent == [4] and "resent_after_stalls" not in r
