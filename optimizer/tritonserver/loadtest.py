@@ -115,6 +115,23 @@ def load_test(url: str, model: str, sample: Dict[str, np.ndarray], concurrency: 
     return _record(tally, concurrency, sent, elapsed, names, tiers)
 
 
+def steady_level(run: Callable[..., Dict], concurrency: int, missed: Callable[[Dict], bool]) -> Dict:
+    """One closed-loop level (``run(concurrency=...)``), watched for host stalls (``stalls``); a level that
+    ``missed`` its SLA while the host stalled is sent again, at most ``stalls.RESENDS`` times, as the overload probe
+    is: CPUs taken from every process for tens of milliseconds say nothing of the configuration.
+    ``resent_after_stalls`` keeps what missed."""
+    from optimizer.tritonserver.stalls import RESENDS, StallWatch, stalled
+
+    resent: List[Dict] = []
+    while True:
+        with StallWatch() as watch:
+            r = run(concurrency=concurrency)
+        r["host_stalls"] = watch.summary()
+        if len(resent) >= RESENDS or not stalled(r["host_stalls"]) or not missed(r):
+            return {**r, "resent_after_stalls": resent} if resent else r
+        resent.append({k: r.get(k) for k in ("p99_ms", "p99_ci_ms", "rejected", "host_stalls")})
+
+
 def _record(tally: _Tally, concurrency: int, sent: int, elapsed: float, names: List[str],
             tiers: Optional[Dict[str, int]]) -> Dict:
     """The load test's JSON-ready record from what the workers saw."""

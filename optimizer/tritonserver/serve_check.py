@@ -21,7 +21,7 @@ import numpy as np
 
 from optimizer.tritonserver.expected import Sla, read_sla, reference
 from optimizer.tritonserver.loadgen import is_rejection
-from optimizer.tritonserver.loadtest import infer_request, load_test
+from optimizer.tritonserver.loadtest import infer_request, load_test, steady_level
 from optimizer.tritonserver.overload import probe
 from optimizer.tritonserver.serve_report import print_record
 
@@ -82,22 +82,6 @@ def sla_misses(name: str, m: Dict) -> List[str]:
         else:
             miss(f"at concurrency {r['concurrency']}", r, sla["p99_ms"])
     return out
-
-
-def _steady_level(run: Callable[..., Dict], concurrency: int, name: str, sla: Dict) -> Dict:
-    """One closed-loop level, watched for host stalls (``stalls``); a level that missed the SLA while the host
-    stalled is sent again, at most ``stalls.RESENDS`` times, as the overload probe is: the CPUs taken from every
-    process for tens of milliseconds say nothing of the configuration. ``resent_after_stalls`` keeps what missed."""
-    from optimizer.tritonserver.stalls import RESENDS, StallWatch, stalled
-
-    resent: List[Dict] = []
-    while True:
-        with StallWatch() as watch:
-            r = run(concurrency=concurrency)
-        r["host_stalls"] = watch.summary()
-        if len(resent) >= RESENDS or not stalled(r["host_stalls"]) or not sla_misses(name, {"sla": sla, "load": [r]}):
-            return {**r, "resent_after_stalls": resent} if resent else r
-        resent.append({k: r.get(k) for k in ("p99_ms", "p99_ci_ms", "rejected", "host_stalls")})
 
 
 def _queue_policy(config) -> bool:
@@ -179,7 +163,8 @@ def check_model(server, config, model_dir: Path, sla: Sla, settings: Settings) -
     run = functools.partial(load_test, server.grpc_url, config.name, one, max_requests=settings.max_requests,
                             max_seconds=settings.max_seconds, counters=functools.partial(server.counters, config.name),
                             tiers=tiers)
-    m["load"] = [_steady_level(run, c, config.name, m["sla"]) for c in settings.concurrency]
+    m["load"] = [steady_level(run, c, lambda r: bool(sla_misses(config.name, {"sla": m["sla"], "load": [r]})))
+                 for c in settings.concurrency]
     m["sla_p99_ms"] = sla.p99_ms
     m["within_sla"] = not sla_misses(config.name, m)
     if settings.capacity and sla.p99_ms is not None and sla.estimate:

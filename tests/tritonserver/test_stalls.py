@@ -75,7 +75,9 @@ SLA = {"p99_ms": 100.0, "source": "given", "tiers": {}}
 
 
 def _steady(monkeypatch, results, stalls):
-    from optimizer.tritonserver import serve_check, stalls as module
+    from optimizer.tritonserver import stalls as module
+    from optimizer.tritonserver.loadtest import steady_level
+    from optimizer.tritonserver.serve_check import sla_misses
 
     monkeypatch.setattr(module, "StallWatch", _Watch)
     _Watch.counts = list(stalls)
@@ -85,7 +87,7 @@ def _steady(monkeypatch, results, stalls):
         sent.append(concurrency)
         return dict(results[len(sent) - 1])
 
-    return serve_check._steady_level(run, 4, "m", SLA), sent
+    return steady_level(run, 4, lambda r: bool(sla_misses("m", {"sla": SLA, "load": [r]}))), sent
 
 
 def test_a_load_level_refused_while_the_host_stalled_is_sent_again(monkeypatch):
