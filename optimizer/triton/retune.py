@@ -7,13 +7,14 @@ probe that holds at 49 ms of a 50 ms SLA misses in the next 8 s as often as not;
 reached 45.9 ms was followed by 47-52 ms). A probe that does not hold while the host stalled
 (``tritonserver.stalls``) is sent again on a fresh server, at most ``STALL_RESENDS`` times, before it counts."""
 
+import functools
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from optimizer.triton.tune import OVERLOAD_MARGIN, Tuning, halve_batch, tighten
 from optimizer.tritonserver import overload
 from optimizer.tritonserver.expected import Sla
-from optimizer.tritonserver.stalls import RESENDS as STALL_RESENDS, stalled
+from optimizer.tritonserver.stalls import RESENDS as STALL_RESENDS, resend_while_stalled  # noqa: F401 (tests)
 
 MAX_RETUNES = 4  # re-tunes after the smoke test's probe (each re-probed on a fresh server)
 LOW = 0.7  # a probe that held under this share of the SLA rejected more than it needed: the search goes on
@@ -54,12 +55,9 @@ class _Prober:
 
     def steady(self, r: Dict) -> Dict:
         """``r``, or the probe sent again (on the values now written) when ``r`` missed while the host stalled."""
-        resent = []
-        while not good(r) and stalled(r.get("host_stalls")) and len(resent) < STALL_RESENDS:
-            resent.append({k: r.get(k) for k in ("p99_ms", "p99_ci_ms", "host_stalls")})
-            r = overload.serve_and_probe(self.repository, self.name, self.sla, self.capacity, self.factor,
-                                         self.seconds)
-        return {**r, "resent_after_stalls": resent} if resent else r
+        send = functools.partial(overload.serve_and_probe, self.repository, self.name, self.sla, self.capacity,
+                                 self.factor, self.seconds)
+        return resend_while_stalled(send, lambda p: not good(p), ("p99_ms", "p99_ci_ms", "host_stalls"), first=r)
 
 
 def next_values(tried: Tried, sla_ms: float, capacity: float) -> Optional[Tuning]:

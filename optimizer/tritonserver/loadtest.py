@@ -120,16 +120,10 @@ def steady_level(run: Callable[..., Dict], concurrency: int, missed: Callable[[D
     ``missed`` its SLA while the host stalled is sent again, at most ``stalls.RESENDS`` times, as the overload probe
     is: CPUs taken from every process for tens of milliseconds say nothing of the configuration.
     ``resent_after_stalls`` keeps what missed."""
-    from optimizer.tritonserver.stalls import RESENDS, StallWatch, stalled
+    from optimizer.tritonserver.stalls import resend_while_stalled, watched
 
-    resent: List[Dict] = []
-    while True:
-        with StallWatch() as watch:
-            r = run(concurrency=concurrency)
-        r["host_stalls"] = watch.summary()
-        if len(resent) >= RESENDS or not stalled(r["host_stalls"]) or not missed(r):
-            return {**r, "resent_after_stalls": resent} if resent else r
-        resent.append({k: r.get(k) for k in ("p99_ms", "p99_ci_ms", "rejected", "host_stalls")})
+    return resend_while_stalled(lambda: watched(lambda: run(concurrency=concurrency)), missed,
+                                ("p99_ms", "p99_ci_ms", "rejected", "host_stalls"))
 
 
 def _record(tally: _Tally, concurrency: int, sent: int, elapsed: float, names: List[str],

@@ -66,12 +66,9 @@ def probe(url: str, model: str, sample: Dict, sla_ms: float, capacity: float, fa
     tiers: ``tiers`` holds each tier's record, ``within_sla`` is every SLA tier within its own SLA, and the
     top-level figures are the tightest tier's (its SLA is the one the default policy was tuned for).
     ``host_stalls`` is what a ``stalls.StallWatch`` saw meanwhile."""
-    from optimizer.tritonserver.stalls import StallWatch
+    from optimizer.tritonserver.stalls import watched
 
-    with StallWatch() as watch:
-        r = _probe(url, model, sample, sla_ms, capacity, factor, seconds, tiers)
-    r["host_stalls"] = watch.summary()
-    return r
+    return watched(lambda: _probe(url, model, sample, sla_ms, capacity, factor, seconds, tiers))
 
 
 def _probe(url: str, model: str, sample: Dict, sla_ms: float, capacity: float, factor: float, seconds: float,

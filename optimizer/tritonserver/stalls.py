@@ -14,7 +14,7 @@ probe or a smoke-test load level that misses while the host stalled is sent agai
 import multiprocessing
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 STALL_MS = 20.0  # a wake-up this late (beyond its own sleep) counts as a host stall
 TICK_S = 0.002  # the watcher's sleep between wake-ups
@@ -99,3 +99,23 @@ class StallWatch:
 def stalled(summary: Optional[Dict]) -> bool:
     """Whether a watcher's summary saw at least one host stall."""
     return bool(summary and summary.get("count"))
+
+
+def watched(send: Callable[[], Dict]) -> Dict:
+    """``send()``'s record with ``host_stalls``: what a ``StallWatch`` saw while it ran."""
+    with StallWatch() as watch:
+        r = send()
+    r["host_stalls"] = watch.summary()
+    return r
+
+
+def resend_while_stalled(send: Callable[[], Dict], missed: Callable[[Dict], bool], keep: Sequence[str],
+                         first: Optional[Dict] = None) -> Dict:
+    """``first`` (else ``send()``), sent again while it ``missed`` and its ``host_stalls`` saw a stall, at most
+    ``RESENDS`` times; ``resent_after_stalls`` keeps the ``keep`` fields of each record that missed."""
+    r = first if first is not None else send()
+    resent: List[Dict] = []
+    while missed(r) and stalled(r.get("host_stalls")) and len(resent) < RESENDS:
+        resent.append({k: r.get(k) for k in keep})
+        r = send()
+    return {**r, "resent_after_stalls": resent} if resent else r
